@@ -1,0 +1,163 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "keygate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "keygate", targets: ["keygate"]),
+        .library(name: "KeygatePKI", targets: ["KeygatePKI"]),
+        .library(name: "KeygateDomain", targets: ["KeygateDomain"]),
+        .library(name: "KeygateStore", targets: ["KeygateStore"]),
+        .library(name: "KeygateServer", targets: ["KeygateServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
+    ],
+    targets: [
+        // PKI: CAs, signers, profiles, CSR policy, issuance, CRL and OCSP encoding.
+        .target(
+            name: "KeygatePKI",
+            dependencies: [
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Domain: records, audit events, lifecycle vocabulary. No I/O.
+        .target(
+            name: "KeygateDomain",
+            dependencies: ["KeygatePKI"],
+            swiftSettings: swiftSettings
+        ),
+        // Store: persistence protocols and the SQLite (GRDB, WAL) implementation.
+        .target(
+            name: "KeygateStore",
+            dependencies: [
+                "KeygateDomain",
+                "KeygatePKI",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Server: the Hummingbird application and the long-running services.
+        .target(
+            name: "KeygateServer",
+            dependencies: [
+                "KeygatePKI",
+                "KeygateDomain",
+                "KeygateStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Resources/openapi.yaml")],
+            swiftSettings: swiftSettings
+        ),
+        // CLI: the `keygate` commands, as a library so tests can drive them.
+        .target(
+            name: "KeygateCLI",
+            dependencies: [
+                "KeygatePKI",
+                "KeygateDomain",
+                "KeygateStore",
+                "KeygateServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "keygate",
+            dependencies: ["KeygateCLI"],
+            swiftSettings: swiftSettings
+        ),
+
+        // Shared test fixtures: temporary folders, a test CA, outside tools.
+        .target(
+            name: "KeygateTestSupport",
+            dependencies: [
+                "KeygatePKI",
+                "KeygateDomain",
+                "KeygateStore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Tests/KeygateTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygatePKITests",
+            dependencies: [
+                "KeygatePKI", "KeygateTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygateStoreTests",
+            dependencies: ["KeygateStore", "KeygateDomain", "KeygatePKI", "KeygateTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygateServerTests",
+            dependencies: [
+                "KeygateServer", "KeygateStore", "KeygateDomain", "KeygatePKI", "KeygateTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygateCLITests",
+            dependencies: [
+                "KeygateCLI", "KeygateServer", "KeygateStore", "KeygatePKI", "KeygateTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,206 @@
+import AsyncHTTPClient
+import Foundation
+import KeygateDomain
+import KeygatePKI
+import KeygateServer
+import KeygateStore
+import Logging
+import NIOCore
+import NIOSSL
+import X509
+import Crypto
+import NIOHTTP1
+import SwiftASN1
+
+/// Issues a batch of CSRs with bounded concurrency and measures throughput and latency.
+struct IssuanceBenchmark {
+    let csrs: [String]
+    let concurrency: Int
+    let algorithm: KeyAlgorithm
+
+    struct Result: Codable {
+        var mode: String
+        var count: Int
+        var concurrency: Int
+        var seconds: Double
+        var perSecond: Double
+        var p50Milliseconds: Double
+        var p99Milliseconds: Double
+        var failures: Int
+        var cores: Int
+
+        var summary: String {
+            String(
+                format: "%@: %d certificates in %.2f s = %.0f/s (concurrency %d, p50 %.2f ms, p99 %.2f ms, %d failures, %d cores)",
+                mode, count, seconds, perSecond, concurrency, p50Milliseconds, p99Milliseconds, failures, cores)
+        }
+    }
+
+    // MARK: CSRs
+
+    static func loadOrMakeCSRs(count: Int, algorithm: KeyAlgorithm, directory: String?, saveTo: String?) throws -> [String] {
+        if let directory {
+            let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".csr") }.sorted()
+            guard !names.isEmpty else { throw CLIError("no *.csr files in \(directory)") }
+            let texts = try names.map { try String(contentsOfFile: directory + "/" + $0, encoding: .utf8) }
+            return (0..<count).map { texts[$0 % texts.count] }
+        }
+        var csrs: [String] = []
+        csrs.reserveCapacity(count)
+        for index in 0..<count {
+            let key = try algorithm.generatePrivateKey()
+            let csr = try CertificateSigningRequest(
+                version: .v1, subject: try DistinguishedName { CommonName("bench-\(index)") }, privateKey: key,
+                attributes: .init())
+            csrs.append(try csr.serializeAsPEM().pemString)
+        }
+        if let saveTo {
+            try FileManager.default.createDirectory(atPath: saveTo, withIntermediateDirectories: true)
+            for (index, csr) in csrs.enumerated() {
+                try Data(csr.utf8).write(to: URL(fileURLWithPath: saveTo + String(format: "/%06d.csr", index)))
+            }
+        }
+        return csrs
+    }
+
+    // MARK: Runs
+
+    func runInProcess() async throws -> Result {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let store = try SQLiteStore(path: folder + "/bench.sqlite")
+        let root = try await CertificateAuthority.makeRoot(name: "Bench Root", signer: try SoftwareSigner.generate(algorithm))
+        let issuing = try await root.makeSubordinate(name: "Bench Issuing", signer: try SoftwareSigner.generate(algorithm))
+        let service = try CertificateService(
+            store: store, authority: issuing, revocation: RevocationPointers(baseURL: "http://127.0.0.1:8080"))
+        return try await measure(mode: "in-process") { index in
+            _ = try await service.issue(
+                csr: Array(csrs[index].utf8), profile: .device, identity: .init(commonName: "bench-\(index)"),
+                actor: "bench")
+        }
+    }
+
+    func runHTTP() async throws -> Result {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var options = KeygateInitializer.Options()
+        options.keyAlgorithm = algorithm
+        options.httpsPort = 0
+        options.httpPort = 0
+        options.passphrase = "benchmark-passphrase"
+        let directory = DataDirectory(path: folder + "/data")
+        let initialized = try await KeygateInitializer(directory: directory, options: options).run()
+        var logger = Logger(label: "keygate-bench")
+        logger.logLevel = .warning
+        let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
+        let (ports, continuation) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
+        let serverTask = Task { try await server.run { continuation.yield($0) } }
+        defer { serverTask.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        guard let bound = await iterator.next() else { throw CLIError("the benchmark server did not start") }
+
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(directory.path(initialized.configuration.root.certificate))
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let url = "https://127.0.0.1:\(bound.https)/admin/v1/certificates"
+        let token = initialized.adminToken
+        let encoder = JSONEncoder()
+        let bodies = try csrs.enumerated().map { index, csr in
+            try encoder.encode(IssueBody(csr: csr, profile: "device", subject: .init(commonName: "bench-\(index)")))
+        }
+        let result = try await measure(mode: "https+sqlite") { index in
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: bodies[index]))
+            let response = try await client.execute(request, timeout: .seconds(30))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            guard response.status == .created else { throw CLIError("HTTP \(response.status.code)") }
+        }
+        try await client.shutdown()
+        serverTask.cancel()
+        _ = await serverTask.result
+        return result
+    }
+
+    func runCFSSL(url: String) async throws -> Result {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let endpoint = (url.hasSuffix("/") ? String(url.dropLast()) : url) + "/api/v1/cfssl/sign"
+        let bodies = try csrs.map { try JSONSerialization.data(withJSONObject: ["certificate_request": $0]) }
+        let result = try await measure(mode: "cfssl") { index in
+            var request = HTTPClientRequest(url: endpoint)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: bodies[index]))
+            let response = try await client.execute(request, timeout: .seconds(30))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            guard response.status == .ok, String(buffer: body).contains("\"success\":true") else {
+                throw CLIError("cfssl answered HTTP \(response.status.code)")
+            }
+        }
+        try await client.shutdown()
+        return result
+    }
+
+    // MARK: Measuring
+
+    private func measure(mode: String, _ operation: @escaping @Sendable (Int) async throws -> Void) async throws -> Result {
+        let total = csrs.count
+        let clock = ContinuousClock()
+        let start = clock.now
+        let (latencies, failures) = try await withThrowingTaskGroup(of: (Double, Bool).self) { group in
+            var next = 0
+            var latencies: [Double] = []
+            var failures = 0
+            latencies.reserveCapacity(total)
+            func launch(_ index: Int) {
+                group.addTask {
+                    let begin = clock.now
+                    do {
+                        try await operation(index)
+                        return ((clock.now - begin).milliseconds, true)
+                    } catch {
+                        return ((clock.now - begin).milliseconds, false)
+                    }
+                }
+            }
+            while next < min(concurrency, total) {
+                launch(next)
+                next += 1
+            }
+            while let (latency, ok) = try await group.next() {
+                latencies.append(latency)
+                if !ok { failures += 1 }
+                if next < total {
+                    launch(next)
+                    next += 1
+                }
+            }
+            return (latencies.sorted(), failures)
+        }
+        let seconds = (clock.now - start).milliseconds / 1000
+        func percentile(_ p: Double) -> Double {
+            latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
+        }
+        return Result(
+            mode: mode, count: total, concurrency: concurrency, seconds: seconds,
+            perSecond: Double(total - failures) / max(seconds, 1e-9), p50Milliseconds: percentile(0.5),
+            p99Milliseconds: percentile(0.99), failures: failures, cores: ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    private func temporaryFolder() throws -> String {
+        let path = NSTemporaryDirectory() + "keygate-bench-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
+
+extension Duration {
+    var milliseconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import KeygatePKI
+import KeygateServer
+import X509
+
+struct InitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a data folder: root and issuing CA, TLS certificate, database, first admin token.",
+        discussion: """
+            CA keys are written as encrypted PKCS #8 (PBES2, AES-256-CBC), readable with
+            `openssl pkey -passin`. The passphrase comes from --passphrase-file or KEYGATE_PASSPHRASE;
+            with neither, a random one is generated into DIR/passphrase (0600).
+            The first admin token is printed once and kept in DIR/admin-token (0600).
+            """)
+
+    @Option(name: .long, help: "The data folder to create.")
+    var dataDir: String
+
+    @Option(name: .long, help: "CA key algorithm: ecdsa-p256 (default), ecdsa-p384, rsa-3072, ed25519.")
+    var keyAlgorithm: String = "ecdsa-p256"
+
+    @Option(name: .long, parsing: .singleValue, help: "Another host name or IP for the server certificate (repeatable).")
+    var host: [String] = []
+
+    @Option(name: .long, help: "Organization name in the CA certificates.")
+    var organization: String = "Keygate"
+
+    @Option(name: .long, help: "File holding the CA key passphrase (else KEYGATE_PASSPHRASE, else generated).")
+    var passphraseFile: String?
+
+    @Option(name: .long, help: "Address both listeners bind to.")
+    var listen: String = "127.0.0.1"
+
+    @Option(name: .long, help: "HTTPS port (admin and device API).")
+    var httpsPort: Int = 8443
+
+    @Option(name: .long, help: "Plain-HTTP port (CRL, OCSP, CA chain).")
+    var httpPort: Int = 8080
+
+    @Option(name: .long, help: "Base URL written into certificates for CRL and OCSP (default http://HOST:HTTP-PORT).")
+    var publicUrl: String?
+
+    func run() async throws {
+        guard let algorithm = KeyAlgorithm(flag: keyAlgorithm) else {
+            throw ValidationError("unknown key algorithm '\(keyAlgorithm)'; use ecdsa-p256, ecdsa-p384, rsa-3072 or ed25519")
+        }
+        var options = KeygateInitializer.Options()
+        options.keyAlgorithm = algorithm
+        options.hosts = host
+        options.organization = organization
+        options.listenHost = listen
+        options.httpsPort = httpsPort
+        options.httpPort = httpPort
+        options.publicBaseURL = publicUrl
+        options.passphrase = try PassphraseSource.resolve(file: passphraseFile, dataDirectory: nil)
+        let directory = DataDirectory(path: dataDir)
+        let result = try await runReportingErrors {
+            try await KeygateInitializer(directory: directory, options: options).run()
+        }
+        print("Created Keygate data folder \(directory.url.path)")
+        print("  root CA     \(result.root.subject)  (\(algorithm.rawValue))")
+        print("  issuing CA  \(result.issuing.subject)")
+        print("  chain       \(directory.path(DataDirectory.chainFile))")
+        print("  HTTPS       \(result.configuration.adminURL)   HTTP \(result.configuration.publicBaseURL)")
+        if let file = result.generatedPassphraseFile {
+            print("  passphrase  generated into \(file) (0600); keep it safe or move it out and use KEYGATE_PASSPHRASE")
+        }
+        print("")
+        print("Admin token (shown once; also in \(directory.path(DataDirectory.adminTokenFile))):")
+        print("  \(result.adminToken)")
+        print("")
+        print("Next: keygate serve --data-dir \(dataDir)")
+    }
+}

@@ -1,0 +1,32 @@
+public import ArgumentParser
+
+/// `keygate`: the server, its administration, the benchmarks.
+public struct KeygateCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "keygate",
+        abstract: "Keygate: device identities for IoT fleets, from allowlist to Azure IoT Hub.",
+        discussion: """
+            Start with `keygate init --data-dir DIR`, then `keygate serve --data-dir DIR`.
+            Admin commands find the server through --data-dir (same host) or --server, --token and --ca-cert
+            (or KEYGATE_SERVER, KEYGATE_TOKEN, KEYGATE_CA_CERT).
+            """,
+        version: KeygateVersion.current,
+        subcommands: [
+            InitCommand.self, ServeCommand.self, CACommand.self, CertCommand.self, AuditCommand.self,
+            BenchCommand.self,
+        ]
+    )
+
+    public init() {}
+}
+
+public enum KeygateVersion {
+    public static let current = "0.1.0"
+}
+
+/// The entry point of the `keygate` executable.
+public enum KeygateMain {
+    public static func run() async {
+        await KeygateCommand.main()
+    }
+}

@@ -1,0 +1,106 @@
+public import Foundation
+public import KeygatePKI
+
+/// What Keygate remembers about every certificate it issued.
+public struct CertificateRecord: Sendable, Hashable, Codable {
+    /// The serial number, lower-case hex.
+    public var serial: String
+    /// The subject as RFC 4514 text (`CN=sensor-17`).
+    public var subject: String
+    /// The issuing CA's subject.
+    public var issuer: String
+    public var notBefore: Date
+    public var notAfter: Date
+    /// The profile it was issued under (`device`, `server`).
+    public var profile: String
+    public var status: Status
+    public var revokedAt: Date?
+    public var revocationReason: RevocationReason?
+    /// The certificate, PEM.
+    public var pem: String
+    /// The device the certificate belongs to, if any.
+    public var deviceID: String?
+    public var createdAt: Date
+
+    public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Issued and not revoked (it may still have expired; see ``CertificateRecord/isExpired(at:)``).
+        case active
+        /// Revoked for good.
+        case revoked
+        /// Suspended with `certificateHold`; can be released.
+        case onHold
+    }
+
+    public init(
+        serial: String, subject: String, issuer: String, notBefore: Date, notAfter: Date, profile: String,
+        status: Status = .active, revokedAt: Date? = nil, revocationReason: RevocationReason? = nil,
+        pem: String, deviceID: String? = nil, createdAt: Date = Date()
+    ) {
+        self.serial = serial
+        self.subject = subject
+        self.issuer = issuer
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.profile = profile
+        self.status = status
+        self.revokedAt = revokedAt
+        self.revocationReason = revocationReason
+        self.pem = pem
+        self.deviceID = deviceID
+        self.createdAt = createdAt
+    }
+
+    public func isExpired(at date: Date = Date()) -> Bool { notAfter < date }
+
+    /// The status an OCSP responder reports for this record.
+    public var ocspStatus: OCSPCertificateStatus {
+        switch status {
+        case .active: return .good
+        case .revoked, .onHold:
+            return .revoked(at: revokedAt ?? createdAt, reason: revocationReason ?? .unspecified)
+        }
+    }
+
+    /// Applies a revocation. A held certificate may be revoked for good; a revoked one may not change.
+    public mutating func revoke(reason: RevocationReason, at date: Date) throws {
+        switch status {
+        case .revoked:
+            throw KeygateError(.alreadyRevoked, "certificate \(serial) was already revoked")
+        case .onHold where reason == .certificateHold:
+            throw KeygateError(.alreadyRevoked, "certificate \(serial) is already on hold")
+        case .active, .onHold:
+            status = reason == .certificateHold ? .onHold : .revoked
+            revocationReason = reason
+            revokedAt = date
+        }
+    }
+}
+
+/// Filters for listing certificates.
+public struct CertificateQuery: Sendable, Hashable {
+    public var status: CertificateRecord.Status?
+    public var deviceID: String?
+    public var profile: String?
+    /// Only certificates whose `notAfter` is before this date.
+    public var expiringBefore: Date?
+    /// Keyset paging: serials after this one in creation order.
+    public var after: String?
+    public var limit: Int
+
+    public init(
+        status: CertificateRecord.Status? = nil, deviceID: String? = nil, profile: String? = nil,
+        expiringBefore: Date? = nil, after: String? = nil, limit: Int = 100
+    ) {
+        self.status = status
+        self.deviceID = deviceID
+        self.profile = profile
+        self.expiringBefore = expiringBefore
+        self.after = after
+        self.limit = limit
+    }
+}
+
+extension KeygateError.Code {
+    public static let alreadyRevoked = Self("alreadyRevoked", kind: .conflict)
+    public static let certificateNotFound = Self("certificateNotFound", kind: .notFound)
+}

@@ -1,0 +1,113 @@
+public import Foundation
+import SwiftASN1
+public import X509
+
+/// Encodes and signs v2 CRLs (RFC 5280 §5).
+///
+/// ```
+/// CertificateList  ::=  SEQUENCE  {
+///     tbsCertList          TBSCertList,
+///     signatureAlgorithm   AlgorithmIdentifier,
+///     signatureValue       BIT STRING  }
+///
+/// TBSCertList  ::=  SEQUENCE  {
+///     version                 Version OPTIONAL,  -- if present, MUST be v2
+///     signature               AlgorithmIdentifier,
+///     issuer                  Name,
+///     thisUpdate              Time,
+///     nextUpdate              Time OPTIONAL,
+///     revokedCertificates     SEQUENCE OF SEQUENCE  {
+///          userCertificate         CertificateSerialNumber,
+///          revocationDate          Time,
+///          crlEntryExtensions      Extensions OPTIONAL  -- if present, version MUST be v2
+///                               }  OPTIONAL,
+///     crlExtensions           [0]  EXPLICIT Extensions OPTIONAL  -- if present, version MUST be v2
+///                               }
+///
+/// AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] KeyIdentifier OPTIONAL, … }
+/// CRLNumber ::= INTEGER (0..MAX)
+/// ```
+public struct CRLBuilder: Sendable {
+    public var authority: CertificateAuthority
+
+    public init(authority: CertificateAuthority) {
+        self.authority = authority
+    }
+
+    /// Builds the signed CRL (DER) listing `entries`.
+    ///
+    /// An `unspecified` reason is left out of the entry, as RFC 5280 §5.3.1 asks.
+    public func build(
+        number: Int64,
+        thisUpdate: Date,
+        nextUpdate: Date,
+        entries: [RevokedEntry]
+    ) async throws -> [UInt8] {
+        let signatureAlgorithm = authority.signer.signatureAlgorithm
+        var tbs = DER.Serializer()
+        try tbs.appendConstructedNode(identifier: .sequence) { coder in
+            try coder.serialize(1)  // v2
+            try signatureAlgorithm.appendAlgorithmIdentifier(into: &coder)
+            try coder.serialize(authority.certificate.subject)
+            try DERTime.appendTime(thisUpdate, into: &coder)
+            try DERTime.appendTime(nextUpdate, into: &coder)
+            if !entries.isEmpty {
+                try coder.appendConstructedNode(identifier: .sequence) { coder in
+                    for entry in entries {
+                        try coder.appendConstructedNode(identifier: .sequence) { coder in
+                            try coder.serialize(entry.serialNumber.bytes)
+                            try DERTime.appendTime(entry.revokedAt, into: &coder)
+                            if entry.reason != .unspecified {
+                                try coder.appendConstructedNode(identifier: .sequence) { coder in
+                                    var reason = DER.Serializer()
+                                    reason.appendReasonCode(entry.reason)
+                                    try appendExtension(.Keygate.cRLReason, value: reason.serializedBytes, into: &coder)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            try coder.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                coder in
+                try coder.appendConstructedNode(identifier: .sequence) { coder in
+                    var aki = DER.Serializer()
+                    try aki.appendConstructedNode(identifier: .sequence) { aki in
+                        aki.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                            $0.append(contentsOf: authority.keyIdentifier)
+                        }
+                    }
+                    try appendExtension(.Keygate.authorityKeyIdentifier, value: aki.serializedBytes, into: &coder)
+                    var crlNumber = DER.Serializer()
+                    try crlNumber.serialize(number)
+                    try appendExtension(.Keygate.cRLNumber, value: crlNumber.serializedBytes, into: &coder)
+                }
+            }
+        }
+        let tbsBytes = tbs.serializedBytes
+        let signature = try await authority.signer.sign(tbsBytes)
+        return try Self.wrapSigned(tbs: tbsBytes, algorithm: signatureAlgorithm, signature: signature)
+    }
+
+    /// `SEQUENCE { tbs, AlgorithmIdentifier, BIT STRING signature }`, shared by CRLs and OCSP.
+    static func wrapSigned(
+        tbs: [UInt8], algorithm: Certificate.SignatureAlgorithm, signature: [UInt8],
+        trailer: ((inout DER.Serializer) throws -> Void)? = nil
+    ) throws -> [UInt8] {
+        var coder = DER.Serializer()
+        try coder.appendConstructedNode(identifier: .sequence) { coder in
+            coder.serializeRawBytes(tbs)
+            try algorithm.appendAlgorithmIdentifier(into: &coder)
+            try coder.serialize(ASN1BitString(bytes: signature[...]))
+            try trailer?(&coder)
+        }
+        return coder.serializedBytes
+    }
+}
+
+extension DER.Serializer {
+    /// `CRLReason ::= ENUMERATED` (0...10): one content octet.
+    mutating func appendReasonCode(_ reason: RevocationReason) {
+        appendPrimitiveNode(identifier: .enumerated) { $0.append(UInt8(reason.rawValue)) }
+    }
+}

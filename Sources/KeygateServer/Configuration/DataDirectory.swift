@@ -1,0 +1,129 @@
+public import Foundation
+import SwiftASN1
+public import KeygatePKI
+public import X509
+
+/// The data folder `keygate init` creates and `keygate serve` runs from.
+///
+/// ```
+/// keygate.json          configuration (no secrets)
+/// keygate.sqlite        the database (WAL)
+/// ca/root.crt.pem       root CA certificate
+/// ca/root.key.pem       root CA key, encrypted PKCS #8 (software key store only)
+/// ca/issuing.crt.pem    issuing CA certificate
+/// ca/issuing.key.pem    issuing CA key, encrypted PKCS #8
+/// ca/chain.pem          issuing + root, what clients trust
+/// tls/server.crt.pem    the HTTPS listener's certificate chain
+/// tls/server.key.pem    its key (0600)
+/// admin-token           the first admin token (0600)
+/// passphrase            the CA key passphrase, only when init generated it (0600)
+/// ```
+public struct DataDirectory: Sendable {
+    public let url: URL
+
+    public init(path: String) {
+        self.url = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+    }
+
+    public static let configurationFile = "keygate.json"
+    public static let adminTokenFile = "admin-token"
+    public static let passphraseFile = "passphrase"
+    public static let chainFile = "ca/chain.pem"
+
+    public func path(_ relative: String) -> String {
+        relative.hasPrefix("/") ? relative : url.appendingPathComponent(relative).path
+    }
+
+    public var exists: Bool { FileManager.default.fileExists(atPath: path(Self.configurationFile)) }
+
+    public func loadConfiguration() throws -> ServerConfiguration {
+        let file = path(Self.configurationFile)
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw KeygateError(.dataDirectoryMissing, "\(url.path) is not a Keygate data folder (no \(Self.configurationFile)); run `keygate init --data-dir \(url.path)` first")
+        }
+        do {
+            return try JSONDecoder().decode(ServerConfiguration.self, from: data)
+        } catch {
+            throw KeygateError(.malformedJSON, "\(file) cannot be read: \(error)")
+        }
+    }
+
+    public func saveConfiguration(_ configuration: ServerConfiguration) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try write(try encoder.encode(configuration), to: Self.configurationFile, mode: 0o644)
+    }
+
+    /// Writes a file atomically with the given permissions (0600 for secrets).
+    public func write(_ data: Data, to relative: String, mode: Int) throws {
+        let target = URL(fileURLWithPath: path(relative))
+        try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let temporary = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).tmp")
+        FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: mode])
+        let handle = try FileHandle(forWritingTo: temporary)
+        try handle.write(contentsOf: data)
+        try handle.synchronize()
+        try handle.close()
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: temporary.path)
+        if FileManager.default.fileExists(atPath: target.path) {
+            _ = try FileManager.default.replaceItemAt(target, withItemAt: temporary)
+        } else {
+            try FileManager.default.moveItem(at: temporary, to: target)
+        }
+    }
+
+    public func read(_ relative: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path(relative)) else {
+            throw KeygateError(.dataDirectoryMissing, "\(path(relative)) is missing")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    public func readCertificates(_ relative: String) throws -> [Certificate] {
+        let text = try read(relative)
+        do {
+            return try PEMDocument.parseMultiple(pemString: text).map { try Certificate(pemDocument: $0) }
+        } catch {
+            throw KeygateError(.malformedPEM, "\(path(relative)) does not hold PEM certificates: \(error)")
+        }
+    }
+}
+
+/// Where the CA key passphrase comes from, in order: `--passphrase-file`, `KEYGATE_PASSPHRASE`,
+/// then the `passphrase` file `init` generated in the data folder.
+public enum PassphraseSource {
+    public static let environmentVariable = "KEYGATE_PASSPHRASE"
+
+    public static func resolve(file: String?, dataDirectory: DataDirectory?) throws -> String? {
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw KeygateError(.passphraseMissing, "cannot read the passphrase file \(file)")
+            }
+            return try clean(String(decoding: data, as: UTF8.self), origin: file)
+        }
+        if let value = ProcessInfo.processInfo.environment[environmentVariable], !value.isEmpty {
+            return try clean(value, origin: environmentVariable)
+        }
+        if let dataDirectory {
+            let path = dataDirectory.path(DataDirectory.passphraseFile)
+            if let data = FileManager.default.contents(atPath: path) {
+                return try clean(String(decoding: data, as: UTF8.self), origin: path)
+            }
+        }
+        return nil
+    }
+
+    private static func clean(_ text: String, origin: String) throws -> String {
+        let trimmed = text.trimmingCharacters(in: .newlines)
+        guard trimmed.count >= 8 else {
+            throw KeygateError(.passphraseMissing, "the passphrase from \(origin) is shorter than 8 characters")
+        }
+        return trimmed
+    }
+}
+
+extension KeygateError.Code {
+    public static let dataDirectoryMissing = Self("dataDirectoryMissing", kind: .notFound)
+    public static let dataDirectoryExists = Self("dataDirectoryExists", kind: .conflict)
+    public static let passphraseMissing = Self("passphraseMissing", kind: .invalidInput)
+}

@@ -1,0 +1,128 @@
+public import Foundation
+public import KeygatePKI
+import KeygateDomain
+import KeygateStore
+public import X509
+import Crypto
+
+/// Creates a data folder: root and issuing CA, encrypted keys, the server's TLS certificate,
+/// the database and the first admin token (`keygate init`).
+public struct KeygateInitializer: Sendable {
+    public struct Options: Sendable {
+        public var keyAlgorithm: KeyAlgorithm = .p256
+        /// Extra names for the server's TLS certificate, besides 127.0.0.1 and ::1.
+        public var hosts: [String] = []
+        public var organization: String = "Keygate"
+        public var rootName: String = "Keygate Root CA"
+        public var issuingName: String = "Keygate Issuing CA"
+        public var listenHost: String = "127.0.0.1"
+        public var httpsPort: Int = 8443
+        public var httpPort: Int = 8080
+        /// The base URL put into certificates for CRL and OCSP; defaults to `http://<first host or 127.0.0.1>:<httpPort>`.
+        public var publicBaseURL: String?
+        /// `nil`: generate one into the data folder.
+        public var passphrase: String?
+        public var kdfIterations: Int = EncryptedPrivateKey.defaultIterations
+
+        public init() {}
+    }
+
+    public struct Result: Sendable {
+        public var configuration: ServerConfiguration
+        public var adminToken: String
+        /// Set when the passphrase was generated: the file it was written to.
+        public var generatedPassphraseFile: String?
+        public var root: Certificate
+        public var issuing: Certificate
+    }
+
+    public let directory: DataDirectory
+    public let options: Options
+
+    public init(directory: DataDirectory, options: Options) {
+        self.directory = directory
+        self.options = options
+    }
+
+    public func run() async throws -> Result {
+        guard !directory.exists else {
+            throw KeygateError(.dataDirectoryExists, "\(directory.url.path) already holds a Keygate data folder")
+        }
+        try validatePorts()
+        try FileManager.default.createDirectory(at: directory.url, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory.url.path)
+
+        var generatedPassphraseFile: String?
+        let passphrase: String
+        if let given = options.passphrase {
+            passphrase = given
+        } else {
+            passphrase = Data(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }).base64URLEncoded
+            try directory.write(Data((passphrase + "\n").utf8), to: DataDirectory.passphraseFile, mode: 0o600)
+            generatedPassphraseFile = directory.path(DataDirectory.passphraseFile)
+        }
+
+        let rootSigner = try SoftwareSigner.generate(options.keyAlgorithm)
+        let root = try await CertificateAuthority.makeRoot(
+            name: options.rootName, organization: options.organization, signer: rootSigner)
+        let issuingSigner = try SoftwareSigner.generate(options.keyAlgorithm)
+        let issuing = try await root.makeSubordinate(
+            name: options.issuingName, organization: options.organization, signer: issuingSigner)
+
+        let rootEntry = ServerConfiguration.CAEntry(
+            certificate: "ca/root.crt.pem", keyStore: "software", keyFile: "ca/root.key.pem",
+            keyAlgorithm: options.keyAlgorithm)
+        let issuingEntry = ServerConfiguration.CAEntry(
+            certificate: "ca/issuing.crt.pem", keyStore: "software", keyFile: "ca/issuing.key.pem",
+            keyAlgorithm: options.keyAlgorithm)
+        try writeEncryptedKey(rootSigner, to: rootEntry.keyFile!, passphrase: passphrase)
+        try writeEncryptedKey(issuingSigner, to: issuingEntry.keyFile!, passphrase: passphrase)
+        try directory.write(Data(try root.certificate.pemString.utf8), to: rootEntry.certificate, mode: 0o644)
+        try directory.write(Data(try issuing.certificate.pemString.utf8), to: issuingEntry.certificate, mode: 0o644)
+        try directory.write(Data(try issuing.chainPEM.utf8), to: DataDirectory.chainFile, mode: 0o644)
+
+        let firstHost = options.hosts.first ?? options.listenHost
+        let configuration = ServerConfiguration(
+            https: .init(host: options.listenHost, port: options.httpsPort),
+            http: .init(host: options.listenHost, port: options.httpPort),
+            publicBaseURL: options.publicBaseURL ?? "http://\(Self.urlHost(firstHost)):\(options.httpPort)",
+            adminURL: "https://\(Self.urlHost(options.hosts.first ?? "127.0.0.1")):\(options.httpsPort)",
+            root: rootEntry, issuing: issuingEntry)
+
+        let store = try SQLiteStore(path: directory.path(configuration.database))
+        _ = try await store.appendAudit(
+            .init(actor: "system", action: "ca.created", subject: issuing.certificate.subject.description, details: [
+                "root": root.certificate.subject.description, "keyAlgorithm": options.keyAlgorithm.rawValue,
+            ]))
+        try await ServerTLSIdentity(directory: directory, configuration: configuration)
+            .issue(authority: issuing, hosts: options.hosts, store: store)
+
+        let token = AdminTokenSecret.generate()
+        try await store.addAdminToken(
+            AdminToken(name: "initial", hash: AdminTokenSecret.hash(token)),
+            audit: .init(actor: "system", action: "adminToken.created", subject: "initial"))
+        try directory.write(Data((token + "\n").utf8), to: DataDirectory.adminTokenFile, mode: 0o600)
+        try directory.saveConfiguration(configuration)
+
+        return Result(
+            configuration: configuration, adminToken: token, generatedPassphraseFile: generatedPassphraseFile,
+            root: root.certificate, issuing: issuing.certificate)
+    }
+
+    private func writeEncryptedKey(_ signer: SoftwareSigner, to file: String, passphrase: String) throws {
+        let pem = try EncryptedPrivateKey.encrypt(
+            pkcs8: try signer.privateKey.pkcs8DER(), passphrase: passphrase, iterations: options.kdfIterations)
+        try directory.write(Data(pem.utf8), to: file, mode: 0o600)
+    }
+
+    private func validatePorts() throws {
+        for port in [options.httpsPort, options.httpPort] where !(0...65535).contains(port) {
+            throw KeygateError(.malformedInput, "port \(port) is out of range")
+        }
+    }
+
+    /// Brackets IPv6 literals for use in URLs.
+    static func urlHost(_ host: String) -> String {
+        host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+    }
+}

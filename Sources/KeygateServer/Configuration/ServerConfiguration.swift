@@ -1,0 +1,63 @@
+public import Foundation
+public import KeygatePKI
+
+/// `keygate.json` in the data folder: everything `keygate serve` needs besides secrets.
+public struct ServerConfiguration: Codable, Sendable, Hashable {
+    public struct Listener: Codable, Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public struct CAEntry: Codable, Sendable, Hashable {
+        /// The certificate, relative to the data folder.
+        public var certificate: String
+        /// `software` (an encrypted PKCS #8 file), `pkcs11` or `azure-key-vault`.
+        public var keyStore: String
+        /// For `software`: the encrypted key file, relative to the data folder.
+        public var keyFile: String?
+        public var keyAlgorithm: KeyAlgorithm
+    }
+
+    public var formatVersion: Int = 1
+    /// The admin and device API (HTTPS).
+    public var https: Listener
+    /// CRL, OCSP and the CA chain (plain HTTP).
+    public var http: Listener
+    /// The base URL written into certificates for the CRL and OCSP (`http://host:port`).
+    public var publicBaseURL: String
+    /// How admin commands on this host reach the API (`https://127.0.0.1:8443`).
+    public var adminURL: String
+    public var root: CAEntry
+    public var issuing: CAEntry
+    /// The HTTPS listener's certificate and (unencrypted, 0600) key.
+    public var tlsCertificate: String
+    public var tlsKey: String
+    /// The SQLite database, relative to the data folder.
+    public var database: String
+    /// How long a CRL is valid (`nextUpdate - thisUpdate`), in seconds.
+    public var crlValiditySeconds: Int
+    /// How long an OCSP answer is valid, in seconds.
+    public var ocspValiditySeconds: Int
+
+    public init(
+        https: Listener, http: Listener, publicBaseURL: String, adminURL: String, root: CAEntry, issuing: CAEntry,
+        tlsCertificate: String = "tls/server.crt.pem", tlsKey: String = "tls/server.key.pem",
+        database: String = "keygate.sqlite", crlValiditySeconds: Int = 86_400, ocspValiditySeconds: Int = 3_600
+    ) {
+        self.https = https
+        self.http = http
+        self.publicBaseURL = publicBaseURL
+        self.adminURL = adminURL
+        self.root = root
+        self.issuing = issuing
+        self.tlsCertificate = tlsCertificate
+        self.tlsKey = tlsKey
+        self.database = database
+        self.crlValiditySeconds = crlValiditySeconds
+        self.ocspValiditySeconds = ocspValiditySeconds
+    }
+}

@@ -1,0 +1,39 @@
+import Hummingbird
+import Foundation
+import KeygateDomain
+import KeygateStore
+import Foundation
+import NIOCore
+
+/// `/healthz`, `/metrics` and `/openapi.yaml`, on both listeners.
+struct OperationalRoutes {
+    let service: CertificateService
+
+    func register(on router: Router<KeygateRequestContext>) {
+        router.get("healthz") { _, _ in
+            _ = try await service.store.certificateCounts()
+            return try jsonResponse(["status": "ok"])
+        }
+        router.get("metrics") { _, _ in
+            _ = try? await service.crl.current()  // refreshes the CRL age gauge
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: service.metrics.render())))
+        }
+        router.get("openapi.yaml") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/yaml"],
+                body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
+        }
+    }
+}
+
+/// The OpenAPI description of Keygate's HTTP API, shipped inside the binary.
+public enum OpenAPIDocument {
+    public static var yaml: String {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
+            let text = try? String(contentsOf: url, encoding: .utf8)
+        else { return "openapi: 3.1.0\ninfo: {title: Keygate, version: unknown}\npaths: {}\n" }
+        return text
+    }
+}

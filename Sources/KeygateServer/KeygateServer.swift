@@ -1,0 +1,140 @@
+public import Foundation
+public import KeygatePKI
+public import KeygateStore
+public import Logging
+import KeygateDomain
+public import Hummingbird
+import HummingbirdTLS
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+public import X509
+
+/// A running Keygate node: the HTTPS listener (admin and device API), the plain-HTTP listener
+/// (CRL, OCSP, CA chain) and the background services, all in one ServiceGroup that stops
+/// cleanly on SIGTERM or SIGINT.
+public struct KeygateServer: Sendable {
+    public let directory: DataDirectory
+    public let configuration: ServerConfiguration
+    public let service: CertificateService
+    public let rootCertificate: Certificate
+    public let logger: Logger
+
+    /// The ports actually bound (useful with port 0).
+    public struct BoundPorts: Sendable {
+        public var https: Int
+        public var http: Int
+    }
+
+    /// Loads the data folder: configuration, CA keys (decrypted with `passphrase`), the store.
+    public static func load(directory: DataDirectory, passphrase: String?, logger: Logger) async throws -> KeygateServer {
+        let configuration = try directory.loadConfiguration()
+        let rootCertificate = try requireFirst(directory.readCertificates(configuration.root.certificate), configuration.root.certificate)
+        let issuingCertificate = try requireFirst(
+            directory.readCertificates(configuration.issuing.certificate), configuration.issuing.certificate)
+        let signer = try KeyCustody(directory: directory).signer(for: configuration.issuing, passphrase: passphrase)
+        let authority = try CertificateAuthority(
+            certificate: issuingCertificate, chain: [issuingCertificate, rootCertificate], signer: signer)
+        let store = try SQLiteStore(path: directory.path(configuration.database))
+        let service = try CertificateService(
+            store: store, authority: authority, revocation: RevocationPointers(baseURL: configuration.publicBaseURL),
+            crlValidity: TimeInterval(configuration.crlValiditySeconds),
+            ocspValidity: TimeInterval(configuration.ocspValiditySeconds))
+        try await ServerTLSIdentity(directory: directory, configuration: configuration)
+            .renewIfNeeded(authority: authority, store: store)
+        return KeygateServer(
+            directory: directory, configuration: configuration, service: service, rootCertificate: rootCertificate,
+            logger: logger)
+    }
+
+    private static func requireFirst(_ certificates: [Certificate], _ file: String) throws -> Certificate {
+        guard let first = certificates.first else { throw KeygateError(.malformedPEM, "\(file) holds no certificate") }
+        return first
+    }
+
+    /// The router of the HTTPS listener.
+    public func httpsRouter() throws -> Router<KeygateRequestContext> {
+        let router = Router(context: KeygateRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        OperationalRoutes(service: service).register(on: router)
+        AdminAPI(service: service, configuration: configuration, rootCertificate: rootCertificate).register(on: router)
+        try PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
+        return router
+    }
+
+    /// The router of the plain-HTTP listener: PKI and operational routes only.
+    public func httpRouter() throws -> Router<KeygateRequestContext> {
+        let router = Router(context: KeygateRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        OperationalRoutes(service: service).register(on: router)
+        try PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
+        return router
+    }
+
+    /// Runs until SIGTERM/SIGINT (or until the surrounding task is cancelled).
+    public func run(onReady: @escaping @Sendable (BoundPorts) -> Void = { _ in }) async throws {
+        let ports = PortCollector(onReady: onReady)
+        let tls = try ServerTLSIdentity(directory: directory, configuration: configuration).tlsConfiguration()
+        let https = Application(
+            router: try httpsRouter(), server: try .tls(.http1(), tlsConfiguration: tls),
+            configuration: .init(address: .hostname(configuration.https.host, port: configuration.https.port), serverName: "keygate"),
+            onServerRunning: { channel in ports.set(https: channel.localAddress?.port ?? 0) },
+            logger: logger)
+        let http = Application(
+            router: try httpRouter(),
+            configuration: .init(address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "keygate"),
+            onServerRunning: { channel in ports.set(http: channel.localAddress?.port ?? 0) },
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: https), .init(service: http),
+                    .init(service: CRLRefreshService(publisher: service.crl, logger: logger)),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}
+
+/// Collects the two bound ports and reports them once both are known.
+private final class PortCollector: Sendable {
+    private let state = LockedState()
+    private let onReady: @Sendable (KeygateServer.BoundPorts) -> Void
+
+    init(onReady: @escaping @Sendable (KeygateServer.BoundPorts) -> Void) {
+        self.onReady = onReady
+    }
+
+    func set(https: Int? = nil, http: Int? = nil) {
+        if let ready = state.update(https: https, http: http) { onReady(ready) }
+    }
+
+    private final class LockedState: @unchecked Sendable {
+        // Guarded by `lock`.
+        private let lock = NSLock()
+        private var https: Int?
+        private var http: Int?
+
+        func update(https: Int?, http: Int?) -> KeygateServer.BoundPorts? {
+            lock.lock()
+            defer { lock.unlock() }
+            if let https { self.https = https }
+            if let http { self.http = http }
+            guard let a = self.https, let b = self.http else { return nil }
+            return .init(https: a, http: b)
+        }
+    }
+}
+
+extension KeygateServer {
+    /// The same server listening on other ports (`nil` keeps the configured one; 0 picks a free one).
+    public func withPorts(https: Int?, http: Int?) -> KeygateServer {
+        var configuration = self.configuration
+        if let https { configuration.https.port = https }
+        if let http { configuration.http.port = http }
+        return KeygateServer(
+            directory: directory, configuration: configuration, service: service, rootCertificate: rootCertificate,
+            logger: logger)
+    }
+}

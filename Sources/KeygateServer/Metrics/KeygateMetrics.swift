@@ -1,0 +1,60 @@
+public import Prometheus
+import Metrics
+import Foundation
+
+/// The server's metrics, exposed at `/metrics` in Prometheus text format.
+///
+/// Each server instance owns its registry (no global bootstrap), so tests can run several.
+public final class KeygateMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    let issuanceDuration: Metrics.Timer
+    let crlAge: Metrics.Gauge
+    let crlEntries: Metrics.Gauge
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        self.factory = factory
+        issuanceDuration = Metrics.Timer(label: "keygate_issuance_duration_seconds", factory: factory)
+        crlAge = Metrics.Gauge(label: "keygate_crl_age_seconds", factory: factory)
+        crlEntries = Metrics.Gauge(label: "keygate_crl_entries", factory: factory)
+    }
+
+    func certificateIssued(profile: String, duration: Duration) {
+        Counter(label: "keygate_certificates_issued_total", dimensions: [("profile", profile)], factory: factory)
+            .increment()
+        issuanceDuration.recordNanoseconds(duration.nanoseconds)
+    }
+
+    func certificateRevoked(reason: String) {
+        Counter(label: "keygate_revocations_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    func issuanceFailed(code: String) {
+        Counter(label: "keygate_issuance_failures_total", dimensions: [("code", code)], factory: factory).increment()
+    }
+
+    func crlObserved(age: TimeInterval, entries: Int? = nil) {
+        crlAge.record(age)
+        if let entries { crlEntries.record(entries) }
+    }
+
+    func ocspAnswered(status: String) {
+        Counter(label: "keygate_ocsp_responses_total", dimensions: [("status", status)], factory: factory).increment()
+    }
+
+    /// The Prometheus text exposition.
+    public func render() -> String { registry.emitToString() }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

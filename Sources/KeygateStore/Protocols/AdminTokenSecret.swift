@@ -1,0 +1,26 @@
+public import KeygateDomain
+import Crypto
+public import Foundation
+
+/// Making and checking admin tokens.
+public enum AdminTokenSecret {
+    /// A new random token: `kg_` and 32 random bytes in base64url.
+    public static func generate() -> String {
+        let key = SymmetricKey(size: .bits256)
+        let bytes = key.withUnsafeBytes { Data($0) }
+        return AdminToken.prefix + bytes.base64URLEncoded
+    }
+
+    /// The hex SHA-256 under which a token is stored.
+    public static func hash(_ token: String) -> String {
+        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+extension Data {
+    /// Base64url without padding (RFC 4648 §5).
+    public var base64URLEncoded: String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}

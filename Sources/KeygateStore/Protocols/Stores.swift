@@ -1,0 +1,84 @@
+public import Foundation
+public import KeygateDomain
+public import KeygatePKI
+
+/// Certificates Keygate issued, and their revocation state.
+public protocol CertificateRecordStore: Sendable {
+    /// Records a newly issued certificate and its audit event in one transaction.
+    func insertCertificate(_ record: CertificateRecord, audit: AuditEvent.Draft) async throws
+    func certificate(serial: String) async throws -> CertificateRecord?
+    func certificates(matching query: CertificateQuery) async throws -> [CertificateRecord]
+    /// Revokes (or holds) a certificate and records the audit event in one transaction.
+    /// Throws `certificateNotFound` or `alreadyRevoked`.
+    func revokeCertificate(
+        serial: String, reason: RevocationReason, at date: Date, audit: AuditEvent.Draft
+    ) async throws -> CertificateRecord
+    /// Every revoked or held certificate of `issuer` that has not expired before `notAfterSince`.
+    func revokedEntries(issuer: String, notAfterSince: Date) async throws -> [RevokedEntry]
+    /// Counts by status, for metrics and `ca show`.
+    func certificateCounts() async throws -> [CertificateRecord.Status: Int]
+}
+
+/// The published CRLs: numbers must grow across restarts and across nodes.
+public protocol RevocationListStore: Sendable {
+    /// Reserves the next CRL number for `issuer` (1, 2, ...).
+    func nextCRLNumber(issuer: String) async throws -> Int64
+    func saveCRL(_ crl: PublishedCRL) async throws
+    func latestCRL(issuer: String) async throws -> PublishedCRL?
+    /// A counter that grows with every revocation under `issuer`; a CRL built at revision `r`
+    /// is stale once the counter passes `r`.
+    func revocationRevision(issuer: String) async throws -> Int64
+}
+
+/// A signed CRL as served at the distribution point.
+public struct PublishedCRL: Sendable, Hashable {
+    public var issuer: String
+    public var number: Int64
+    public var thisUpdate: Date
+    public var nextUpdate: Date
+    public var der: [UInt8]
+    public var entryCount: Int
+    /// The issuer's revocation revision the CRL reflects.
+    public var revision: Int64
+
+    public init(
+        issuer: String, number: Int64, thisUpdate: Date, nextUpdate: Date, der: [UInt8], entryCount: Int, revision: Int64
+    ) {
+        self.revision = revision
+        self.issuer = issuer
+        self.number = number
+        self.thisUpdate = thisUpdate
+        self.nextUpdate = nextUpdate
+        self.der = der
+        self.entryCount = entryCount
+    }
+}
+
+/// Admin API credentials, stored hashed.
+public protocol AdminTokenStore: Sendable {
+    func addAdminToken(_ token: AdminToken, audit: AuditEvent.Draft) async throws
+    /// The token with this hash, if any.
+    func adminToken(hash: String) async throws -> AdminToken?
+}
+
+/// The hash-chained audit log.
+public protocol AuditStore: Sendable {
+    func appendAudit(_ draft: AuditEvent.Draft) async throws -> AuditEvent
+    func auditEvents(subject: String?, since: Date?, limit: Int) async throws -> [AuditEvent]
+    /// Walks the chain; returns the first entry whose hash or link does not match, or `nil`.
+    func verifyAuditChain() async throws -> AuditChainBreak?
+}
+
+/// Where the audit chain first fails to verify.
+public struct AuditChainBreak: Sendable, Hashable, Error {
+    public var sequence: Int64
+    public var reason: String
+
+    public init(sequence: Int64, reason: String) {
+        self.sequence = sequence
+        self.reason = reason
+    }
+}
+
+/// Everything the server needs from persistence.
+public typealias ServerStore = CertificateRecordStore & RevocationListStore & AdminTokenStore & AuditStore

@@ -1,0 +1,133 @@
+public import Foundation
+public import KeygateDomain
+public import KeygatePKI
+import GRDB
+import X509
+
+extension SQLiteStore: CertificateRecordStore {
+    public func insertCertificate(_ record: CertificateRecord, audit: AuditEvent.Draft) async throws {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO certificates (serial, subject, issuer, not_before, not_after, profile, status,
+                        revoked_at, revocation_reason, pem, device_id, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    record.serial, record.subject, record.issuer, record.notBefore.unixSeconds,
+                    record.notAfter.unixSeconds, record.profile, record.status.rawValue,
+                    record.revokedAt?.unixSeconds, record.revocationReason?.rawValue, record.pem, record.deviceID,
+                    record.createdAt.unixMilliseconds,
+                ])
+            _ = try Self.appendAudit(audit, at: record.createdAt, in: db)
+        }
+    }
+
+    public func certificate(serial: String) async throws -> CertificateRecord? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial])
+                .map(Self.certificateRecord)
+        }
+    }
+
+    public func certificates(matching query: CertificateQuery) async throws -> [CertificateRecord] {
+        try await read { db in
+            var clauses: [String] = []
+            var arguments: StatementArguments = []
+            if let status = query.status {
+                clauses.append("status = ?")
+                arguments += [status.rawValue]
+            }
+            if let device = query.deviceID {
+                clauses.append("device_id = ?")
+                arguments += [device]
+            }
+            if let profile = query.profile {
+                clauses.append("profile = ?")
+                arguments += [profile]
+            }
+            if let before = query.expiringBefore {
+                clauses.append("not_after < ?")
+                arguments += [before.unixSeconds]
+            }
+            if let after = query.after {
+                clauses.append(
+                    """
+                    (created_at > (SELECT created_at FROM certificates WHERE serial = ?)
+                     OR (created_at = (SELECT created_at FROM certificates WHERE serial = ?) AND serial > ?))
+                    """)
+                arguments += [after, after, after]
+            }
+            let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+            arguments += [max(1, min(query.limit, 10_000))]
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM certificates \(whereClause) ORDER BY created_at, serial LIMIT ?",
+                arguments: arguments
+            ).map(Self.certificateRecord)
+        }
+    }
+
+    public func revokeCertificate(
+        serial: String, reason: RevocationReason, at date: Date, audit: AuditEvent.Draft
+    ) async throws -> CertificateRecord {
+        try await write { db in
+            guard
+                var record = try Row.fetchOne(db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial])
+                    .map(Self.certificateRecord)
+            else {
+                throw KeygateError(.certificateNotFound, "no certificate with serial \(serial)")
+            }
+            try record.revoke(reason: reason, at: date)
+            try db.execute(
+                sql: "UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ? WHERE serial = ?",
+                arguments: [record.status.rawValue, record.revokedAt?.unixSeconds, reason.rawValue, serial])
+            try Self.bumpRevocationRevision(issuer: record.issuer, in: db)
+            _ = try Self.appendAudit(audit, at: date, in: db)
+            return record
+        }
+    }
+
+    public func revokedEntries(issuer: String, notAfterSince: Date) async throws -> [RevokedEntry] {
+        try await read { db in
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT serial, revoked_at, revocation_reason FROM certificates
+                    WHERE issuer = ? AND status IN ('revoked', 'onHold') AND not_after >= ?
+                    ORDER BY revoked_at, serial
+                    """,
+                arguments: [issuer, notAfterSince.unixSeconds])
+            var entries: [RevokedEntry] = []
+            while let row = try rows.next() {
+                guard let serial = Certificate.SerialNumber(hex: row["serial"]) else { continue }
+                let reason = RevocationReason(rawValue: row["revocation_reason"] ?? 0) ?? .unspecified
+                entries.append(
+                    RevokedEntry(
+                        serialNumber: serial, revokedAt: Date(unixSeconds: row["revoked_at"] ?? 0), reason: reason))
+            }
+            return entries
+        }
+    }
+
+    public func certificateCounts() async throws -> [CertificateRecord.Status: Int] {
+        try await read { db in
+            var counts: [CertificateRecord.Status: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM certificates GROUP BY status") {
+                if let status = CertificateRecord.Status(rawValue: row["status"]) {
+                    counts[status] = row["n"]
+                }
+            }
+            return counts
+        }
+    }
+
+    static func certificateRecord(_ row: Row) -> CertificateRecord {
+        CertificateRecord(
+            serial: row["serial"], subject: row["subject"], issuer: row["issuer"],
+            notBefore: Date(unixSeconds: row["not_before"]), notAfter: Date(unixSeconds: row["not_after"]),
+            profile: row["profile"], status: CertificateRecord.Status(rawValue: row["status"]) ?? .active,
+            revokedAt: (row["revoked_at"] as Int64?).map(Date.init(unixSeconds:)),
+            revocationReason: (row["revocation_reason"] as Int?).flatMap(RevocationReason.init(rawValue:)),
+            pem: row["pem"], deviceID: row["device_id"], createdAt: Date(unixMilliseconds: row["created_at"]))
+    }
+}

@@ -1,0 +1,124 @@
+public import Foundation
+public import KeygateDomain
+public import KeygatePKI
+import GRDB
+import Crypto
+
+/// The embedded store: one SQLite file in WAL mode, shared safely by several processes on one host.
+///
+/// Times are stored as integer Unix seconds (certificates) or milliseconds (audit), and SQL stays
+/// within what PostgreSQL also accepts, so a second implementation can share the schema.
+public final class SQLiteStore: Sendable {
+    let pool: DatabasePool
+    public let path: String
+
+    /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            // WAL with NORMAL sync survives a killed process; only a power cut may lose the last commit.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw KeygateError(.storeUnavailable, "cannot open the database at \(path): \(error)")
+        }
+        self.path = path
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-foundation") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE certificates (
+                        serial TEXT PRIMARY KEY NOT NULL,
+                        subject TEXT NOT NULL,
+                        issuer TEXT NOT NULL,
+                        not_before INTEGER NOT NULL,
+                        not_after INTEGER NOT NULL,
+                        profile TEXT NOT NULL,
+                        status TEXT NOT NULL,
+                        revoked_at INTEGER,
+                        revocation_reason INTEGER,
+                        pem TEXT NOT NULL,
+                        device_id TEXT,
+                        created_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX certificates_by_status ON certificates(issuer, status, not_after);
+                    CREATE INDEX certificates_by_device ON certificates(device_id);
+                    CREATE INDEX certificates_by_creation ON certificates(created_at, serial);
+                    CREATE INDEX certificates_by_expiry ON certificates(not_after);
+
+                    CREATE TABLE issuers (
+                        issuer TEXT PRIMARY KEY NOT NULL,
+                        last_crl_number INTEGER NOT NULL DEFAULT 0,
+                        revocation_revision INTEGER NOT NULL DEFAULT 0
+                    );
+                    CREATE TABLE crls (
+                        issuer TEXT NOT NULL,
+                        number INTEGER NOT NULL,
+                        this_update INTEGER NOT NULL,
+                        next_update INTEGER NOT NULL,
+                        der BLOB NOT NULL,
+                        entry_count INTEGER NOT NULL,
+                        revision INTEGER NOT NULL,
+                        PRIMARY KEY (issuer, number)
+                    );
+
+                    CREATE TABLE admin_tokens (
+                        hash TEXT PRIMARY KEY NOT NULL,
+                        name TEXT NOT NULL,
+                        created_at INTEGER NOT NULL
+                    );
+
+                    CREATE TABLE audit_events (
+                        seq INTEGER PRIMARY KEY NOT NULL,
+                        at_ms INTEGER NOT NULL,
+                        actor TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        subject TEXT NOT NULL,
+                        details TEXT NOT NULL,
+                        previous_hash TEXT NOT NULL,
+                        hash TEXT NOT NULL
+                    );
+                    CREATE INDEX audit_by_subject ON audit_events(subject, seq);
+                    """)
+        }
+        return migrator
+    }
+
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.write(body)
+        } catch let error as KeygateError {
+            throw error
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
+        }
+    }
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.read(body)
+        } catch let error as KeygateError {
+            throw error
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
+        }
+    }
+}
+
+extension KeygateError.Code {
+    public static let storeUnavailable = Self("storeUnavailable", kind: .unavailable)
+}
+
+extension Date {
+    var unixSeconds: Int64 { Int64(timeIntervalSince1970.rounded(.down)) }
+    var unixMilliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded(.down)) }
+    init(unixSeconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixSeconds)) }
+    init(unixMilliseconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixMilliseconds) / 1000) }
+}

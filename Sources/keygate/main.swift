@@ -1,0 +1,3 @@
+import KeygateCLI
+
+await KeygateMain.run()
