@@ -117,8 +117,12 @@ let package = Package(
                 "KeygatePKI",
                 "KeygateDomain",
                 "KeygateStore",
+                "KeygateServer",
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/KeygateTestSupport",
             swiftSettings: swiftSettings
@@ -143,7 +147,10 @@ let package = Package(
             name: "KeygateServerTests",
             dependencies: [
                 "KeygateServer", "KeygateStore", "KeygateDomain", "KeygatePKI", "KeygateTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

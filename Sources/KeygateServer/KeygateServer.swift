@@ -1,10 +1,10 @@
 public import Foundation
+public import Hummingbird
+import HummingbirdTLS
+import KeygateDomain
 public import KeygatePKI
 public import KeygateStore
 public import Logging
-import KeygateDomain
-public import Hummingbird
-import HummingbirdTLS
 import NIOCore
 import ServiceLifecycle
 import UnixSignals
@@ -27,9 +27,11 @@ public struct KeygateServer: Sendable {
     }
 
     /// Loads the data folder: configuration, CA keys (decrypted with `passphrase`), the store.
-    public static func load(directory: DataDirectory, passphrase: String?, logger: Logger) async throws -> KeygateServer {
+    public static func load(directory: DataDirectory, passphrase: String?, logger: Logger) async throws -> KeygateServer
+    {
         let configuration = try directory.loadConfiguration()
-        let rootCertificate = try requireFirst(directory.readCertificates(configuration.root.certificate), configuration.root.certificate)
+        let rootCertificate = try requireFirst(
+            directory.readCertificates(configuration.root.certificate), configuration.root.certificate)
         let issuingCertificate = try requireFirst(
             directory.readCertificates(configuration.issuing.certificate), configuration.issuing.certificate)
         let signer = try KeyCustody(directory: directory).signer(for: configuration.issuing, passphrase: passphrase)
@@ -77,12 +79,14 @@ public struct KeygateServer: Sendable {
         let tls = try ServerTLSIdentity(directory: directory, configuration: configuration).tlsConfiguration()
         let https = Application(
             router: try httpsRouter(), server: try .tls(.http1(), tlsConfiguration: tls),
-            configuration: .init(address: .hostname(configuration.https.host, port: configuration.https.port), serverName: "keygate"),
+            configuration: .init(
+                address: .hostname(configuration.https.host, port: configuration.https.port), serverName: "keygate"),
             onServerRunning: { channel in ports.set(https: channel.localAddress?.port ?? 0) },
             logger: logger)
         let http = Application(
             router: try httpRouter(),
-            configuration: .init(address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "keygate"),
+            configuration: .init(
+                address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "keygate"),
             onServerRunning: { channel in ports.set(http: channel.localAddress?.port ?? 0) },
             logger: logger)
         let group = ServiceGroup(

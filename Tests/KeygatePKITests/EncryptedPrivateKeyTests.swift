@@ -1,6 +1,8 @@
+import Foundation
+import KeygateTestSupport
 import Testing
 import X509
-import Foundation
+
 @testable import KeygatePKI
 
 @Suite struct EncryptedPrivateKeyTests {
@@ -18,7 +20,46 @@ import Foundation
 
     @Test func wrongPassphraseIsRefused() throws {
         let signer = try SoftwareSigner.generate(.p256)
-        let pem = try EncryptedPrivateKey.encrypt(pkcs8: try signer.privateKey.pkcs8DER(), passphrase: "right one", iterations: 1000)
+        let pem = try EncryptedPrivateKey.encrypt(
+            pkcs8: try signer.privateKey.pkcs8DER(), passphrase: "right one", iterations: 1000)
         #expect(throws: KeygateError.self) { try EncryptedPrivateKey.decrypt(pem: pem, passphrase: "wrong one") }
+    }
+}
+
+@Suite struct EncryptedPrivateKeyInteropTests {
+    @Test(arguments: KeyAlgorithm.allCases)
+    func opensslReadsOurKeys(_ algorithm: KeyAlgorithm) throws {
+        guard ExternalTool.available("openssl") else { return }
+        let dir = try TemporaryDirectory("pkcs8")
+        let signer = try SoftwareSigner.generate(algorithm)
+        let pem = try EncryptedPrivateKey.encrypt(pkcs8: try signer.privateKey.pkcs8DER(), passphrase: "s3cret-pass")
+        let path = try dir.write("key.pem", pem)
+        let openssl = try ExternalTool.openssl
+        let read = try openssl.run(["pkey", "-in", path, "-passin", "pass:s3cret-pass", "-pubout"])
+        #expect(read.status == 0, "\(read.combined)")
+        #expect(read.stdout.contains("BEGIN PUBLIC KEY"))
+        let wrong = try openssl.run(["pkey", "-in", path, "-passin", "pass:wrong-pass", "-noout"])
+        #expect(wrong.status != 0)
+        let info = try openssl.run(["asn1parse", "-in", path])
+        #expect(info.stdout.contains("PBES2") && info.stdout.contains("PBKDF2") && info.stdout.contains("aes-256-cbc"))
+        #expect(info.stdout.contains("hmacWithSHA256"))
+    }
+
+    @Test func weReadOpenSSLEncryptedKeys() throws {
+        guard ExternalTool.available("openssl") else { return }
+        let dir = try TemporaryDirectory("pkcs8")
+        let openssl = try ExternalTool.openssl
+        try openssl.run(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", dir.file("ec.pem")])
+        for cipher in ["aes256", "aes128"] {
+            let out = try openssl.run([
+                "pkcs8", "-topk8", "-in", dir.file("ec.pem"), "-v2", cipher, "-passout", "pass:from-openssl", "-out",
+                dir.file("enc-\(cipher).pem"),
+            ])
+            #expect(out.status == 0)
+            let der = try EncryptedPrivateKey.decrypt(
+                pem: try dir.read("enc-\(cipher).pem"), passphrase: "from-openssl")
+            let signer = try SoftwareSigner(privateKey: try Certificate.PrivateKey(derBytes: der))
+            #expect(signer.algorithm == .p256)
+        }
     }
 }

@@ -28,7 +28,9 @@ struct BenchCommand: AsyncParsableCommand {
         func validate() throws {
             guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be 1 to 1,000,000") }
             guard (1...1024).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 1024") }
-            guard target == "keygate" || target == "cfssl" else { throw ValidationError("--target is keygate or cfssl") }
+            guard target == "keygate" || target == "cfssl" else {
+                throw ValidationError("--target is keygate or cfssl")
+            }
             if target == "cfssl" && url == nil { throw ValidationError("--target cfssl needs --url") }
         }
 
@@ -37,7 +39,8 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ValidationError("unknown key algorithm '\(keyAlgorithm)'")
             }
             let csrs = try await runReportingErrors {
-                try IssuanceBenchmark.loadOrMakeCSRs(count: count, algorithm: algorithm, directory: csrDir, saveTo: saveCsrs)
+                try IssuanceBenchmark.loadOrMakeCSRs(
+                    count: count, algorithm: algorithm, directory: csrDir, saveTo: saveCsrs)
             }
             let benchmark = IssuanceBenchmark(csrs: csrs, concurrency: concurrency, algorithm: algorithm)
             let result: IssuanceBenchmark.Result

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import KeygateDomain
 import KeygatePKI
@@ -6,11 +7,10 @@ import KeygateServer
 import KeygateStore
 import Logging
 import NIOCore
-import NIOSSL
-import X509
-import Crypto
 import NIOHTTP1
+import NIOSSL
 import SwiftASN1
+import X509
 
 /// Issues a batch of CSRs with bounded concurrency and measures throughput and latency.
 struct IssuanceBenchmark {
@@ -31,16 +31,20 @@ struct IssuanceBenchmark {
 
         var summary: String {
             String(
-                format: "%@: %d certificates in %.2f s = %.0f/s (concurrency %d, p50 %.2f ms, p99 %.2f ms, %d failures, %d cores)",
+                format:
+                    "%@: %d certificates in %.2f s = %.0f/s (concurrency %d, p50 %.2f ms, p99 %.2f ms, %d failures, %d cores)",
                 mode, count, seconds, perSecond, concurrency, p50Milliseconds, p99Milliseconds, failures, cores)
         }
     }
 
     // MARK: CSRs
 
-    static func loadOrMakeCSRs(count: Int, algorithm: KeyAlgorithm, directory: String?, saveTo: String?) throws -> [String] {
+    static func loadOrMakeCSRs(count: Int, algorithm: KeyAlgorithm, directory: String?, saveTo: String?) throws
+        -> [String]
+    {
         if let directory {
-            let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".csr") }.sorted()
+            let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".csr") }
+                .sorted()
             guard !names.isEmpty else { throw CLIError("no *.csr files in \(directory)") }
             let texts = try names.map { try String(contentsOfFile: directory + "/" + $0, encoding: .utf8) }
             return (0..<count).map { texts[$0 % texts.count] }
@@ -69,8 +73,10 @@ struct IssuanceBenchmark {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let store = try SQLiteStore(path: folder + "/bench.sqlite")
-        let root = try await CertificateAuthority.makeRoot(name: "Bench Root", signer: try SoftwareSigner.generate(algorithm))
-        let issuing = try await root.makeSubordinate(name: "Bench Issuing", signer: try SoftwareSigner.generate(algorithm))
+        let root = try await CertificateAuthority.makeRoot(
+            name: "Bench Root", signer: try SoftwareSigner.generate(algorithm))
+        let issuing = try await root.makeSubordinate(
+            name: "Bench Issuing", signer: try SoftwareSigner.generate(algorithm))
         let service = try CertificateService(
             store: store, authority: issuing, revocation: RevocationPointers(baseURL: "http://127.0.0.1:8080"))
         return try await measure(mode: "in-process") { index in
@@ -102,7 +108,8 @@ struct IssuanceBenchmark {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(directory.path(initialized.configuration.root.certificate))
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let url = "https://127.0.0.1:\(bound.https)/admin/v1/certificates"
         let token = initialized.adminToken
@@ -147,7 +154,9 @@ struct IssuanceBenchmark {
 
     // MARK: Measuring
 
-    private func measure(mode: String, _ operation: @escaping @Sendable (Int) async throws -> Void) async throws -> Result {
+    private func measure(mode: String, _ operation: @escaping @Sendable (Int) async throws -> Void) async throws
+        -> Result
+    {
         let total = csrs.count
         let clock = ContinuousClock()
         let start = clock.now

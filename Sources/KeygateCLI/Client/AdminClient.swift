@@ -2,8 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import KeygatePKI
 import NIOCore
-import NIOSSL
 import NIOHTTP1
+import NIOSSL
 
 /// A small JSON client for `/admin/v1`.
 struct AdminClient {
@@ -73,7 +73,8 @@ struct AdminClient {
             if let error = try? JSONDecoder().decode(ErrorBody.self, from: data) {
                 throw APIError(status: Int(response.status.code), code: error.code, message: error.message)
             }
-            throw APIError(status: Int(response.status.code), code: "http\(response.status.code)", message: "unexpected answer")
+            throw APIError(
+                status: Int(response.status.code), code: "http\(response.status.code)", message: "unexpected answer")
         }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601

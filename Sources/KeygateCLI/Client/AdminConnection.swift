@@ -28,7 +28,8 @@ struct AdminConnectionOptions: ParsableArguments {
             let configuration = try directory.loadConfiguration()
             url = url ?? configuration.adminURL
             if token == nil {
-                token = try? directory.read(DataDirectory.adminTokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
+                token = try? directory.read(DataDirectory.adminTokenFile).trimmingCharacters(
+                    in: .whitespacesAndNewlines)
             }
             caFile = caFile ?? directory.path(configuration.root.certificate)
         }

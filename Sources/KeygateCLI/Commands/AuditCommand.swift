@@ -4,7 +4,8 @@ import KeygateServer
 
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "audit", abstract: "Read and verify the hash-chained audit log.", subcommands: [List.self, Verify.self])
+        commandName: "audit", abstract: "Read and verify the hash-chained audit log.",
+        subcommands: [List.self, Verify.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List audit events, oldest first.")
@@ -18,8 +19,13 @@ struct AuditCommand: AsyncParsableCommand {
         func run() async throws {
             struct Events: Codable { var events: [AuditEventBody] }
             var query = ["limit=\(limit)"]
-            if let subject { query.append("subject=\(subject.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? subject)") }
-            if let since { query.append("since=\(since.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? since)") }
+            if let subject {
+                query.append(
+                    "subject=\(subject.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? subject)")
+            }
+            if let since {
+                query.append("since=\(since.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? since)")
+            }
             let result = try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) {
                     try await $0.get("/admin/v1/audit?" + query.joined(separator: "&"), as: Events.self)
@@ -27,8 +33,11 @@ struct AuditCommand: AsyncParsableCommand {
             }
             if json { return try printJSON(result) }
             for e in result.events {
-                let details = e.details.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-                print("\(pad(String(e.sequence), 7))\(pad(format(e.at), 22))\(pad(e.actor, 20))\(pad(e.action, 24))\(e.subject) \(details)")
+                let details = e.details.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\($0.value)" }.joined(
+                    separator: " ")
+                print(
+                    "\(pad(String(e.sequence), 7))\(pad(format(e.at), 22))\(pad(e.actor, 20))\(pad(e.action, 24))\(e.subject) \(details)"
+                )
             }
         }
     }

@@ -15,7 +15,9 @@ struct CACommand: AsyncParsableCommand {
 
         func run() async throws {
             let info = try await runReportingErrors {
-                try await AdminClient.with(try connection.resolve()) { try await $0.get("/admin/v1/ca", as: CAInfoBody.self) }
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.get("/admin/v1/ca", as: CAInfoBody.self)
+                }
             }
             if json { return try printJSON(info) }
             for (label, ca) in [("Root CA", info.root), ("Issuing CA", info.issuing)] {
@@ -25,7 +27,9 @@ struct CACommand: AsyncParsableCommand {
                 print("  key          \(ca.keyAlgorithm), \(ca.keyStore): \(ca.keyLocation)")
                 print("  sha256       \(ca.sha256Fingerprint)")
             }
-            print("CRL #\(info.crl.number): \(info.crl.entries) entries, next update \(format(info.crl.nextUpdate))  \(info.crlURL)")
+            print(
+                "CRL #\(info.crl.number): \(info.crl.entries) entries, next update \(format(info.crl.nextUpdate))  \(info.crlURL)"
+            )
             print("OCSP: \(info.ocspURL)")
             let counts = info.certificates.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }
             print("Certificates: \(counts.isEmpty ? "none" : counts.joined(separator: ", "))")

@@ -21,7 +21,8 @@ struct CertCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Certificate profile: device (default) or server.") var profile: String = "device"
         @Option(name: .long, help: "The subject common name (for a device: its device ID).") var subjectCn: String
         @Option(name: .long, parsing: .singleValue, help: "A DNS name for the SAN (repeatable).") var dns: [String] = []
-        @Option(name: .long, parsing: .singleValue, help: "An IP address for the SAN (repeatable).") var ip: [String] = []
+        @Option(name: .long, parsing: .singleValue, help: "An IP address for the SAN (repeatable).") var ip: [String] =
+            []
         @Option(name: .long, help: "Validity in days (default: the profile's).") var validityDays: Int?
         @Option(name: .long, help: "Write the chain to this file instead of standard output.") var out: String?
 
@@ -33,12 +34,16 @@ struct CertCommand: AsyncParsableCommand {
             if data.starts(with: Array("-----BEGIN".utf8)) {
                 text = String(decoding: data, as: UTF8.self)
             } else {
-                text = "-----BEGIN CERTIFICATE REQUEST-----\n" + data.base64EncodedString(options: .lineLength64Characters)
+                text =
+                    "-----BEGIN CERTIFICATE REQUEST-----\n"
+                    + data.base64EncodedString(options: .lineLength64Characters).replacingOccurrences(
+                        of: "\r\n", with: "\n")
                     + "\n-----END CERTIFICATE REQUEST-----\n"
             }
             let body = IssueBody(
                 csr: text, profile: profile,
-                subject: .init(commonName: subjectCn, dnsNames: dns.isEmpty ? nil : dns, ipAddresses: ip.isEmpty ? nil : ip),
+                subject: .init(
+                    commonName: subjectCn, dnsNames: dns.isEmpty ? nil : dns, ipAddresses: ip.isEmpty ? nil : ip),
                 validityDays: validityDays)
             let issued = try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) {
@@ -59,7 +64,9 @@ struct CertCommand: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke a certificate; the CRL and OCSP reflect it at once.",
-            discussion: "Reasons: \(RevocationReason.allCases.filter(\.isAllowedForEndEntity).map(\.name).joined(separator: ", ")).")
+            discussion:
+                "Reasons: \(RevocationReason.allCases.filter(\.isAllowedForEndEntity).map(\.name).joined(separator: ", "))."
+        )
 
         @OptionGroup var connection: AdminConnectionOptions
         @Argument(help: "The serial number (hex, colons allowed).") var serial: String
@@ -73,7 +80,9 @@ struct CertCommand: AsyncParsableCommand {
                         body: RevokeBody(reason: reason), as: CertificateBody.self)
                 }
             }
-            print("Revoked \(record.serial) (\(record.subject)): \(record.revocationReason ?? reason), status \(record.status)")
+            print(
+                "Revoked \(record.serial) (\(record.subject)): \(record.revocationReason ?? reason), status \(record.status)"
+            )
         }
     }
 
@@ -94,13 +103,15 @@ struct CertCommand: AsyncParsableCommand {
             if let expiring { query.append("expiringWithin=\(expiring)") }
             let list = try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) {
-                    try await $0.get("/admin/v1/certificates?" + query.joined(separator: "&"), as: CertificateListBody.self)
+                    try await $0.get(
+                        "/admin/v1/certificates?" + query.joined(separator: "&"), as: CertificateListBody.self)
                 }
             }
             if json { return try printJSON(list) }
             print(pad("SERIAL", 42) + pad("STATUS", 9) + pad("PROFILE", 8) + pad("NOT AFTER", 22) + "SUBJECT")
             for c in list.certificates {
-                print(pad(c.serial, 42) + pad(c.status, 9) + pad(c.profile, 8) + pad(format(c.notAfter), 22) + c.subject)
+                print(
+                    pad(c.serial, 42) + pad(c.status, 9) + pad(c.profile, 8) + pad(format(c.notAfter), 22) + c.subject)
             }
             if list.certificates.isEmpty { print("(none)") }
         }
@@ -117,7 +128,9 @@ struct CertCommand: AsyncParsableCommand {
         func run() async throws {
             let c = try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) {
-                    try await $0.get("/admin/v1/certificates/\(serial.replacingOccurrences(of: ":", with: ""))", as: CertificateBody.self)
+                    try await $0.get(
+                        "/admin/v1/certificates/\(serial.replacingOccurrences(of: ":", with: ""))",
+                        as: CertificateBody.self)
                 }
             }
             if json { return try printJSON(c) }

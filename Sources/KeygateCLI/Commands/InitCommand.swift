@@ -21,7 +21,8 @@ struct InitCommand: AsyncParsableCommand {
     @Option(name: .long, help: "CA key algorithm: ecdsa-p256 (default), ecdsa-p384, rsa-3072, ed25519.")
     var keyAlgorithm: String = "ecdsa-p256"
 
-    @Option(name: .long, parsing: .singleValue, help: "Another host name or IP for the server certificate (repeatable).")
+    @Option(
+        name: .long, parsing: .singleValue, help: "Another host name or IP for the server certificate (repeatable).")
     var host: [String] = []
 
     @Option(name: .long, help: "Organization name in the CA certificates.")
@@ -44,7 +45,8 @@ struct InitCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let algorithm = KeyAlgorithm(flag: keyAlgorithm) else {
-            throw ValidationError("unknown key algorithm '\(keyAlgorithm)'; use ecdsa-p256, ecdsa-p384, rsa-3072 or ed25519")
+            throw ValidationError(
+                "unknown key algorithm '\(keyAlgorithm)'; use ecdsa-p256, ecdsa-p384, rsa-3072 or ed25519")
         }
         var options = KeygateInitializer.Options()
         options.keyAlgorithm = algorithm

@@ -1,7 +1,7 @@
-public import X509
+import Crypto
 public import Foundation
 import SwiftASN1
-import Crypto
+public import X509
 
 /// A CA that can sign: its certificate, the chain up to the root, and a signer holding its key.
 ///
@@ -114,7 +114,8 @@ public struct CertificateAuthority: Sendable {
         now: Date = Date()
     ) async throws -> Certificate {
         guard profile.allowedKeyAlgorithms.contains(csr.keyAlgorithm) else {
-            throw KeygateError(.keyAlgorithmNotAllowed, "profile '\(profile.name)' does not allow \(csr.keyAlgorithm.rawValue) keys")
+            throw KeygateError(
+                .keyAlgorithmNotAllowed, "profile '\(profile.name)' does not allow \(csr.keyAlgorithm.rawValue) keys")
         }
         try identity.validate(for: profile.purpose)
         let lifetime = validity ?? TimeInterval(profile.validitySeconds)

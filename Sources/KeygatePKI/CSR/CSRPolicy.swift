@@ -1,6 +1,6 @@
-public import X509
-import SwiftASN1
 import Foundation
+import SwiftASN1
+public import X509
 
 /// The checks a certificate signing request passes before anything is signed.
 ///
@@ -36,7 +36,8 @@ public struct CSRPolicy: Sendable {
         let algorithm = try classify(key)
         guard allowed.contains(algorithm) else {
             let names = allowed.map(\.rawValue).sorted().joined(separator: ", ")
-            throw KeygateError(.keyAlgorithmNotAllowed, "\(algorithm.rawValue) keys are not allowed here; allowed: \(names)")
+            throw KeygateError(
+                .keyAlgorithmNotAllowed, "\(algorithm.rawValue) keys are not allowed here; allowed: \(names)")
         }
         let csr: CertificateSigningRequest
         do {
@@ -58,11 +59,14 @@ public struct CSRPolicy: Sendable {
             case .Keygate.secp384r1: return .p384
             default:
                 throw KeygateError(
-                    .unsupportedKey, "unsupported elliptic curve \(key.curve.map { "\($0)" } ?? "(none)"); use P-256 or P-384")
+                    .unsupportedKey,
+                    "unsupported elliptic curve \(key.curve.map { "\($0)" } ?? "(none)"); use P-256 or P-384")
             }
         case .Keygate.rsaEncryption:
             guard let bits = key.rsaModulusBits, bits >= minimumRSABits else {
-                throw KeygateError(.keyTooWeak, "RSA keys need at least \(minimumRSABits) bits; this one has \(key.rsaModulusBits ?? 0)")
+                throw KeygateError(
+                    .keyTooWeak,
+                    "RSA keys need at least \(minimumRSABits) bits; this one has \(key.rsaModulusBits ?? 0)")
             }
             return .rsa3072
         case .Keygate.ed25519:
@@ -86,7 +90,8 @@ public struct CSRPolicy: Sendable {
         } catch {
             throw KeygateError(.malformedPEM, "the PEM cannot be decoded: \(error)")
         }
-        guard document.discriminator == "CERTIFICATE REQUEST" || document.discriminator == "NEW CERTIFICATE REQUEST" else {
+        guard document.discriminator == "CERTIFICATE REQUEST" || document.discriminator == "NEW CERTIFICATE REQUEST"
+        else {
             throw KeygateError(.malformedPEM, "expected a CERTIFICATE REQUEST PEM, found \(document.discriminator)")
         }
         return document.derBytes
@@ -128,7 +133,9 @@ struct SubjectPublicKeyInspection {
                 }
             }
             (algorithm, curve, rsaModulusBits) = try DER.sequence(spki, identifier: .sequence) { nodes in
-                guard let algorithmNode = nodes.next() else { throw ASN1Error.invalidASN1Object(reason: "no algorithm") }
+                guard let algorithmNode = nodes.next() else {
+                    throw ASN1Error.invalidASN1Object(reason: "no algorithm")
+                }
                 let (oid, parameters) = try parseAlgorithmIdentifier(algorithmNode)
                 let key = try ASN1BitString(derEncoded: &nodes)
                 var curve: ASN1ObjectIdentifier?

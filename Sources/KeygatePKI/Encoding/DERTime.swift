@@ -1,5 +1,5 @@
-import SwiftASN1
 import Foundation
+import SwiftASN1
 
 /// `Time` values for certificates, CRLs and OCSP (RFC 5280 §4.1.2.5): UTCTime through 2049,
 /// GeneralizedTime from 2050, whole seconds, always UTC.

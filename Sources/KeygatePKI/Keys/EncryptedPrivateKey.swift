@@ -1,7 +1,7 @@
-public import Foundation
-public import SwiftASN1
 import Crypto
 import CryptoExtras
+public import Foundation
+public import SwiftASN1
 
 /// Password-protected PKCS #8 keys (PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC), the
 /// `ENCRYPTED PRIVATE KEY` PEM that `openssl pkey -passin` reads.
@@ -145,7 +145,8 @@ public enum EncryptedPrivateKey {
                     let salt = Array(try ASN1OctetString(derEncoded: &nodes).bytes)
                     let iterations = try Int(derEncoded: &nodes)
                     guard iterations > 0, iterations <= 10_000_000 else {
-                        throw KeygateError(.unsupportedKeyEncryption, "implausible PBKDF2 iteration count \(iterations)")
+                        throw KeygateError(
+                            .unsupportedKeyEncryption, "implausible PBKDF2 iteration count \(iterations)")
                     }
                     var prf = KDF.Insecure.PBKDF2.HashFunction.insecureSHA1
                     while let node = nodes.next() {

@@ -1,7 +1,7 @@
-public import X509
-import Foundation
 import Crypto
 import CryptoExtras
+import Foundation
+public import X509
 
 /// The key algorithms Keygate creates keys with and accepts in CSRs.
 public enum KeyAlgorithm: String, CaseIterable, Codable, Sendable {

@@ -1,6 +1,6 @@
-public import X509
 import Crypto
 import CryptoExtras
+public import X509
 
 extension Certificate.PublicKey {
     /// A short human description: `ECDSA P-256`, `RSA 2048`, `Ed25519`.

@@ -1,5 +1,5 @@
-public import X509
 public import SwiftASN1
+public import X509
 
 /// A decoded OCSP request (RFC 6960 §4.1.1). Keygate reads the certificate IDs and the nonce,
 /// and ignores an optional signature.
@@ -101,7 +101,9 @@ public struct OCSPRequest: Sendable {
         coder.serialize(node)
         let der = coder.serializedBytes
         return try DER.sequence(node, identifier: .sequence) { nodes in
-            guard let algorithmNode = nodes.next() else { throw ASN1Error.invalidASN1Object(reason: "no hashAlgorithm") }
+            guard let algorithmNode = nodes.next() else {
+                throw ASN1Error.invalidASN1Object(reason: "no hashAlgorithm")
+            }
             let (oid, _) = try parseAlgorithmIdentifier(algorithmNode)
             let nameHash = try ASN1OctetString(derEncoded: &nodes)
             let keyHash = try ASN1OctetString(derEncoded: &nodes)

@@ -1,7 +1,7 @@
-public import X509
+import Crypto
 public import Foundation
 import SwiftASN1
-import Crypto
+public import X509
 
 /// The status of one certificate, as the responder's lookup reports it.
 public enum OCSPCertificateStatus: Sendable, Hashable {
@@ -135,7 +135,9 @@ public struct OCSPResponder: Sendable {
                 }
             }
             if let nonce {
-                try coder.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 1, tagClass: .contextSpecific)) {
+                try coder.appendConstructedNode(
+                    identifier: ASN1Identifier(tagWithNumber: 1, tagClass: .contextSpecific)
+                ) {
                     coder in
                     try coder.appendConstructedNode(identifier: .sequence) { coder in
                         // The request's extnValue, byte for byte (RFC 8954 §2.1).
@@ -146,7 +148,8 @@ public struct OCSPResponder: Sendable {
         }
         let tbsBytes = tbs.serializedBytes
         let signature = try await authority.signer.sign(tbsBytes)
-        let basic = try CRLBuilder.wrapSigned(tbs: tbsBytes, algorithm: authority.signer.signatureAlgorithm, signature: signature)
+        let basic = try CRLBuilder.wrapSigned(
+            tbs: tbsBytes, algorithm: authority.signer.signatureAlgorithm, signature: signature)
         var response = DER.Serializer()
         try response.appendConstructedNode(identifier: .sequence) { coder in
             coder.appendPrimitiveNode(identifier: .enumerated) { $0.append(Status.successful.rawValue) }
@@ -168,9 +171,13 @@ public struct OCSPResponder: Sendable {
             coder.serializeRawBytes(id.der)
             switch status {
             case .good:
-                coder.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { _ in }
+                coder.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                    _ in
+                }
             case .revoked(let at, let reason):
-                try coder.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 1, tagClass: .contextSpecific)) {
+                try coder.appendConstructedNode(
+                    identifier: ASN1Identifier(tagWithNumber: 1, tagClass: .contextSpecific)
+                ) {
                     coder in
                     try coder.serialize(try DERTime.generalizedTime(at))
                     if reason != .unspecified {
@@ -180,7 +187,9 @@ public struct OCSPResponder: Sendable {
                     }
                 }
             case .unknown:
-                coder.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 2, tagClass: .contextSpecific)) { _ in }
+                coder.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 2, tagClass: .contextSpecific)) {
+                    _ in
+                }
             }
             try coder.serialize(try DERTime.generalizedTime(thisUpdate))
             try coder.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {

@@ -1,6 +1,6 @@
-public import X509
-import SwiftASN1
 import Foundation
+import SwiftASN1
+public import X509
 
 /// The names Keygate puts into a certificate. They come from Keygate's own records (the device ID,
 /// the server's host names), never from the CSR.
@@ -26,7 +26,8 @@ public struct CertificateIdentity: Sendable, Hashable, Codable {
         }
         for name in dnsNames {
             let allowed = name.unicodeScalars.allSatisfy {
-                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "."
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-"
+                    || $0 == "."
                     || $0 == "*"
             }
             guard allowed, !name.isEmpty, name.count <= 253 else {

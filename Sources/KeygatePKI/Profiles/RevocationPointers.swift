@@ -1,5 +1,5 @@
-public import X509
 import SwiftASN1
+public import X509
 
 /// Where relying parties find revocation status for certificates of one issuing CA.
 public struct RevocationPointers: Sendable, Hashable, Codable {
@@ -35,12 +35,16 @@ public struct RevocationPointers: Sendable, Hashable, Codable {
         var coder = DER.Serializer()
         try coder.appendConstructedNode(identifier: .sequence) { coder in
             try coder.appendConstructedNode(identifier: .sequence) { coder in
-                try coder.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                try coder.appendConstructedNode(
+                    identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
+                ) {
                     coder in
                     try coder.appendConstructedNode(
                         identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
                     ) { coder in
-                        coder.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 6, tagClass: .contextSpecific)) {
+                        coder.appendPrimitiveNode(
+                            identifier: ASN1Identifier(tagWithNumber: 6, tagClass: .contextSpecific)
+                        ) {
                             $0.append(contentsOf: crlURL.utf8)
                         }
                     }

@@ -73,7 +73,9 @@ public struct CRLBuilder: Sendable {
                 try coder.appendConstructedNode(identifier: .sequence) { coder in
                     var aki = DER.Serializer()
                     try aki.appendConstructedNode(identifier: .sequence) { aki in
-                        aki.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                        aki.appendPrimitiveNode(
+                            identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
+                        ) {
                             $0.append(contentsOf: authority.keyIdentifier)
                         }
                     }

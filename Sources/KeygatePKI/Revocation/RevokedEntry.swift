@@ -1,5 +1,5 @@
-public import X509
 public import Foundation
+public import X509
 
 /// One revoked certificate as it appears in a CRL or an OCSP answer.
 public struct RevokedEntry: Sendable, Hashable {

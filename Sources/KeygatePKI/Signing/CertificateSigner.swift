@@ -1,5 +1,5 @@
-public import X509
 import SwiftASN1
+public import X509
 
 /// Something that holds a CA private key and signs with it.
 ///
@@ -54,7 +54,8 @@ extension CertificateSigner {
     public func certificateSignature(for message: [UInt8]) async throws -> Certificate.Signature {
         let bytes = try await sign(message)
         do {
-            return try Certificate.Signature(signatureAlgorithm: signatureAlgorithm, signatureBytes: .init(bytes: bytes[...]))
+            return try Certificate.Signature(
+                signatureAlgorithm: signatureAlgorithm, signatureBytes: .init(bytes: bytes[...]))
         } catch {
             throw KeygateError(.signingFailed, "the signer returned a signature that cannot be parsed: \(error)")
         }

@@ -1,6 +1,6 @@
-public import X509
-public import SwiftASN1
 public import Foundation
+public import SwiftASN1
+public import X509
 
 /// Adapts a ``CertificateSigner`` to swift-certificates' `CustomPrivateKey`, so that
 /// `Certificate(…, issuerAsyncPrivateKey:)` signs through whatever holds the key.

@@ -1,9 +1,8 @@
-public import X509
-import SwiftASN1
 import Crypto
-import Foundation
 import CryptoExtras
 import Foundation
+import SwiftASN1
+public import X509
 
 /// A signer whose key is in this process's memory (loaded from an encrypted file).
 public struct SoftwareSigner: CertificateSigner {
@@ -34,11 +33,14 @@ public struct SoftwareSigner: CertificateSigner {
             algorithm = .p384
         case .Keygate.rsaEncryption:
             let key = try _RSA.Signing.PrivateKey(derRepresentation: pkcs8.privateKey)
-            guard key.keySizeInBits >= 2048 else { throw KeygateError(.keyTooWeak, "RSA CA keys must be at least 2048 bits") }
+            guard key.keySizeInBits >= 2048 else {
+                throw KeygateError(.keyTooWeak, "RSA CA keys must be at least 2048 bits")
+            }
             backing = .rsa(key)
             algorithm = .rsa3072
         case .Keygate.ed25519:
-            backing = .ed25519(try Curve25519.Signing.PrivateKey(rawRepresentation: PKCS8.ed25519Seed(pkcs8.privateKey)))
+            backing = .ed25519(
+                try Curve25519.Signing.PrivateKey(rawRepresentation: PKCS8.ed25519Seed(pkcs8.privateKey)))
             algorithm = .ed25519
         default:
             throw KeygateError(.unsupportedKey, "Keygate signs with ECDSA P-256/P-384, RSA or Ed25519 keys")

@@ -1,6 +1,6 @@
 public import Foundation
-import SwiftASN1
 public import KeygatePKI
+import SwiftASN1
 public import X509
 
 /// The data folder `keygate init` creates and `keygate serve` runs from.
@@ -39,7 +39,10 @@ public struct DataDirectory: Sendable {
     public func loadConfiguration() throws -> ServerConfiguration {
         let file = path(Self.configurationFile)
         guard let data = FileManager.default.contents(atPath: file) else {
-            throw KeygateError(.dataDirectoryMissing, "\(url.path) is not a Keygate data folder (no \(Self.configurationFile)); run `keygate init --data-dir \(url.path)` first")
+            throw KeygateError(
+                .dataDirectoryMissing,
+                "\(url.path) is not a Keygate data folder (no \(Self.configurationFile)); run `keygate init --data-dir \(url.path)` first"
+            )
         }
         do {
             return try JSONDecoder().decode(ServerConfiguration.self, from: data)
@@ -57,7 +60,8 @@ public struct DataDirectory: Sendable {
     /// Writes a file atomically with the given permissions (0600 for secrets).
     public func write(_ data: Data, to relative: String, mode: Int) throws {
         let target = URL(fileURLWithPath: path(relative))
-        try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
         let temporary = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).tmp")
         FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: mode])
         let handle = try FileHandle(forWritingTo: temporary)

@@ -16,7 +16,8 @@ struct KeyCustody {
             guard let passphrase else {
                 throw KeygateError(
                     .passphraseMissing,
-                    "the CA key is encrypted; give the passphrase with --passphrase-file or \(PassphraseSource.environmentVariable)")
+                    "the CA key is encrypted; give the passphrase with --passphrase-file or \(PassphraseSource.environmentVariable)"
+                )
             }
             let pkcs8 = try EncryptedPrivateKey.decrypt(pem: try directory.read(keyFile), passphrase: passphrase)
             return try SoftwareSigner(

@@ -1,9 +1,9 @@
+import Crypto
 public import Foundation
-public import KeygatePKI
 import KeygateDomain
+public import KeygatePKI
 import KeygateStore
 public import X509
-import Crypto
 
 /// Creates a data folder: root and issuing CA, encrypted keys, the server's TLS certificate,
 /// the database and the first admin token (`keygate init`).
@@ -91,9 +91,11 @@ public struct KeygateInitializer: Sendable {
 
         let store = try SQLiteStore(path: directory.path(configuration.database))
         _ = try await store.appendAudit(
-            .init(actor: "system", action: "ca.created", subject: issuing.certificate.subject.description, details: [
-                "root": root.certificate.subject.description, "keyAlgorithm": options.keyAlgorithm.rawValue,
-            ]))
+            .init(
+                actor: "system", action: "ca.created", subject: issuing.certificate.subject.description,
+                details: [
+                    "root": root.certificate.subject.description, "keyAlgorithm": options.keyAlgorithm.rawValue,
+                ]))
         try await ServerTLSIdentity(directory: directory, configuration: configuration)
             .issue(authority: issuing, hosts: options.hosts, store: store)
 

@@ -1,10 +1,10 @@
-import Foundation
-import KeygatePKI
-import KeygateDomain
-import KeygateStore
-import X509
 import Crypto
+import Foundation
+import KeygateDomain
+import KeygatePKI
+import KeygateStore
 import NIOSSL
+import X509
 
 /// The HTTPS listener's own certificate, issued by the issuing CA for 127.0.0.1, ::1
 /// and the hosts given to `init`. `serve` renews it when it has less than 30 days left.
@@ -44,11 +44,14 @@ struct ServerTLSIdentity {
                 actor: "system", action: "certificate.issued", subject: certificate.serialNumber.hex,
                 details: ["profile": "server", "purpose": "https-listener"]))
         try directory.write(Data(key.pemRepresentation.utf8), to: configuration.tlsKey, mode: 0o600)
-        try directory.write(Data((pem + "\n" + (try authority.chainPEM)).utf8), to: configuration.tlsCertificate, mode: 0o644)
+        try directory.write(
+            Data((pem + "\n" + (try authority.chainPEM)).utf8), to: configuration.tlsCertificate, mode: 0o644)
     }
 
     /// Renews the listener certificate if it is close to expiry, keeping its names.
-    func renewIfNeeded(authority: CertificateAuthority, store: any CertificateRecordStore, now: Date = Date()) async throws {
+    func renewIfNeeded(authority: CertificateAuthority, store: any CertificateRecordStore, now: Date = Date())
+        async throws
+    {
         let current = try directory.readCertificates(configuration.tlsCertificate).first
         guard let current, current.notValidAfter.timeIntervalSince(now) < Self.renewalMargin else { return }
         let names = (try? current.extensions.subjectAlternativeNames) ?? SubjectAlternativeNames([])
@@ -69,7 +72,8 @@ struct ServerTLSIdentity {
     }
 
     private func isIPAddress(_ host: String) -> Bool {
-        host.contains(":") || host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
+        host.contains(":")
+            || host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
     }
 
     private func unique(_ values: [String]) -> [String] {
@@ -77,4 +81,3 @@ struct ServerTLSIdentity {
         return values.filter { seen.insert($0).inserted }
     }
 }
-

@@ -1,8 +1,8 @@
-import Hummingbird
-import KeygatePKI
-import KeygateDomain
-import KeygateStore
 public import Foundation
+import Hummingbird
+import KeygateDomain
+import KeygatePKI
+import KeygateStore
 import X509
 
 /// `/admin/v1`: certificate authority administration. Every route needs an admin token.
@@ -19,7 +19,8 @@ struct AdminAPI {
         group.post("certificates") { request, context in try await issue(request, context) }
         group.get("certificates") { request, _ in try await list(request) }
         group.get("certificates/:serial") { _, context in
-            try jsonResponse(CertificateBody(try await service.certificate(serial: try context.parameters.require("serial"))))
+            try jsonResponse(
+                CertificateBody(try await service.certificate(serial: try context.parameters.require("serial"))))
         }
         group.post("certificates/:serial/revoke") { request, context in
             let body = try await request.keygateJSON(RevokeBody.self)
@@ -37,7 +38,8 @@ struct AdminAPI {
         }
         group.get("audit/verify") { _, _ in
             if let broken = try await service.store.verifyAuditChain() {
-                return try jsonResponse(AuditVerifyBody(intact: false, firstBadSequence: broken.sequence, reason: broken.reason))
+                return try jsonResponse(
+                    AuditVerifyBody(intact: false, firstBadSequence: broken.sequence, reason: broken.reason))
             }
             return try jsonResponse(AuditVerifyBody(intact: true, firstBadSequence: nil, reason: nil))
         }
@@ -53,17 +55,21 @@ struct AdminAPI {
         let body = try await request.keygateJSON(IssueBody.self, limit: Self.csrBodyLimit)
         let profile = try CertificateProfile.named(body.profile ?? CertificateProfile.device.name)
         guard let subject = body.subject else {
-            throw KeygateError(.invalidSubject, "the request needs subject.commonName: Keygate assigns names, the CSR does not")
+            throw KeygateError(
+                .invalidSubject, "the request needs subject.commonName: Keygate assigns names, the CSR does not")
         }
         var validity: TimeInterval?
         if let days = body.validityDays {
-            guard (1...3650).contains(days) else { throw KeygateError(.malformedInput, "validityDays must be 1 to 3650") }
+            guard (1...3650).contains(days) else {
+                throw KeygateError(.malformedInput, "validityDays must be 1 to 3650")
+            }
             validity = TimeInterval(days) * 86_400
         }
         let issued = try await service.issue(
             csr: Array(body.csr.utf8), profile: profile,
             identity: CertificateIdentity(
-                commonName: subject.commonName, dnsNames: subject.dnsNames ?? [], ipAddresses: subject.ipAddresses ?? []),
+                commonName: subject.commonName, dnsNames: subject.dnsNames ?? [], ipAddresses: subject.ipAddresses ?? []
+            ),
             validity: validity, deviceID: body.deviceId, actor: actor(context))
         var result = CertificateBody(issued.record)
         result.chain = issued.chainPEM
@@ -100,7 +106,8 @@ struct AdminAPI {
                 root: try CAEntryBody(rootCertificate, location: configuration.root),
                 issuing: try CAEntryBody(service.authority.certificate, location: configuration.issuing),
                 certificates: Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
-                crl: .init(number: crl.number, thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, entries: crl.entryCount),
+                crl: .init(
+                    number: crl.number, thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, entries: crl.entryCount),
                 crlURL: service.revocation.crlURL, ocspURL: service.revocation.ocspURL))
     }
 }
@@ -128,4 +135,3 @@ public func parseDuration(_ text: String) throws -> TimeInterval {
     }
     return value * scale
 }
-

@@ -1,7 +1,6 @@
-import Hummingbird
 import Foundation
+import Hummingbird
 import KeygateDomain
-import KeygateStore
 import KeygatePKI
 import KeygateStore
 

@@ -1,7 +1,7 @@
 public import Foundation
 public import KeygateDomain
-public import X509
 import KeygatePKI
+public import X509
 
 /// The JSON bodies of `/admin/v1`, shared by the server and the `keygate` admin commands.
 
@@ -23,7 +23,9 @@ public struct IssueBody: Codable {
     public var validityDays: Int?
     public var deviceId: String?
 
-    public init(csr: String, profile: String? = nil, subject: Subject? = nil, validityDays: Int? = nil, deviceId: String? = nil) {
+    public init(
+        csr: String, profile: String? = nil, subject: Subject? = nil, validityDays: Int? = nil, deviceId: String? = nil
+    ) {
         self.csr = csr
         self.profile = profile
         self.subject = subject

@@ -1,6 +1,6 @@
+import Foundation
 import Hummingbird
 public import KeygatePKI
-import Foundation
 import Logging
 import NIOCore
 
@@ -16,7 +16,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as KeygateError {
             if error.code.kind == .internalError {
-                context.logger.error("request failed", metadata: ["code": "\(error.code)", "error": "\(error.message)"])
+                context.logger.error(
+                    "request failed", metadata: ["code": "\(error.code)", "error": "\(error.message)"])
             }
             return Self.response(for: error)
         } catch let error as HTTPError {
@@ -35,7 +36,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case .unauthorized: return KeygateError(.unauthorized, error.body ?? "authentication required")
         case .badRequest: return KeygateError(.malformedInput, error.body ?? "bad request")
         default:
-            return KeygateError(.init("http\(error.status.code)", kind: .invalidInput), error.body ?? error.status.reasonPhrase)
+            return KeygateError(
+                .init("http\(error.status.code)", kind: .invalidInput), error.body ?? error.status.reasonPhrase)
         }
     }
 

@@ -1,8 +1,7 @@
-import Hummingbird
 import Foundation
+import Hummingbird
 import KeygateDomain
 import KeygateStore
-import Foundation
 import NIOCore
 
 /// `/healthz`, `/metrics` and `/openapi.yaml`, on both listeners.

@@ -1,9 +1,8 @@
+import Foundation
 import Hummingbird
-import Foundation
 import KeygateDomain
-import KeygateStore
 import KeygatePKI
-import Foundation
+import KeygateStore
 import NIOCore
 
 /// `/pki`: what relying parties fetch over plain HTTP: the CA chain, the CRL and OCSP.

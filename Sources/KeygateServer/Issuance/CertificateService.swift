@@ -1,6 +1,6 @@
 public import Foundation
-public import KeygatePKI
 public import KeygateDomain
+public import KeygatePKI
 public import KeygateStore
 public import X509
 
@@ -71,7 +71,8 @@ public final class CertificateService: Sendable {
             var details = ["profile": profile.name, "subject": record.subject, "notAfter": "\(record.notAfter)"]
             if let deviceID { details["deviceId"] = deviceID }
             try await store.insertCertificate(
-                record, audit: .init(actor: actor, action: "certificate.issued", subject: record.serial, details: details))
+                record,
+                audit: .init(actor: actor, action: "certificate.issued", subject: record.serial, details: details))
             metrics.certificateIssued(profile: profile.name, duration: ContinuousClock.now - started)
             return Issued(record: record, certificate: certificate, chainPEM: pem + "\n" + (try authority.chainPEM))
         } catch let error as KeygateError {
@@ -93,7 +94,8 @@ public final class CertificateService: Sendable {
         }
         let record = try await store.revokeCertificate(
             serial: normalized, reason: reason, at: date,
-            audit: .init(actor: actor, action: "certificate.revoked", subject: normalized, details: ["reason": reason.name]))
+            audit: .init(
+                actor: actor, action: "certificate.revoked", subject: normalized, details: ["reason": reason.name]))
         metrics.certificateRevoked(reason: reason.name)
         return record
     }

@@ -1,6 +1,6 @@
-public import Prometheus
-import Metrics
 import Foundation
+import Metrics
+public import Prometheus
 
 /// The server's metrics, exposed at `/metrics` in Prometheus text format.
 ///

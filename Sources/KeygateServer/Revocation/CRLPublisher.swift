@@ -1,8 +1,8 @@
 public import Foundation
 public import KeygatePKI
 public import KeygateStore
-public import ServiceLifecycle
 public import Logging
+public import ServiceLifecycle
 import X509
 
 /// Keeps the issuing CA's CRL current.
@@ -49,10 +49,12 @@ public actor CRLPublisher {
 
     private func rebuild(revision: Int64, previous: PublishedCRL?, now: Date) async throws -> PublishedCRL {
         let thisUpdate = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
-        let entries = try await store.revokedEntries(issuer: issuer, notAfterSince: previous?.thisUpdate ?? .distantPast)
+        let entries = try await store.revokedEntries(
+            issuer: issuer, notAfterSince: previous?.thisUpdate ?? .distantPast)
         let number = try await store.nextCRLNumber(issuer: issuer)
         let nextUpdate = thisUpdate + validity
-        let der = try await builder.build(number: number, thisUpdate: thisUpdate, nextUpdate: nextUpdate, entries: entries)
+        let der = try await builder.build(
+            number: number, thisUpdate: thisUpdate, nextUpdate: nextUpdate, entries: entries)
         let crl = PublishedCRL(
             issuer: issuer, number: number, thisUpdate: thisUpdate, nextUpdate: nextUpdate, der: der,
             entryCount: entries.count, revision: revision)

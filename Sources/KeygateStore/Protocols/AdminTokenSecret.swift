@@ -1,6 +1,6 @@
-public import KeygateDomain
 import Crypto
 public import Foundation
+public import KeygateDomain
 
 /// Making and checking admin tokens.
 public enum AdminTokenSecret {

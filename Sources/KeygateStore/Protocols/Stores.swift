@@ -42,7 +42,8 @@ public struct PublishedCRL: Sendable, Hashable {
     public var revision: Int64
 
     public init(
-        issuer: String, number: Int64, thisUpdate: Date, nextUpdate: Date, der: [UInt8], entryCount: Int, revision: Int64
+        issuer: String, number: Int64, thisUpdate: Date, nextUpdate: Date, der: [UInt8], entryCount: Int,
+        revision: Int64
     ) {
         self.revision = revision
         self.issuer = issuer

@@ -1,6 +1,6 @@
-public import KeygateDomain
 import Foundation
 import GRDB
+public import KeygateDomain
 
 extension SQLiteStore: AdminTokenStore {
     public func addAdminToken(_ token: AdminToken, audit: AuditEvent.Draft) async throws {

@@ -1,7 +1,7 @@
-public import Foundation
-public import KeygateDomain
-import GRDB
 import Crypto
+public import Foundation
+import GRDB
+public import KeygateDomain
 
 extension SQLiteStore: AuditStore {
     public func appendAudit(_ draft: AuditEvent.Draft) async throws -> AuditEvent {
@@ -57,7 +57,8 @@ extension SQLiteStore: AuditStore {
             let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             arguments += [max(1, min(limit, 10_000))]
             let rows = try Row.fetchAll(
-                db, sql: "SELECT * FROM (SELECT * FROM audit_events \(whereClause) ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                db,
+                sql: "SELECT * FROM (SELECT * FROM audit_events \(whereClause) ORDER BY seq DESC LIMIT ?) ORDER BY seq",
                 arguments: arguments)
             return try rows.map(Self.auditEvent)
         }
@@ -77,7 +78,8 @@ extension SQLiteStore: AuditStore {
                     return AuditChainBreak(sequence: sequence, reason: "entry \(sequence) cannot be read")
                 }
                 guard event.previousHash == previous else {
-                    return AuditChainBreak(sequence: sequence, reason: "entry \(sequence) does not link to its predecessor")
+                    return AuditChainBreak(
+                        sequence: sequence, reason: "entry \(sequence) does not link to its predecessor")
                 }
                 let hash = SQLiteStore.chainHash(
                     previous: previous, sequence: sequence, atMilliseconds: row["at_ms"], actor: event.actor,

@@ -1,7 +1,7 @@
 public import Foundation
+import GRDB
 public import KeygateDomain
 public import KeygatePKI
-import GRDB
 import X509
 
 extension SQLiteStore: CertificateRecordStore {
@@ -72,8 +72,10 @@ extension SQLiteStore: CertificateRecordStore {
     ) async throws -> CertificateRecord {
         try await write { db in
             guard
-                var record = try Row.fetchOne(db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial])
-                    .map(Self.certificateRecord)
+                var record = try Row.fetchOne(
+                    db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial]
+                )
+                .map(Self.certificateRecord)
             else {
                 throw KeygateError(.certificateNotFound, "no certificate with serial \(serial)")
             }

@@ -10,7 +10,8 @@ extension SQLiteStore: RevocationListStore {
                     ON CONFLICT (issuer) DO UPDATE SET last_crl_number = issuers.last_crl_number + 1
                     """,
                 arguments: [issuer])
-            return try Int64.fetchOne(db, sql: "SELECT last_crl_number FROM issuers WHERE issuer = ?", arguments: [issuer])
+            return try Int64.fetchOne(
+                db, sql: "SELECT last_crl_number FROM issuers WHERE issuer = ?", arguments: [issuer])
                 ?? 1
         }
     }
@@ -50,7 +51,8 @@ extension SQLiteStore: RevocationListStore {
 extension SQLiteStore {
     public func revocationRevision(issuer: String) async throws -> Int64 {
         try await read { db in
-            try Int64.fetchOne(db, sql: "SELECT revocation_revision FROM issuers WHERE issuer = ?", arguments: [issuer]) ?? 0
+            try Int64.fetchOne(db, sql: "SELECT revocation_revision FROM issuers WHERE issuer = ?", arguments: [issuer])
+                ?? 0
         }
     }
 

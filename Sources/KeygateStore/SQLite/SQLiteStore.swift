@@ -1,8 +1,8 @@
+import Crypto
 public import Foundation
+import GRDB
 public import KeygateDomain
 public import KeygatePKI
-import GRDB
-import Crypto
 
 /// The embedded store: one SQLite file in WAL mode, shared safely by several processes on one host.
 ///
@@ -96,7 +96,8 @@ public final class SQLiteStore: Sendable {
             return try await pool.write(body)
         } catch let error as KeygateError {
             throw error
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+        {
             throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
         }
     }
@@ -106,7 +107,8 @@ public final class SQLiteStore: Sendable {
             return try await pool.read(body)
         } catch let error as KeygateError {
             throw error
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+        {
             throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
         }
     }

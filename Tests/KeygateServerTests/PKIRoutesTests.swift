@@ -1,0 +1,124 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import KeygateDomain
+import KeygatePKI
+import KeygateServer
+import KeygateStore
+import KeygateTestSupport
+import NIOCore
+import Testing
+
+/// CRL, OCSP, CA chain and operational routes on the plain-HTTP listener.
+@Suite struct PKIRoutesTests {
+    @Test func crlAndOCSPFollowRevocation() async throws {
+        guard ExternalTool.available("openssl") else { return }
+        let kg = try await TestKeygate.make()
+        let service = kg.server.service
+        let issued = try await service.issue(
+            csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "sensor-1"),
+            actor: "test")
+        let leaf = try kg.folder.write("leaf.pem", issued.record.pem)
+        let openssl = try ExternalTool.openssl
+        try openssl.run(["ocsp", "-issuer", kg.issuingPath, "-cert", leaf, "-reqout", kg.folder.file("req.der")])
+        let request = try Data(contentsOf: URL(fileURLWithPath: kg.folder.file("req.der")))
+
+        let app = Application(router: try kg.server.httpRouter())
+        try await app.test(.router) { client in
+            func ocsp(_ label: String, get: Bool) async throws -> String {
+                let response: TestResponse
+                if get {
+                    let encoded = request.base64EncodedString().addingPercentEncoding(
+                        withAllowedCharacters: .alphanumerics)!
+                    response = try await client.execute(uri: "/pki/ocsp/" + encoded, method: .get)
+                } else {
+                    response = try await client.execute(
+                        uri: "/pki/ocsp", method: .post, headers: [.contentType: "application/ocsp-request"],
+                        body: ByteBuffer(bytes: Array(request)))
+                }
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "application/ocsp-response")
+                let path = try kg.folder.write("\(label).der", Data(response.body.readableBytesView))
+                let text = try openssl.run([
+                    "ocsp", "-issuer", kg.issuingPath, "-reqin", kg.folder.file("req.der"), "-respin", path, "-CAfile",
+                    kg.chainPath, "-resp_text",
+                ])
+                #expect(text.combined.contains("Response verify OK"), "\(text.combined)")
+                return text.stdout
+            }
+            #expect(try await ocsp("good-get", get: true).contains("Cert Status: good"))
+            #expect(try await ocsp("good-post", get: false).contains("Cert Status: good"))
+
+            _ = try await service.revoke(serial: issued.record.serial, reason: .keyCompromise, actor: "test")
+            let revoked = try await ocsp("revoked", get: false)
+            #expect(revoked.contains("Cert Status: revoked") && revoked.contains("keyCompromise"))
+
+            let crl = try await client.execute(uri: "/pki/crl", method: .get)
+            #expect(crl.headers[.contentType] == "application/pkix-crl")
+            let crlPath = try kg.folder.write("crl.der", Data(crl.body.readableBytesView))
+            let crlText = try openssl.run([
+                "crl", "-inform", "DER", "-in", crlPath, "-noout", "-text", "-CAfile", kg.chainPath,
+            ])
+            #expect(crlText.combined.contains("verify OK"))
+            #expect(crlText.stdout.contains(issued.record.serial.uppercased()))
+            #expect(crlText.stdout.contains("Key Compromise"))
+
+            let chain = try await client.execute(uri: "/pki/ca.pem", method: .get)
+            #expect(String(buffer: chain.body).components(separatedBy: "BEGIN CERTIFICATE").count == 3)
+
+            let garbage = try await client.execute(
+                uri: "/pki/ocsp", method: .post, headers: [.contentType: "application/ocsp-request"],
+                body: ByteBuffer(bytes: [1, 2, 3]))
+            #expect(Array(garbage.body.readableBytesView) == OCSPResponder.unsignedResponse(.malformedRequest))
+            let wrongType = try await client.execute(
+                uri: "/pki/ocsp", method: .post, headers: [.contentType: "text/plain"],
+                body: ByteBuffer(bytes: Array(request)))
+            #expect(wrongType.status == .badRequest)
+
+            // The admin API is not on the plain-HTTP listener.
+            let admin = try await client.execute(uri: "/admin/v1/ca", method: .get)
+            #expect(admin.status == .notFound)
+        }
+    }
+
+    @Test func crlIsRebuiltOncePerBurstOfRevocations() async throws {
+        let kg = try await TestKeygate.make()
+        let service = kg.server.service
+        var serials: [String] = []
+        for i in 0..<5 {
+            let issued = try await service.issue(
+                csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "d\(i)"),
+                actor: "t")
+            serials.append(issued.record.serial)
+        }
+        let first = try await service.crl.current()
+        for serial in serials { _ = try await service.revoke(serial: serial, reason: .superseded, actor: "t") }
+        let second = try await service.crl.current()
+        let third = try await service.crl.current()
+        #expect(second.number == first.number + 1, "five revocations, one rebuild")
+        #expect(second.entryCount == 5)
+        #expect(third.number == second.number, "nothing changed, nothing rebuilt")
+    }
+
+    @Test func operationalRoutes() async throws {
+        let kg = try await TestKeygate.make()
+        _ = try await kg.server.service.issue(
+            csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "m"), actor: "t")
+        let app = Application(router: try kg.server.httpsRouter())
+        try await app.test(.router) { client in
+            let health = try await client.execute(uri: "/healthz", method: .get)
+            #expect(health.status == .ok)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            for name in [
+                "keygate_certificates_issued_total", "keygate_issuance_duration_seconds", "keygate_crl_age_seconds",
+            ] {
+                #expect(metrics.contains(name), "\(name) missing from /metrics")
+            }
+            #expect(metrics.contains(#"keygate_certificates_issued_total{profile="device"} 1"#))
+            let spec = String(buffer: try await client.execute(uri: "/openapi.yaml", method: .get).body)
+            let file = try String(contentsOfFile: packageRoot + "/docs/openapi.yaml", encoding: .utf8)
+            #expect(spec == file)
+            #expect(spec.contains("/admin/v1/certificates"))
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import KeygateDomain
+import KeygatePKI
+import KeygateStore
+import KeygateTestSupport
+import Testing
+
+@Suite struct SQLiteStoreTests {
+    func record(_ serial: String, notAfter: Date = Date() + 86_400, issuer: String = "CN=Test Issuing CA")
+        -> CertificateRecord
+    {
+        CertificateRecord(
+            serial: serial, subject: "CN=\(serial)", issuer: issuer, notBefore: Date() - 60, notAfter: notAfter,
+            profile: "device", pem: "PEM-\(serial)")
+    }
+
+    func audit(_ serial: String) -> AuditEvent.Draft {
+        .init(actor: "test", action: "certificate.issued", subject: serial, details: ["k": "v"])
+    }
+
+    @Test func certificatesSurviveReopeningTheDatabase() async throws {
+        let dir = try TemporaryDirectory("store")
+        do {
+            let store = try SQLiteStore(path: dir.file("db.sqlite"))
+            try await store.insertCertificate(record("0a01"), audit: audit("0a01"))
+            _ = try await store.revokeCertificate(
+                serial: "0a01", reason: .keyCompromise, at: Date(), audit: audit("0a01"))
+        }
+        let reopened = try SQLiteStore(path: dir.file("db.sqlite"))
+        let found = try #require(try await reopened.certificate(serial: "0a01"))
+        #expect(found.status == .revoked)
+        #expect(found.revocationReason == .keyCompromise)
+        #expect(found.pem == "PEM-0a01")
+        #expect(try await reopened.verifyAuditChain() == nil)
+    }
+
+    @Test func revokingTwiceConflictsAndHoldsCanBeRevoked() async throws {
+        let dir = try TemporaryDirectory("store")
+        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+        try await store.insertCertificate(record("0b01"), audit: audit("0b01"))
+        let held = try await store.revokeCertificate(
+            serial: "0b01", reason: .certificateHold, at: Date(), audit: audit("0b01"))
+        #expect(held.status == .onHold)
+        let code = await errorCode {
+            _ = try await store.revokeCertificate(
+                serial: "0b01", reason: .certificateHold, at: Date(), audit: self.audit("0b01"))
+        }
+        #expect(code == "alreadyRevoked")
+        let revoked = try await store.revokeCertificate(
+            serial: "0b01", reason: .keyCompromise, at: Date(), audit: audit("0b01"))
+        #expect(revoked.status == .revoked)
+        let again = await errorCode {
+            _ = try await store.revokeCertificate(
+                serial: "0b01", reason: .superseded, at: Date(), audit: self.audit("0b01"))
+        }
+        #expect(again == "alreadyRevoked")
+        let missing = await errorCode {
+            _ = try await store.revokeCertificate(
+                serial: "ffff", reason: .superseded, at: Date(), audit: self.audit("ffff"))
+        }
+        #expect(missing == "certificateNotFound")
+    }
+
+    @Test func listingFiltersAndPages() async throws {
+        let dir = try TemporaryDirectory("store")
+        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+        for i in 0..<25 {
+            let serial = String(format: "%04x", i + 1)
+            try await store.insertCertificate(
+                record(serial, notAfter: Date() + Double(i < 5 ? 3600 : 86_400 * 30)), audit: audit(serial))
+        }
+        _ = try await store.revokeCertificate(serial: "0003", reason: .superseded, at: Date(), audit: audit("0003"))
+        var seen: [String] = []
+        var after: String?
+        repeat {
+            let page = try await store.certificates(matching: .init(after: after, limit: 10))
+            seen += page.map(\.serial)
+            after = page.count == 10 ? page.last?.serial : nil
+        } while after != nil
+        #expect(seen.count == 25)
+        #expect(Set(seen).count == 25)
+        #expect(try await store.certificates(matching: .init(status: .revoked)).map(\.serial) == ["0003"])
+        #expect(try await store.certificates(matching: .init(expiringBefore: Date() + 7200)).count == 5)
+        let counts = try await store.certificateCounts()
+        #expect(counts[.active] == 24 && counts[.revoked] == 1)
+    }
+
+    @Test func revokedEntriesDropCertificatesExpiredBeforeTheCutoff() async throws {
+        let dir = try TemporaryDirectory("store")
+        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+        try await store.insertCertificate(record("0c01", notAfter: Date() - 7200), audit: audit("0c01"))
+        try await store.insertCertificate(record("0c02"), audit: audit("0c02"))
+        for serial in ["0c01", "0c02"] {
+            _ = try await store.revokeCertificate(
+                serial: serial, reason: .keyCompromise, at: Date(), audit: audit(serial))
+        }
+        let all = try await store.revokedEntries(issuer: "CN=Test Issuing CA", notAfterSince: .distantPast)
+        #expect(all.count == 2)
+        let current = try await store.revokedEntries(issuer: "CN=Test Issuing CA", notAfterSince: Date() - 3600)
+        #expect(current.map(\.serialNumber.hex) == ["0c02"])
+        #expect(try await store.revocationRevision(issuer: "CN=Test Issuing CA") == 2)
+    }
+
+    @Test func crlNumbersGrowAcrossConnections() async throws {
+        let dir = try TemporaryDirectory("store")
+        let first = try SQLiteStore(path: dir.file("db.sqlite"))
+        let second = try SQLiteStore(path: dir.file("db.sqlite"))
+        var numbers: [Int64] = []
+        for i in 0..<6 {
+            numbers.append(try await (i % 2 == 0 ? first : second).nextCRLNumber(issuer: "CN=X"))
+        }
+        #expect(numbers == [1, 2, 3, 4, 5, 6])
+    }
+
+    @Test func tamperingWithTheAuditLogIsDetectedAndNamed() async throws {
+        guard ExternalTool.available("sqlite3") else { return }
+        let dir = try TemporaryDirectory("store")
+        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+        for i in 1...5 {
+            _ = try await store.appendAudit(
+                .init(actor: "test", action: "thing.done", subject: "s\(i)", details: ["i": "\(i)"]))
+        }
+        #expect(try await store.verifyAuditChain() == nil)
+        let edit = try ExternalTool.require("sqlite3").run([
+            dir.file("db.sqlite"), "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3",
+        ])
+        #expect(edit.status == 0, "\(edit.combined)")
+        let broken = try #require(try await store.verifyAuditChain())
+        #expect(broken.sequence == 3)
+    }
+
+    @Test func adminTokensAreStoredHashed() async throws {
+        let dir = try TemporaryDirectory("store")
+        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+        let token = AdminTokenSecret.generate()
+        #expect(token.hasPrefix("kg_") && token.count == 46)
+        try await store.addAdminToken(
+            AdminToken(name: "ops", hash: AdminTokenSecret.hash(token)),
+            audit: .init(actor: "test", action: "adminToken.created", subject: "ops"))
+        #expect(try await store.adminToken(hash: AdminTokenSecret.hash(token))?.name == "ops")
+        #expect(try await store.adminToken(hash: AdminTokenSecret.hash(token + "x")) == nil)
+        let raw = try Data(contentsOf: URL(fileURLWithPath: dir.file("db.sqlite")))
+        #expect(raw.range(of: Data(token.utf8)) == nil, "the token itself must not be stored")
+    }
+}

@@ -1,0 +1,78 @@
+public import Foundation
+
+/// The built `keygate` binary, run as a separate process the way a user runs it.
+public struct KeygateBinary: Sendable {
+    public let path: String
+
+    /// `KEYGATE_BINARY`, else `.build/debug/keygate` in the package (built by `swift build`).
+    public static func locate() throws -> KeygateBinary {
+        let path = ProcessInfo.processInfo.environment["KEYGATE_BINARY"] ?? packageRoot + "/.build/debug/keygate"
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw ToolMissing(name: "the keygate binary at \(path) (run `swift build` before `swift test`)")
+        }
+        return KeygateBinary(path: path)
+    }
+
+    @discardableResult
+    public func run(_ arguments: [String], environment: [String: String]? = nil) throws -> ExternalTool.Output {
+        try ExternalTool(path: path).run(arguments, environment: environment)
+    }
+
+    /// Starts `keygate serve` and waits until it reports that it listens.
+    public func serve(dataDir: String, log: String, environment: [String: String] = [:]) throws -> ServerProcess {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["serve", "--data-dir", dataDir]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let server = ServerProcess(process: process, log: log)
+        let deadline = Date() + 60
+        while Date() < deadline {
+            if server.output.contains("keygate serving") { return server }
+            if !process.isRunning { break }
+            usleep(50_000)
+        }
+        process.terminate()
+        throw ServerDidNotStart(log: server.output)
+    }
+}
+
+/// A running `keygate serve`.
+public final class ServerProcess: @unchecked Sendable {
+    // `process` is only touched from the test that owns this object.
+    public let process: Process
+    public let log: String
+
+    init(process: Process, log: String) {
+        self.process = process
+        self.log = log
+    }
+
+    public var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// Sends SIGTERM and waits up to `timeout` seconds; returns the exit status, or nil if it hung.
+    public func terminate(timeout: TimeInterval = 15) -> Int32? {
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date() + timeout
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+public struct ServerDidNotStart: Error, CustomStringConvertible {
+    public var log: String
+    public var description: String { "keygate serve did not start:\n\(log)" }
+}

@@ -1,0 +1,39 @@
+public import Foundation
+import KeygatePKI
+public import KeygateServer
+public import Logging
+
+/// A data folder made by `KeygateInitializer` and a loaded server, for tests that drive the
+/// HTTP routes or the services directly.
+public struct TestKeygate: Sendable {
+    public let folder: TemporaryDirectory
+    public let directory: DataDirectory
+    public let adminToken: String
+    public let passphrase: String
+    public let server: KeygateServer
+
+    public static func make(_ configure: (inout KeygateInitializer.Options) -> Void = { _ in }) async throws
+        -> TestKeygate
+    {
+        let folder = try TemporaryDirectory("keygate")
+        var options = KeygateInitializer.Options()
+        options.passphrase = "test-passphrase"
+        options.kdfIterations = 1000
+        options.httpsPort = 0
+        options.httpPort = 0
+        configure(&options)
+        let directory = DataDirectory(path: folder.file("data"))
+        let result = try await KeygateInitializer(directory: directory, options: options).run()
+        var logger = Logger(label: "keygate-test")
+        logger.logLevel = .critical
+        let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
+        return TestKeygate(
+            folder: folder, directory: directory, adminToken: result.adminToken, passphrase: options.passphrase!,
+            server: server)
+    }
+
+    /// Files of the CA as PEM: root, issuing, chain.
+    public var rootPath: String { directory.path(server.configuration.root.certificate) }
+    public var issuingPath: String { directory.path(server.configuration.issuing.certificate) }
+    public var chainPath: String { directory.path(DataDirectory.chainFile) }
+}
