@@ -1,9 +1,9 @@
-public import Foundation
+import Foundation
 public import Hummingbird
 import HummingbirdTLS
 import KeygateDomain
-public import KeygatePKI
-public import KeygateStore
+import KeygatePKI
+import KeygateStore
 public import Logging
 import NIOCore
 import ServiceLifecycle

@@ -122,3 +122,11 @@ import Testing
         }
     }
 }
+
+@Suite struct OpenAPIDocumentTests {
+    @Test func theDocumentIsValidOpenAPI() throws {
+        guard ExternalTool.available("openapi-spec-validator") else { return }
+        let result = try ExternalTool.require("openapi-spec-validator").run([packageRoot + "/docs/openapi.yaml"])
+        #expect(result.status == 0 && result.stdout.contains("OK"), "\(result.combined)")
+    }
+}

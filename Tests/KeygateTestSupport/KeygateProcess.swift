@@ -24,7 +24,7 @@ public struct KeygateBinary: Sendable {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = ["serve", "--data-dir", dataDir]
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle

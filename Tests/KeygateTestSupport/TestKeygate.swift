@@ -1,7 +1,7 @@
-public import Foundation
+import Foundation
 import KeygatePKI
 public import KeygateServer
-public import Logging
+import Logging
 
 /// A data folder made by `KeygateInitializer` and a loaded server, for tests that drive the
 /// HTTP routes or the services directly.

@@ -1,6 +1,6 @@
 import Crypto
 import CryptoExtras
-public import Foundation
+import Foundation
 public import KeygatePKI
 import SwiftASN1
 public import X509

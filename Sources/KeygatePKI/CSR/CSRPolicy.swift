@@ -81,7 +81,7 @@ public struct CSRPolicy: Sendable {
         let prefix = Array("-----BEGIN".utf8)
         let trimmed = bytes.drop(while: { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
         guard trimmed.starts(with: prefix) else { return bytes }
-        guard let text = String(validatingUTF8: bytes.map { CChar(bitPattern: $0) } + [0]) else {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw KeygateError(.malformedPEM, "the PEM is not text")
         }
         let document: PEMDocument

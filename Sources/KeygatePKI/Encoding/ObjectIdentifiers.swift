@@ -1,4 +1,4 @@
-public import SwiftASN1
+import SwiftASN1
 
 /// Object identifiers Keygate encodes or matches on.
 extension ASN1ObjectIdentifier {

@@ -1,7 +1,7 @@
 import Crypto
 import CryptoExtras
-public import Foundation
-public import SwiftASN1
+import Foundation
+import SwiftASN1
 
 /// Password-protected PKCS #8 keys (PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC), the
 /// `ENCRYPTED PRIVATE KEY` PEM that `openssl pkey -passin` reads.

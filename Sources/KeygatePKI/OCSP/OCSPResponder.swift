@@ -181,7 +181,7 @@ public struct OCSPResponder: Sendable {
                     coder in
                     try coder.serialize(try DERTime.generalizedTime(at))
                     if reason != .unspecified {
-                        try coder.appendConstructedNode(
+                        coder.appendConstructedNode(
                             identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
                         ) { $0.appendReasonCode(reason) }
                     }

@@ -1,6 +1,6 @@
 import Foundation
 import SwiftASN1
-public import X509
+import X509
 
 /// The names Keygate puts into a certificate. They come from Keygate's own records (the device ID,
 /// the server's host names), never from the CSR.

@@ -1,5 +1,5 @@
 public import Foundation
-public import X509
+import X509
 
 /// What a certificate of a kind looks like: lifetime, key usages, names and revocation pointers.
 ///

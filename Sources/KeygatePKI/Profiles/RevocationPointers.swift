@@ -1,5 +1,5 @@
 import SwiftASN1
-public import X509
+import X509
 
 /// Where relying parties find revocation status for certificates of one issuing CA.
 public struct RevocationPointers: Sendable, Hashable, Codable {
@@ -32,21 +32,14 @@ public struct RevocationPointers: Sendable, Hashable, Codable {
     /// GeneralName ::= CHOICE { … uniformResourceIdentifier [6] IA5String, … }
     /// ```
     func crlDistributionPointsExtension() throws -> Certificate.Extension {
+        let context0 = ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
+        let uri = ASN1Identifier(tagWithNumber: 6, tagClass: .contextSpecific)
         var coder = DER.Serializer()
-        try coder.appendConstructedNode(identifier: .sequence) { coder in
-            try coder.appendConstructedNode(identifier: .sequence) { coder in
-                try coder.appendConstructedNode(
-                    identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
-                ) {
-                    coder in
-                    try coder.appendConstructedNode(
-                        identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
-                    ) { coder in
-                        coder.appendPrimitiveNode(
-                            identifier: ASN1Identifier(tagWithNumber: 6, tagClass: .contextSpecific)
-                        ) {
-                            $0.append(contentsOf: crlURL.utf8)
-                        }
+        coder.appendConstructedNode(identifier: .sequence) { coder in  // CRLDistributionPoints
+            coder.appendConstructedNode(identifier: .sequence) { coder in  // DistributionPoint
+                coder.appendConstructedNode(identifier: context0) { coder in  // distributionPoint
+                    coder.appendConstructedNode(identifier: context0) { coder in  // fullName
+                        coder.appendPrimitiveNode(identifier: uri) { $0.append(contentsOf: crlURL.utf8) }
                     }
                 }
             }

@@ -1,6 +1,6 @@
 public import Foundation
 import SwiftASN1
-public import X509
+import X509
 
 /// Encodes and signs v2 CRLs (RFC 5280 §5).
 ///
@@ -72,7 +72,7 @@ public struct CRLBuilder: Sendable {
                 coder in
                 try coder.appendConstructedNode(identifier: .sequence) { coder in
                     var aki = DER.Serializer()
-                    try aki.appendConstructedNode(identifier: .sequence) { aki in
+                    aki.appendConstructedNode(identifier: .sequence) { aki in
                         aki.appendPrimitiveNode(
                             identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
                         ) {

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import KeygatePKI
 
 /// `keygate.json` in the data folder: everything `keygate serve` needs besides secrets.

@@ -1,5 +1,5 @@
 public import Foundation
-public import KeygatePKI
+import KeygatePKI
 public import KeygateStore
 public import Logging
 public import ServiceLifecycle

@@ -1,6 +1,6 @@
 import Crypto
 public import Foundation
-public import KeygateDomain
+import KeygateDomain
 
 /// Making and checking admin tokens.
 public enum AdminTokenSecret {

@@ -1,7 +1,7 @@
 import Crypto
-public import Foundation
+import Foundation
 import GRDB
-public import KeygateDomain
+import KeygateDomain
 public import KeygatePKI
 
 /// The embedded store: one SQLite file in WAL mode, shared safely by several processes on one host.

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what Keygate's tests use: openssl, curl and sqlite3 from Debian, and a Python venv
+# (.venv) with pkilint and openapi-spec-validator. Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in openssl:openssl curl:curl sqlite3:sqlite3; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
+done
+dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "==> installing ${need[*]}"
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/lint_pkix_cert ] || [ ! -x .venv/bin/openapi-spec-validator ]; then
+    echo "==> creating .venv with pkilint and openapi-spec-validator"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q pkilint openapi-spec-validator
+fi

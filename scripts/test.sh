@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every Keygate test. Installs the outside tools the tests check against (openssl, curl,
+# sqlite3, pkilint), builds, then runs `swift test`. Tests that need a tool fail rather than
+# skip here (KEYGATE_REQUIRE_TOOLS=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/test-tools.sh
+echo "==> swift build"
+swift build --build-tests
+echo "==> swift test"
+KEYGATE_REQUIRE_TOOLS=1 swift test --skip-build "$@"
