@@ -13,6 +13,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "keygate", targets: ["keygate"]),
+        .executable(name: "keygate-agent", targets: ["keygate-agent"]),
+        .library(name: "KeygateAttestation", targets: ["KeygateAttestation"]),
+        .library(name: "KeygateAgent", targets: ["KeygateAgent"]),
         .library(name: "KeygatePKI", targets: ["KeygatePKI"]),
         .library(name: "KeygateDomain", targets: ["KeygateDomain"]),
         .library(name: "KeygateStore", targets: ["KeygateStore"]),
@@ -46,6 +49,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Attestation: DDK (both sides), X.509 bootstrap, DPS-style symmetric keys, device API wire types.
+        .target(
+            name: "KeygateAttestation",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Domain: records, audit events, lifecycle vocabulary. No I/O.
         .target(
             name: "KeygateDomain",
@@ -68,6 +81,7 @@ let package = Package(
             name: "KeygateServer",
             dependencies: [
                 "KeygatePKI",
+                "KeygateAttestation",
                 "KeygateDomain",
                 "KeygateStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -88,6 +102,7 @@ let package = Package(
             name: "KeygateCLI",
             dependencies: [
                 "KeygatePKI",
+                "KeygateAttestation",
                 "KeygateDomain",
                 "KeygateStore",
                 "KeygateServer",
@@ -109,6 +124,29 @@ let package = Package(
             dependencies: ["KeygateCLI"],
             swiftSettings: swiftSettings
         ),
+        // Agent: what runs on a device. Never the server, the store or Hummingbird.
+        .target(
+            name: "KeygateAgent",
+            dependencies: [
+                "KeygatePKI",
+                "KeygateAttestation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "keygate-agent",
+            dependencies: ["KeygateAgent"],
+            swiftSettings: swiftSettings
+        ),
 
         // Shared test fixtures: temporary folders, a test CA, outside tools.
         .target(
@@ -118,6 +156,7 @@ let package = Package(
                 "KeygateDomain",
                 "KeygateStore",
                 "KeygateServer",
+                "KeygateAttestation",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -135,6 +174,28 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygateAttestationTests",
+            dependencies: [
+                "KeygateAttestation", "KeygateTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygateAgentTests",
+            dependencies: [
+                "KeygateAgent", "KeygateAttestation", "KeygateServer", "KeygateStore", "KeygateDomain", "KeygatePKI",
+                "KeygateTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

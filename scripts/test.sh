@@ -8,5 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/test-tools.sh
 echo "==> swift build"
 swift build --build-tests
+# The agent-isolation test reads the package graph; SwiftPM cannot describe it during `swift test`.
+swift package describe --type json > .build/package-description.json
 echo "==> swift test"
 KEYGATE_REQUIRE_TOOLS=1 swift test --skip-build "$@"

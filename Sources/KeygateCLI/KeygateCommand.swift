@@ -12,8 +12,8 @@ public struct KeygateCommand: AsyncParsableCommand {
             """,
         version: KeygateVersion.current,
         subcommands: [
-            InitCommand.self, ServeCommand.self, CACommand.self, CertCommand.self, AuditCommand.self,
-            BenchCommand.self,
+            InitCommand.self, ServeCommand.self, CACommand.self, CertCommand.self, GroupCommand.self,
+            AllowlistCommand.self, DeviceCommand.self, AuditCommand.self, BenchCommand.self,
         ]
     )
 

@@ -17,6 +17,7 @@ public struct KeygateServer: Sendable {
     public let directory: DataDirectory
     public let configuration: ServerConfiguration
     public let service: CertificateService
+    public let onboarding: OnboardingService
     public let rootCertificate: Certificate
     public let logger: Logger
 
@@ -44,9 +45,11 @@ public struct KeygateServer: Sendable {
             ocspValidity: TimeInterval(configuration.ocspValiditySeconds))
         try await ServerTLSIdentity(directory: directory, configuration: configuration)
             .renewIfNeeded(authority: authority, store: store)
+        let onboarding = OnboardingService(
+            store: store, certificates: service, secrets: passphrase.map(SecretBox.init(passphrase:)))
         return KeygateServer(
-            directory: directory, configuration: configuration, service: service, rootCertificate: rootCertificate,
-            logger: logger)
+            directory: directory, configuration: configuration, service: service, onboarding: onboarding,
+            rootCertificate: rootCertificate, logger: logger)
     }
 
     private static func requireFirst(_ certificates: [Certificate], _ file: String) throws -> Certificate {
@@ -60,6 +63,8 @@ public struct KeygateServer: Sendable {
         router.add(middleware: ErrorMiddleware())
         OperationalRoutes(service: service).register(on: router)
         AdminAPI(service: service, configuration: configuration, rootCertificate: rootCertificate).register(on: router)
+        AdminOnboardingAPI(onboarding: onboarding).register(on: router)
+        DeviceRoutes(onboarding: onboarding).register(on: router)
         try PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
     }
@@ -138,7 +143,7 @@ extension KeygateServer {
         if let https { configuration.https.port = https }
         if let http { configuration.http.port = http }
         return KeygateServer(
-            directory: directory, configuration: configuration, service: service, rootCertificate: rootCertificate,
-            logger: logger)
+            directory: directory, configuration: configuration, service: service, onboarding: onboarding,
+            rootCertificate: rootCertificate, logger: logger)
     }
 }

@@ -37,3 +37,29 @@ public struct TestKeygate: Sendable {
     public var issuingPath: String { directory.path(server.configuration.issuing.certificate) }
     public var chainPath: String { directory.path(DataDirectory.chainFile) }
 }
+
+extension TestKeygate {
+    /// Runs the server in this process on free ports until the returned handle is stopped.
+    public func start() async throws -> RunningServer {
+        let (stream, continuation) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
+        let server = self.server
+        let task = Task { try await server.run { continuation.yield($0) } }
+        var iterator = stream.makeAsyncIterator()
+        guard let ports = await iterator.next() else { throw ServerDidNotStart(log: "no ports reported") }
+        return RunningServer(task: task, ports: ports)
+    }
+}
+
+/// A server started by ``TestKeygate/start()``.
+public struct RunningServer: Sendable {
+    let task: Task<Void, any Error>
+    public let ports: KeygateServer.BoundPorts
+
+    public var httpsURL: String { "https://127.0.0.1:\(ports.https)" }
+    public var httpURL: String { "http://127.0.0.1:\(ports.http)" }
+
+    public func stop() async {
+        task.cancel()
+        _ = await task.result
+    }
+}

@@ -51,7 +51,19 @@ struct AdminClient {
         return try await send(method: .POST, path: path, body: Array(try encoder.encode(body)), as: type)
     }
 
+    /// A request whose success carries no body (204).
+    func delete(_ path: String) async throws {
+        _ = try await exchange(method: .DELETE, path: path, body: nil)
+    }
+
     func send<T: Decodable>(method: HTTPMethod, path: String, body: [UInt8]?, as type: T.Type) async throws -> T {
+        let data = try await exchange(method: method, path: path, body: body)
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(T.self, from: data)
+    }
+
+    private func exchange(method: HTTPMethod, path: String, body: [UInt8]?) async throws -> Data {
         let base = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) : target.baseURL
         var request = HTTPClientRequest(url: base + path)
         request.method = method
@@ -76,9 +88,7 @@ struct AdminClient {
             throw APIError(
                 status: Int(response.status.code), code: "http\(response.status.code)", message: "unexpected answer")
         }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode(T.self, from: data)
+        return data
     }
 }
 

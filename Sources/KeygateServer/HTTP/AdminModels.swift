@@ -1,12 +1,13 @@
 public import Foundation
 public import KeygateDomain
 import KeygatePKI
+public import KeygateStore
 public import X509
 
 /// The JSON bodies of `/admin/v1`, shared by the server and the `keygate` admin commands.
 
-public struct IssueBody: Codable {
-    public struct Subject: Codable {
+public struct IssueBody: Codable, Sendable {
+    public struct Subject: Codable, Sendable {
         public var commonName: String
         public var dnsNames: [String]?
         public var ipAddresses: [String]?
@@ -34,12 +35,12 @@ public struct IssueBody: Codable {
     }
 }
 
-public struct RevokeBody: Codable {
+public struct RevokeBody: Codable, Sendable {
     public var reason: String
     public init(reason: String) { self.reason = reason }
 }
 
-public struct CertificateBody: Codable {
+public struct CertificateBody: Codable, Sendable {
     public var serial: String
     public var subject: String
     public var issuer: String
@@ -68,12 +69,12 @@ public struct CertificateBody: Codable {
     }
 }
 
-public struct CertificateListBody: Codable {
+public struct CertificateListBody: Codable, Sendable {
     public var certificates: [CertificateBody]
     public var next: String?
 }
 
-public struct CAEntryBody: Codable {
+public struct CAEntryBody: Codable, Sendable {
     public var subject: String
     public var serial: String
     public var notBefore: Date
@@ -97,8 +98,8 @@ public struct CAEntryBody: Codable {
     }
 }
 
-public struct CAInfoBody: Codable {
-    public struct CRLInfo: Codable {
+public struct CAInfoBody: Codable, Sendable {
+    public struct CRLInfo: Codable, Sendable {
         public var number: Int64
         public var thisUpdate: Date
         public var nextUpdate: Date
@@ -112,7 +113,7 @@ public struct CAInfoBody: Codable {
     public var ocspURL: String
 }
 
-public struct AuditEventBody: Codable {
+public struct AuditEventBody: Codable, Sendable {
     public var sequence: Int64
     public var at: Date
     public var actor: String
@@ -132,8 +133,171 @@ public struct AuditEventBody: Codable {
     }
 }
 
-public struct AuditVerifyBody: Codable {
+public struct AuditVerifyBody: Codable, Sendable {
     public var intact: Bool
     public var firstBadSequence: Int64?
     public var reason: String?
+}
+
+// MARK: Groups, allowlist, devices
+
+public struct GroupRequest: Codable, Sendable {
+    public var name: String?
+    public var attestationMethods: [String]?
+    public var minimumAssurance: Int?
+    public var profile: String?
+    public var keyAlgorithms: [String]?
+    public var validityDays: Int?
+    public var renewAfterFraction: Double?
+    public var renewAfterExpiryDays: Int?
+    public var approval: String?
+    public var connector: String?
+    public var bootstrapCAs: [String]?
+    /// A group key (base64) to use, or `generateSymmetricKey` to have one made (returned once).
+    public var symmetricKey: String?
+    public var generateSymmetricKey: Bool?
+
+    public init(name: String? = nil) { self.name = name }
+}
+
+public struct GroupBody: Codable, Sendable {
+    public var name: String
+    public var attestationMethods: [String]
+    public var minimumAssurance: Int
+    public var profile: String
+    public var keyAlgorithms: [String]
+    public var validityDays: Int
+    public var renewAfterFraction: Double
+    public var renewAfterExpiryDays: Int
+    public var approval: String
+    public var connector: String?
+    public var bootstrapCAs: [String]
+    public var hasSymmetricKey: Bool
+    /// Only in the answer that generated it.
+    public var symmetricKey: String?
+    public var createdAt: Date
+
+    public init(_ group: Group) {
+        name = group.name
+        attestationMethods = group.policy.attestationMethods
+        minimumAssurance = group.policy.minimumAssurance
+        profile = group.policy.profile
+        keyAlgorithms = group.policy.keyAlgorithms
+        validityDays = group.policy.validityDays
+        renewAfterFraction = group.policy.renewAfterFraction
+        renewAfterExpiryDays = group.policy.renewAfterExpiryDays
+        approval = group.policy.approval
+        connector = group.policy.connector
+        bootstrapCAs = group.policy.bootstrapCAs
+        hasSymmetricKey = group.policy.sealedGroupKey != nil
+        createdAt = group.createdAt
+    }
+}
+
+public struct AllowlistImportRequest: Codable, Sendable {
+    public struct Row: Codable, Sendable {
+        public var deviceId: String
+        public var group: String
+        public var pinnedKey: String?
+        public var token: String?
+        public var generateToken: Bool?
+
+        public init(
+            deviceId: String, group: String, pinnedKey: String? = nil, token: String? = nil, generateToken: Bool? = nil
+        ) {
+            self.deviceId = deviceId
+            self.group = group
+            self.pinnedKey = pinnedKey
+            self.token = token
+            self.generateToken = generateToken
+        }
+    }
+    public var entries: [Row]
+    /// All or nothing: any bad row and nothing is imported.
+    public var strict: Bool?
+
+    public init(entries: [Row], strict: Bool? = nil) {
+        self.entries = entries
+        self.strict = strict
+    }
+}
+
+public struct AllowlistImportResultBody: Codable, Sendable {
+    public struct RowError: Codable, Sendable {
+        /// The row's index in the request (0-based).
+        public var index: Int
+        public var deviceId: String
+        public var code: String
+        public var message: String
+    }
+    public var added: Int
+    public var updated: Int
+    public var unchanged: Int
+    public var errors: [RowError]
+    /// Generated one-time enrollment tokens, by device ID (shown once).
+    public var tokens: [String: String]?
+
+    public init(result: AllowlistImportResult, errors: [RowError], tokens: [String: String]?) {
+        added = result.added
+        updated = result.updated
+        unchanged = result.unchanged
+        self.errors = errors
+        self.tokens = tokens
+    }
+}
+
+public struct AllowlistBody: Codable, Sendable {
+    public var deviceId: String
+    public var group: String
+    public var pinnedKey: String?
+    public var hasToken: Bool
+    public var state: String
+
+    public init(_ entry: AllowlistEntry, state: String) {
+        deviceId = entry.deviceID
+        group = entry.group
+        pinnedKey = entry.pinnedKey
+        hasToken = entry.tokenHash != nil
+        self.state = state
+    }
+}
+
+public struct AllowlistListBody: Codable, Sendable {
+    public var entries: [AllowlistBody]
+    public var next: String?
+}
+
+public struct DeviceBody: Codable, Sendable {
+    public var deviceId: String
+    public var group: String
+    public var state: String
+    public var stateReason: String?
+    public var attestationMethod: String?
+    public var assuranceLevel: Int?
+    public var ddkEpoch: Int
+    public var failedAttempts: Int
+    public var lockedUntil: Date?
+    public var createdAt: Date
+    public var updatedAt: Date
+    public var certificates: [CertificateBody]?
+    public var events: [AuditEventBody]?
+
+    public init(_ device: Device) {
+        deviceId = device.id
+        group = device.group
+        state = device.state.rawValue
+        stateReason = device.stateReason
+        attestationMethod = device.attestationMethod
+        assuranceLevel = device.assuranceLevel
+        ddkEpoch = device.ddkEpoch
+        failedAttempts = device.failedAttempts
+        lockedUntil = device.lockedUntil
+        createdAt = device.createdAt
+        updatedAt = device.updatedAt
+    }
+}
+
+public struct DeviceListBody: Codable, Sendable {
+    public var devices: [DeviceBody]
+    public var next: String?
 }

@@ -52,6 +52,27 @@ public final class CertificateService: Sendable {
         actor: String
     ) async throws -> Issued {
         let started = ContinuousClock.now
+        let issued = try await sign(
+            csr: csr, profile: profile, identity: identity, validity: validity, deviceID: deviceID)
+        do {
+            try await store.insertCertificate(issued.record, audit: issuanceAudit(issued.record, actor: actor))
+        } catch let error as KeygateError {
+            metrics.issuanceFailed(code: error.code.rawValue)
+            throw error
+        }
+        metrics.certificateIssued(profile: profile.name, duration: ContinuousClock.now - started)
+        return issued
+    }
+
+    /// Checks and signs, but does not record: the caller records the certificate in the same
+    /// transaction as whatever else it changes (a device's state), before handing it out.
+    public func sign(
+        csr: [UInt8],
+        profile: CertificateProfile,
+        identity: CertificateIdentity,
+        validity: TimeInterval? = nil,
+        deviceID: String? = nil
+    ) async throws -> Issued {
         do {
             let checked = try csrPolicy.check(csr, allowed: profile.allowedKeyAlgorithms)
             let certificate: Certificate
@@ -68,17 +89,23 @@ public final class CertificateService: Sendable {
                 serial: certificate.serialNumber.hex, subject: certificate.subject.description, issuer: issuerName,
                 notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter, profile: profile.name,
                 pem: pem, deviceID: deviceID)
-            var details = ["profile": profile.name, "subject": record.subject, "notAfter": "\(record.notAfter)"]
-            if let deviceID { details["deviceId"] = deviceID }
-            try await store.insertCertificate(
-                record,
-                audit: .init(actor: actor, action: "certificate.issued", subject: record.serial, details: details))
-            metrics.certificateIssued(profile: profile.name, duration: ContinuousClock.now - started)
             return Issued(record: record, certificate: certificate, chainPEM: pem + "\n" + (try authority.chainPEM))
         } catch let error as KeygateError {
             metrics.issuanceFailed(code: error.code.rawValue)
             throw error
         }
+    }
+
+    /// The audit event of an issuance.
+    public func issuanceAudit(_ record: CertificateRecord, actor: String) -> AuditEvent.Draft {
+        var details = ["profile": record.profile, "subject": record.subject, "notAfter": "\(record.notAfter)"]
+        if let deviceID = record.deviceID { details["deviceId"] = deviceID }
+        return .init(actor: actor, action: "certificate.issued", subject: record.serial, details: details)
+    }
+
+    /// Counts an issuance recorded elsewhere (by the onboarding service).
+    func recordIssuanceMetrics(profile: String, since started: ContinuousClock.Instant) {
+        metrics.certificateIssued(profile: profile, duration: ContinuousClock.now - started)
     }
 
     /// Revokes a certificate. The CRL is rebuilt lazily: the next fetch (or the publisher's

@@ -83,3 +83,4 @@ public struct AuditChainBreak: Sendable, Hashable, Error {
 
 /// Everything the server needs from persistence.
 public typealias ServerStore = CertificateRecordStore & RevocationListStore & AdminTokenStore & AuditStore
+    & OnboardingStore

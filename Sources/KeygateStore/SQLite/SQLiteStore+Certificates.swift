@@ -7,20 +7,24 @@ import X509
 extension SQLiteStore: CertificateRecordStore {
     public func insertCertificate(_ record: CertificateRecord, audit: AuditEvent.Draft) async throws {
         try await write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO certificates (serial, subject, issuer, not_before, not_after, profile, status,
-                        revoked_at, revocation_reason, pem, device_id, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    record.serial, record.subject, record.issuer, record.notBefore.unixSeconds,
-                    record.notAfter.unixSeconds, record.profile, record.status.rawValue,
-                    record.revokedAt?.unixSeconds, record.revocationReason?.rawValue, record.pem, record.deviceID,
-                    record.createdAt.unixMilliseconds,
-                ])
+            try Self.insertCertificate(record, in: db)
             _ = try Self.appendAudit(audit, at: record.createdAt, in: db)
         }
+    }
+
+    static func insertCertificate(_ record: CertificateRecord, in db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO certificates (serial, subject, issuer, not_before, not_after, profile, status,
+                    revoked_at, revocation_reason, pem, device_id, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                record.serial, record.subject, record.issuer, record.notBefore.unixSeconds, record.notAfter.unixSeconds,
+                record.profile, record.status.rawValue, record.revokedAt?.unixSeconds,
+                record.revocationReason?.rawValue,
+                record.pem, record.deviceID, record.createdAt.unixMilliseconds,
+            ])
     }
 
     public func certificate(serial: String) async throws -> CertificateRecord? {

@@ -88,6 +88,49 @@ public final class SQLiteStore: Sendable {
                     CREATE INDEX audit_by_subject ON audit_events(subject, seq);
                     """)
         }
+        migrator.registerMigration("v2-onboarding") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE groups (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        policy TEXT NOT NULL,
+                        created_at INTEGER NOT NULL
+                    );
+                    CREATE TABLE devices (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        group_name TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        pinned_key TEXT,
+                        token_hash TEXT,
+                        token_used INTEGER NOT NULL DEFAULT 0,
+                        attestation_method TEXT,
+                        assurance_level INTEGER,
+                        ddk_epoch INTEGER NOT NULL DEFAULT 0,
+                        failed_attempts INTEGER NOT NULL DEFAULT 0,
+                        locked_until INTEGER,
+                        state_reason TEXT,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX devices_by_group ON devices(group_name, id);
+                    CREATE INDEX devices_by_state ON devices(state, id);
+                    CREATE TABLE ddk_keys (
+                        device_id TEXT NOT NULL,
+                        epoch INTEGER NOT NULL,
+                        public_key BLOB NOT NULL,
+                        PRIMARY KEY (device_id, epoch)
+                    );
+                    CREATE TABLE challenges (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        device_id TEXT NOT NULL,
+                        nonce BLOB NOT NULL,
+                        epoch INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL,
+                        used_at INTEGER
+                    );
+                    CREATE INDEX challenges_by_expiry ON challenges(expires_at);
+                    """)
+        }
         return migrator
     }
 

@@ -1,0 +1,213 @@
+public import ArgumentParser
+import Foundation
+import KeygateAttestation
+
+/// `keygate-agent`: what runs on a device.
+public struct AgentCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "keygate-agent",
+        abstract: "The Keygate device agent: identity, attested enrollment, status.",
+        discussion: """
+            A device proves who it is with DDK (keys derived from its attributes, never stored), an X.509
+            bootstrap certificate, or a DPS-style symmetric key, and gets a certificate for a key that never
+            leaves it.
+            """,
+        version: "0.1.0",
+        subcommands: [Identity.self, Enroll.self, Status.self])
+
+    public init() {}
+}
+
+/// The entry point of the `keygate-agent` executable.
+public enum AgentMain {
+    public static func run() async {
+        await AgentCommand.main()
+    }
+}
+
+/// Where the attributes come from.
+struct AttributeOptions: ParsableArguments {
+    @Option(
+        name: .customLong("attribute"), parsing: .singleValue,
+        help: "An attribute, name=value (repeatable; overrides collected ones).")
+    var attributes: [String] = []
+
+    @Option(name: .customLong("attributes"), help: "Collect attributes from the system: linux.")
+    var collector: String?
+
+    @Option(name: .long, help: "A collector root folder (for tests and containers).")
+    var attributesRoot: String = ""
+
+    @Flag(help: "Mix a random seed kept in the state folder into the identity (for identical machines).")
+    var seed = false
+
+    func resolve() throws -> DDKAttributes {
+        var collected: [String: String] = [:]
+        let useLinux = collector == "linux" || (collector == nil && attributes.isEmpty)
+        if let collector, collector != "linux" { throw ValidationError("--attributes takes 'linux'") }
+        if useLinux { collected = AttributeCollector(root: attributesRoot).linux() }
+        return try AttributeCollector.merge(collected: collected, overrides: attributes)
+    }
+}
+
+struct Identity: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the device's DDK epoch-0 public key and the attributes used (to pin at staging).")
+
+    @Option(name: .long, help: "The device ID.") var deviceId: String
+    @OptionGroup var attributeOptions: AttributeOptions
+    @Option(name: .long, help: "State folder (only needed with --seed).") var stateDir: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let attributes = try attributeOptions.resolve()
+        var seed: [UInt8] = []
+        if attributeOptions.seed {
+            guard let stateDir else { throw ValidationError("--seed needs --state-dir") }
+            seed = try StateFolder(path: stateDir).seed(create: true)
+        }
+        let key = Base64URL.encode(
+            DDKIdentity(deviceID: deviceId, attributes: attributes, seed: seed).epochPublicKey(0))
+        if json {
+            let out: [String: String] = [
+                "deviceId": deviceId, "epoch0PublicKey": key, "attributes": attributes.names.joined(separator: ","),
+            ]
+            let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("device ID        \(deviceId)")
+            print("attributes used  \(attributes.names.joined(separator: ", "))\(seed.isEmpty ? "" : " + seed")")
+            print("epoch-0 key      \(key)")
+            print("pin it with: keygate allowlist add \(deviceId) --group GROUP --pin-key <file holding the key above>")
+        }
+    }
+}
+
+/// Connection and credential options shared by enroll and status.
+struct DeviceOptions: ParsableArguments {
+    @Option(name: .long, help: "Keygate's HTTPS URL, e.g. https://keygate.example:8443.") var server: String
+    @Option(name: .long, help: "PEM file of the CA that signed Keygate's server certificate.") var caCert: String
+    @Option(name: .long, help: "The device ID.") var deviceId: String
+    @Option(name: .long, help: "The agent's state folder.") var stateDir: String
+    @Option(name: .long, help: "ddk (default), x509 or symmetric-key.") var attestation: String = "ddk"
+    @OptionGroup var attributeOptions: AttributeOptions
+    @Option(name: .long, help: "x509: the bootstrap certificate chain (PEM, leaf first).") var bootstrapCert: String?
+    @Option(name: .long, help: "x509: the bootstrap private key (PEM).") var bootstrapKey: String?
+    @Option(name: .long, help: "symmetric-key: the device key (base64).") var symmetricKey: String?
+    @Option(name: .long, help: "symmetric-key: the group key (base64); the device key is derived from it.")
+    var groupKey: String?
+    @Option(name: .long, help: "A one-time enrollment token given at staging.") var token: String?
+
+    func enrollment() throws -> Enrollment {
+        let folder = try StateFolder(path: stateDir)
+        let credential: Enrollment.Credential
+        switch attestation {
+        case "ddk":
+            credential = .ddk(
+                attributes: try attributeOptions.resolve(), seed: try folder.seed(create: attributeOptions.seed))
+        case "x509":
+            guard let bootstrapCert, let bootstrapKey,
+                let chain = FileManager.default.contents(atPath: bootstrapCert),
+                let key = FileManager.default.contents(atPath: bootstrapKey)
+            else { throw ValidationError("x509 needs readable --bootstrap-cert and --bootstrap-key files") }
+            let text = String(decoding: chain, as: UTF8.self)
+            let pems = text.components(separatedBy: "-----END CERTIFICATE-----").dropLast().map {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines) + "\n-----END CERTIFICATE-----\n"
+            }
+            credential = .x509(chainPEM: pems, keyPEM: String(decoding: key, as: UTF8.self))
+        case "symmetric-key":
+            if let symmetricKey {
+                credential = .symmetricKey(deviceKey: symmetricKey)
+            } else if let groupKey {
+                credential = .symmetricKey(
+                    deviceKey: try SymmetricKeyAttestation.deriveDeviceKey(groupKey: groupKey, deviceID: deviceId))
+            } else {
+                throw ValidationError("symmetric-key needs --symmetric-key or --group-key")
+            }
+        default:
+            throw ValidationError("--attestation is ddk, x509 or symmetric-key")
+        }
+        return Enrollment(
+            deviceID: deviceId, credential: credential,
+            client: try DeviceClient(baseURL: server, caCertificateFile: caCert),
+            folder: folder, enrollmentToken: token)
+    }
+}
+
+struct Enroll: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Register when needed, attest, make a key, send the CSR and keep the certificate chain.",
+        discussion: "The chain goes to STATE-DIR/device.crt.pem. Exit status 3: waiting for an operator's approval.")
+
+    @OptionGroup var options: DeviceOptions
+    @Option(help: "Keep asking for this many seconds while the device waits for approval.") var wait: Int = 0
+
+    func run() async throws {
+        let enrollment = try options.enrollment()
+        do {
+            try await enrollUntilDone(enrollment)
+            try await enrollment.client.shutdown()
+        } catch {
+            try? await enrollment.client.shutdown()
+            throw error
+        }
+    }
+
+    private func enrollUntilDone(_ enrollment: Enrollment) async throws {
+        let deadline = Date() + TimeInterval(wait)
+        var delay = 1.0
+        while true {
+            let outcome = try await reportingErrors { try await enrollment.run() }
+            switch outcome {
+            case .enrolled(let serial, let notAfter):
+                print(
+                    "enrolled: certificate \(serial), valid until \(notAfter), chain in \(enrollment.folder.certificateFile)"
+                )
+                return
+            case .pendingApproval:
+                guard Date() < deadline else {
+                    print("pending approval: ask an operator to run `keygate device approve \(options.deviceId)`")
+                    throw ExitCode(3)
+                }
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 30)
+            }
+        }
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the local state and, attested, the server's view.")
+
+    @OptionGroup var options: DeviceOptions
+
+    func run() async throws {
+        let enrollment = try options.enrollment()
+        if let state = enrollment.folder.load() {
+            print("local: \(state.state ?? "unknown"), certificate \(state.certificateSerial ?? "none")")
+        }
+        let status: DeviceAPI.StatusResponse
+        do {
+            status = try await reportingErrors { try await enrollment.status() }
+            try await enrollment.client.shutdown()
+        } catch {
+            try? await enrollment.client.shutdown()
+            throw error
+        }
+        print(
+            "server: \(status.state) in group \(status.group), DDK epoch \(status.epoch), certificate \(status.certificateSerial ?? "none")"
+        )
+    }
+}
+
+func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as DeviceClient.APIError {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as AgentError {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}

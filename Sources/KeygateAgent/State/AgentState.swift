@@ -1,0 +1,72 @@
+public import Foundation
+
+/// What the agent keeps in its state folder. No DDK key is ever stored: only the certificate
+/// generation (to re-derive the TLS key), the certificate, and for non-DDK methods a random key (0600).
+public struct AgentState: Codable, Sendable {
+    public var deviceId: String
+    public var server: String
+    public var attestation: String
+    /// DDK: the generation `g` of the derived TLS key in use.
+    public var tlsGeneration: Int
+    public var certificateSerial: String?
+    public var certificateNotAfter: Date?
+    public var state: String?
+
+    public init(deviceId: String, server: String, attestation: String) {
+        self.deviceId = deviceId
+        self.server = server
+        self.attestation = attestation
+        self.tlsGeneration = 0
+    }
+}
+
+/// The files of the state folder.
+public struct StateFolder: Sendable {
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+    }
+
+    public var stateFile: String { path + "/state.json" }
+    public var certificateFile: String { path + "/device.crt.pem" }
+    public var keyFile: String { path + "/device.key.pem" }
+    public var seedFile: String { path + "/seed" }
+
+    public func load() -> AgentState? {
+        guard let data = FileManager.default.contents(atPath: stateFile) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(AgentState.self, from: data)
+    }
+
+    public func save(_ state: AgentState) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        try write(try encoder.encode(state), to: stateFile, mode: 0o644)
+    }
+
+    /// Writes atomically with the given permissions.
+    public func write(_ data: Data, to file: String, mode: Int) throws {
+        let temporary = file + ".tmp"
+        _ = FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: mode])
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+        try handle.write(contentsOf: data)
+        try handle.synchronize()
+        try handle.close()
+        _ = rename(temporary, file)
+    }
+
+    /// The optional seed: 32 random bytes made once, for fleets of identical machines.
+    public func seed(create: Bool) throws -> [UInt8] {
+        if let data = FileManager.default.contents(atPath: seedFile) { return Array(data) }
+        guard create else { return [] }
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        try write(Data(bytes), to: seedFile, mode: 0o600)
+        return bytes
+    }
+}

@@ -1,0 +1,91 @@
+import Crypto
+public import Foundation
+
+/// The signed messages of DDK (DDK.md), for both sides. Every part is length-prefixed
+/// (4-byte big-endian length) so no two different inputs produce the same bytes.
+public enum DDKProtocol {
+    /// `"keygate-ddk-register-v1" ‖ audience ‖ deviceId ‖ nonce ‖ P_0 ‖ P_1`
+    public static func registrationMessage(
+        audience: String, deviceID: String, nonce: [UInt8], publicKey: [UInt8], nextPublicKey: [UInt8]
+    ) -> [UInt8] {
+        DDKEncoding.message([
+            Array("keygate-ddk-register-v1".utf8), Array(audience.utf8), Array(deviceID.utf8), nonce, publicKey,
+            nextPublicKey,
+        ])
+    }
+
+    /// `"keygate-ddk-auth-v1" ‖ audience ‖ deviceId ‖ nonce ‖ uint64be(e) ‖ P_{e+1} ‖ SHA-256(payload)`
+    public static func authenticationMessage(
+        audience: String, deviceID: String, nonce: [UInt8], epoch: UInt64, nextPublicKey: [UInt8], payload: [UInt8]
+    ) -> [UInt8] {
+        DDKEncoding.message([
+            Array("keygate-ddk-auth-v1".utf8), Array(audience.utf8), Array(deviceID.utf8), nonce,
+            DDKEncoding.uint64(epoch), nextPublicKey, Array(SHA256.hash(data: payload)),
+        ])
+    }
+
+    /// `"keygate-ddk-fork-v1" ‖ audience ‖ deviceId ‖ nonce ‖ uint64be(e-1) ‖ P_e (the device's own)`
+    public static func forkProofMessage(
+        audience: String, deviceID: String, nonce: [UInt8], proofEpoch: UInt64, claimedPublicKey: [UInt8]
+    ) -> [UInt8] {
+        DDKEncoding.message([
+            Array("keygate-ddk-fork-v1".utf8), Array(audience.utf8), Array(deviceID.utf8), nonce,
+            DDKEncoding.uint64(proofEpoch), claimedPublicKey,
+        ])
+    }
+
+    /// Verifies a DER ECDSA P-256 signature against an SPKI DER public key.
+    public static func verify(signature: [UInt8], message: [UInt8], publicKey: [UInt8]) -> Bool {
+        guard let key = try? P256.Signing.PublicKey(derRepresentation: publicKey),
+            let parsed = try? P256.Signing.ECDSASignature(derRepresentation: signature)
+        else { return false }
+        return key.isValidSignature(parsed, for: message)
+    }
+
+    /// Whether `bytes` is a P-256 SubjectPublicKeyInfo.
+    public static func isValidPublicKey(_ bytes: [UInt8]) -> Bool {
+        (try? P256.Signing.PublicKey(derRepresentation: bytes)) != nil
+    }
+}
+
+extension DDKIdentity {
+    /// Registration (session 0): signs with `K_0`, announces `P_0` and `P_1`.
+    public func register(_ challenge: DeviceAPI.Challenge) throws -> DeviceAPI.RegisterRequest {
+        let nonce = try challenge.nonceBytes
+        let p0 = epochPublicKey(0)
+        let p1 = epochPublicKey(1)
+        let message = DDKProtocol.registrationMessage(
+            audience: challenge.audience, deviceID: deviceID, nonce: nonce, publicKey: p0, nextPublicKey: p1)
+        let signature = try epochKey(0).signature(for: message).derRepresentation
+        return DeviceAPI.RegisterRequest(
+            deviceId: deviceID, challengeId: challenge.challengeId, publicKey: Base64URL.encode(p0),
+            nextPublicKey: Base64URL.encode(p1), signature: Base64URL.encode(Array(signature)), enrollmentToken: nil)
+    }
+
+    /// Authentication for the epoch the challenge names, binding `payload` (a CSR, say).
+    public func authenticate(_ challenge: DeviceAPI.Challenge, payload: [UInt8]) throws -> DeviceAPI.Attestation {
+        let epoch = UInt64(challenge.epoch)
+        let next = epochPublicKey(epoch + 1)
+        let message = DDKProtocol.authenticationMessage(
+            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, epoch: epoch,
+            nextPublicKey: next, payload: payload)
+        let signature = try epochKey(epoch).signature(for: message).derRepresentation
+        return DeviceAPI.Attestation(
+            method: .ddk, epoch: challenge.epoch, nextPublicKey: Base64URL.encode(next),
+            signature: Base64URL.encode(Array(signature)))
+    }
+
+    /// The fork proof asked for after a failed authentication at epoch `e`: signs a fresh
+    /// challenge with `K_{e-1}` and states the device's own `P_e`.
+    public func forkProof(_ challenge: DeviceAPI.Challenge, failedEpoch: Int) throws -> DeviceAPI.ForkProofRequest {
+        let epoch = UInt64(max(failedEpoch, 1))
+        let claimed = epochPublicKey(epoch)
+        let message = DDKProtocol.forkProofMessage(
+            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, proofEpoch: epoch - 1,
+            claimedPublicKey: claimed)
+        let signature = try epochKey(epoch - 1).signature(for: message).derRepresentation
+        return DeviceAPI.ForkProofRequest(
+            deviceId: deviceID, challengeId: challenge.challengeId, proofEpoch: Int(epoch - 1),
+            claimedPublicKey: Base64URL.encode(claimed), signature: Base64URL.encode(Array(signature)))
+    }
+}

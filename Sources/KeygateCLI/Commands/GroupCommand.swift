@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import KeygateServer
+import NIOHTTP1
+
+struct GroupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "group", abstract: "Create and inspect device groups and their policies.",
+        subcommands: [Create.self, List.self, Show.self, Update.self])
+
+    /// Policy options shared by create and update; unset options leave the policy as it is.
+    struct PolicyOptions: ParsableArguments {
+        @Option(help: "Accepted attestation methods, comma-separated: ddk, x509, symmetric-key.") var attestation:
+            String?
+        @Option(help: "Minimum assurance: 1 (symmetric-key), 2 (ddk), 3 (x509).") var minAssurance: Int?
+        @Option(help: "Certificate profile (device).") var profile: String?
+        @Option(help: "Allowed device key algorithms, comma-separated (ecdsa-p256, ecdsa-p384, rsa-3072, ed25519).")
+        var keyAlgorithm: String?
+        @Option(help: "Certificate validity in days.") var validityDays: Int?
+        @Option(help: "Renewal opens after this fraction of the lifetime (0-1).") var renewAfter: Double?
+        @Option(help: "Days after expiry a device may still renew by re-attesting.") var renewAfterExpiryDays: Int?
+        @Option(help: "auto or manual (devices wait for `keygate device approve`).") var approval: String?
+        @Option(help: "The connector that enrolls the group's devices in Azure.") var connector: String?
+        @Option(parsing: .singleValue, help: "x509: a bootstrap (manufacturer) CA certificate file (repeatable).")
+        var bootstrapCa: [String] = []
+        @Option(help: "symmetric-key: the group key (base64).") var symmetricKey: String?
+        @Flag(help: "symmetric-key: generate a group key (printed once).") var generateSymmetricKey = false
+
+        func request(name: String?) throws -> GroupRequest {
+            var request = GroupRequest(name: name)
+            request.attestationMethods = attestation.map {
+                $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            }
+            request.minimumAssurance = minAssurance
+            request.profile = profile
+            request.keyAlgorithms = keyAlgorithm.map {
+                $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            }
+            request.validityDays = validityDays
+            request.renewAfterFraction = renewAfter
+            request.renewAfterExpiryDays = renewAfterExpiryDays
+            request.approval = approval
+            request.connector = connector
+            if !bootstrapCa.isEmpty {
+                request.bootstrapCAs = try bootstrapCa.flatMap { file -> [String] in
+                    guard let data = FileManager.default.contents(atPath: file) else {
+                        throw ValidationError("cannot read \(file)")
+                    }
+                    return splitPEMCertificates(String(decoding: data, as: UTF8.self))
+                }
+            }
+            request.symmetricKey = symmetricKey
+            request.generateSymmetricKey = generateSymmetricKey ? true : nil
+            return request
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a group.")
+        @OptionGroup var connection: AdminConnectionOptions
+        @Argument(help: "The group name (letters, digits, - and _).") var name: String
+        @OptionGroup var policy: PolicyOptions
+
+        func run() async throws {
+            let request = try policy.request(name: name)
+            let group = try await runReportingErrors {
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.post("/admin/v1/groups", body: request, as: GroupBody.self)
+                }
+            }
+            printGroup(group)
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a group's policy (only the options given).")
+        @OptionGroup var connection: AdminConnectionOptions
+        @Argument(help: "The group name.") var name: String
+        @OptionGroup var policy: PolicyOptions
+
+        func run() async throws {
+            let request = try policy.request(name: nil)
+            let group = try await runReportingErrors {
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.send(
+                        method: .PATCH, path: "/admin/v1/groups/\(name)",
+                        body: Array(try JSONEncoder().encode(request)), as: GroupBody.self)
+                }
+            }
+            printGroup(group)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List groups.")
+        @OptionGroup var connection: AdminConnectionOptions
+
+        func run() async throws {
+            struct Groups: Codable { var groups: [GroupBody] }
+            let result = try await runReportingErrors {
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.get("/admin/v1/groups", as: Groups.self)
+                }
+            }
+            print(pad("NAME", 20) + pad("METHODS", 28) + pad("MIN", 4) + pad("APPROVAL", 9) + "VALIDITY")
+            for g in result.groups {
+                print(
+                    pad(g.name, 20) + pad(g.attestationMethods.joined(separator: ","), 28)
+                        + pad("\(g.minimumAssurance)", 4)
+                        + pad(g.approval, 9) + "\(g.validityDays)d")
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a group's policy.")
+        @OptionGroup var connection: AdminConnectionOptions
+        @Argument(help: "The group name.") var name: String
+        @Flag(help: "Print the API's JSON.") var json = false
+
+        func run() async throws {
+            let group = try await runReportingErrors {
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.get("/admin/v1/groups/\(name)", as: GroupBody.self)
+                }
+            }
+            if json { return try printJSON(group) }
+            printGroup(group)
+        }
+    }
+}
+
+func printGroup(_ g: GroupBody) {
+    print("Group \(g.name)")
+    print("  attestation     \(g.attestationMethods.joined(separator: ", ")) (minimum assurance \(g.minimumAssurance))")
+    print("  certificate     profile \(g.profile), \(g.keyAlgorithms.joined(separator: ", ")), \(g.validityDays) days")
+    print(
+        "  renewal         after \(Int(g.renewAfterFraction * 100))% of the lifetime; \(g.renewAfterExpiryDays) days of grace after expiry"
+    )
+    print("  approval        \(g.approval)")
+    if let connector = g.connector { print("  connector       \(connector)") }
+    if !g.bootstrapCAs.isEmpty { print("  bootstrap CAs   \(g.bootstrapCAs.count)") }
+    if g.hasSymmetricKey { print("  group key       set (sealed)") }
+    if let key = g.symmetricKey {
+        print("")
+        print("Group key (shown once; devices derive theirs with HMAC-SHA256(key, deviceId)):")
+        print("  \(key)")
+    }
+}
+
+func splitPEMCertificates(_ text: String) -> [String] {
+    text.components(separatedBy: "-----END CERTIFICATE-----").dropLast().map {
+        $0.trimmingCharacters(in: .whitespacesAndNewlines) + "\n-----END CERTIFICATE-----\n"
+    }
+}

@@ -1,0 +1,351 @@
+public import Foundation
+import GRDB
+public import KeygateDomain
+import KeygatePKI
+
+extension SQLiteStore: OnboardingStore {
+    // MARK: Groups
+
+    public func createGroup(_ group: Group, audit: AuditEvent.Draft) async throws {
+        let policy = try Self.encode(group.policy)
+        try await write { db in
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM groups WHERE name = ?", arguments: [group.name]) == true {
+                throw KeygateError(.groupExists, "a group named '\(group.name)' already exists")
+            }
+            try db.execute(
+                sql: "INSERT INTO groups (name, policy, created_at) VALUES (?, ?, ?)",
+                arguments: [group.name, policy, group.createdAt.unixMilliseconds])
+            _ = try Self.appendAudit(audit, at: Date(), in: db)
+        }
+    }
+
+    public func updateGroup(_ group: Group, audit: AuditEvent.Draft) async throws {
+        let policy = try Self.encode(group.policy)
+        try await write { db in
+            try db.execute(sql: "UPDATE groups SET policy = ? WHERE name = ?", arguments: [policy, group.name])
+            guard db.changesCount == 1 else { throw KeygateError(.groupNotFound, "no group named '\(group.name)'") }
+            _ = try Self.appendAudit(audit, at: Date(), in: db)
+        }
+    }
+
+    public func group(named name: String) async throws -> Group? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM groups WHERE name = ?", arguments: [name]).map(Self.group)
+        }
+    }
+
+    public func groups() async throws -> [Group] {
+        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM groups ORDER BY name").map(Self.group) }
+    }
+
+    static func group(_ row: Row) throws -> Group {
+        let text: String = row["policy"]
+        return Group(
+            name: row["name"], policy: try JSONDecoder().decode(Group.Policy.self, from: Data(text.utf8)),
+            createdAt: Date(unixMilliseconds: row["created_at"]))
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try JSONEncoder.sorted.encode(value), as: UTF8.self)
+    }
+
+    // MARK: Allowlist
+
+    public func importAllowlist(_ entries: [AllowlistEntry], actor: String) async throws -> AllowlistImportResult {
+        try await write { db in
+            var result = AllowlistImportResult()
+            let now = Date().unixMilliseconds
+            let select = try db.makeStatement(
+                sql: "SELECT group_name, pinned_key, token_hash, state FROM devices WHERE id = ?")
+            let insert = try db.makeStatement(
+                sql: """
+                    INSERT INTO devices (id, group_name, state, pinned_key, token_hash, created_at, updated_at)
+                    VALUES (?, ?, 'allowlisted', ?, ?, ?, ?)
+                    """)
+            let update = try db.makeStatement(
+                sql:
+                    "UPDATE devices SET group_name = ?, pinned_key = ?, token_hash = ?, token_used = 0, updated_at = ? WHERE id = ?"
+            )
+            for entry in entries {
+                if let row = try Row.fetchOne(select, arguments: [entry.deviceID]) {
+                    let same =
+                        (row["group_name"] as String) == entry.group
+                        && (row["pinned_key"] as String?) == entry.pinnedKey
+                        && (row["token_hash"] as String?) == entry.tokenHash
+                    if same || (row["state"] as String) != Device.State.allowlisted.rawValue {
+                        result.unchanged += 1
+                    } else {
+                        try update.execute(arguments: [
+                            entry.group, entry.pinnedKey, entry.tokenHash, now, entry.deviceID,
+                        ])
+                        result.updated += 1
+                    }
+                } else {
+                    try insert.execute(arguments: [
+                        entry.deviceID, entry.group, entry.pinnedKey, entry.tokenHash, now, now,
+                    ])
+                    result.added += 1
+                }
+            }
+            if result.added + result.updated > 0 {
+                let subject = entries.count == 1 ? entries[0].deviceID : "\(entries.count) devices"
+                _ = try Self.appendAudit(
+                    .init(
+                        actor: actor, action: "allowlist.imported", subject: subject,
+                        details: ["added": "\(result.added)", "updated": "\(result.updated)"]), at: Date(), in: db)
+            }
+            return result
+        }
+    }
+
+    public func removeFromAllowlist(deviceID: String, audit: AuditEvent.Draft) async throws {
+        try await write { db in
+            guard let device = try Self.fetchDevice(deviceID, db) else {
+                throw KeygateError(.deviceNotFound, "\(deviceID) is not on the allowlist")
+            }
+            guard [.allowlisted, .registered, .pendingApproval, .approved].contains(device.state) else {
+                throw KeygateError(.invalidTransition, "\(deviceID) is \(device.state.rawValue); retire it instead")
+            }
+            try db.execute(sql: "DELETE FROM devices WHERE id = ?", arguments: [deviceID])
+            try db.execute(sql: "DELETE FROM ddk_keys WHERE device_id = ?", arguments: [deviceID])
+            _ = try Self.appendAudit(audit, at: Date(), in: db)
+        }
+    }
+
+    public func allowlistEntry(deviceID: String) async throws -> AllowlistEntry? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID]).map {
+                AllowlistEntry(
+                    deviceID: $0["id"], group: $0["group_name"], pinnedKey: $0["pinned_key"],
+                    tokenHash: $0["token_hash"],
+                    tokenUsed: $0["token_used"], createdAt: Date(unixMilliseconds: $0["created_at"]))
+            }
+        }
+    }
+
+    // MARK: Devices
+
+    public func device(id: String) async throws -> Device? {
+        try await read { db in try Self.fetchDevice(id, db) }
+    }
+
+    public func devices(state: Device.State?, group: String?, after: String?, limit: Int) async throws -> [Device] {
+        try await read { db in
+            var clauses: [String] = []
+            var arguments: StatementArguments = []
+            if let state {
+                clauses.append("state = ?")
+                arguments += [state.rawValue]
+            }
+            if let group {
+                clauses.append("group_name = ?")
+                arguments += [group]
+            }
+            if let after {
+                clauses.append("id > ?")
+                arguments += [after]
+            }
+            let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+            arguments += [max(1, min(limit, 10_000))]
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM devices \(whereClause) ORDER BY id LIMIT ?", arguments: arguments
+            )
+            .map(Self.device)
+        }
+    }
+
+    public func deviceCounts() async throws -> [Device.State: Int] {
+        try await read { db in
+            var counts: [Device.State: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM devices GROUP BY state") {
+                if let state = Device.State(rawValue: row["state"]) { counts[state] = row["n"] }
+            }
+            return counts
+        }
+    }
+
+    static func fetchDevice(_ id: String, _ db: Database) throws -> Device? {
+        try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [id]).map(device)
+    }
+
+    static func device(_ row: Row) -> Device {
+        Device(
+            id: row["id"], group: row["group_name"], state: Device.State(rawValue: row["state"]) ?? .allowlisted,
+            attestationMethod: row["attestation_method"], assuranceLevel: row["assurance_level"],
+            ddkEpoch: row["ddk_epoch"],
+            failedAttempts: row["failed_attempts"],
+            lockedUntil: (row["locked_until"] as Int64?).map(Date.init(unixMilliseconds:)),
+            stateReason: row["state_reason"],
+            createdAt: Date(unixMilliseconds: row["created_at"]), updatedAt: Date(unixMilliseconds: row["updated_at"]))
+    }
+
+    // MARK: Challenges
+
+    public func saveChallenge(_ challenge: Challenge) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "INSERT INTO challenges (id, device_id, nonce, epoch, expires_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [
+                    challenge.id, challenge.deviceID, Data(challenge.nonce), challenge.epoch,
+                    challenge.expiresAt.unixMilliseconds,
+                ])
+            // Keep the table small: challenges are useless a minute after they expire.
+            try db.execute(
+                sql: "DELETE FROM challenges WHERE expires_at < ?", arguments: [Date().unixMilliseconds - 3_600_000])
+        }
+    }
+
+    public func consumeChallenge(id: String, deviceID: String, now: Date) async throws -> Challenge? {
+        try await write { db in
+            try db.execute(
+                sql:
+                    "UPDATE challenges SET used_at = ? WHERE id = ? AND device_id = ? AND used_at IS NULL AND expires_at > ?",
+                arguments: [now.unixMilliseconds, id, deviceID, now.unixMilliseconds])
+            guard db.changesCount == 1,
+                let row = try Row.fetchOne(db, sql: "SELECT * FROM challenges WHERE id = ?", arguments: [id])
+            else { return nil }
+            let nonce: Data = row["nonce"]
+            return Challenge(
+                id: row["id"], deviceID: row["device_id"], nonce: Array(nonce), epoch: row["epoch"],
+                expiresAt: Date(unixMilliseconds: row["expires_at"]))
+        }
+    }
+
+    // MARK: DDK
+
+    public func ddkPublicKey(deviceID: String, epoch: Int) async throws -> [UInt8]? {
+        try await read { db in
+            try Data.fetchOne(
+                db, sql: "SELECT public_key FROM ddk_keys WHERE device_id = ? AND epoch = ?",
+                arguments: [deviceID, epoch]
+            ).map(Array.init)
+        }
+    }
+
+    public func registerDDK(deviceID: String, publicKey: [UInt8], nextPublicKey: [UInt8], audit: AuditEvent.Draft)
+        async throws -> Device
+    {
+        try await write { db in
+            guard let device = try Self.fetchDevice(deviceID, db) else {
+                throw KeygateError(.deviceNotFound, "\(deviceID) is not on the allowlist")
+            }
+            guard let next = device.state.apply(.registered) else {
+                throw KeygateError(
+                    .alreadyRegistered, "\(deviceID) is \(device.state.rawValue) and cannot register again")
+            }
+            try db.execute(sql: "DELETE FROM ddk_keys WHERE device_id = ?", arguments: [deviceID])
+            for (epoch, key) in [(0, publicKey), (1, nextPublicKey)] {
+                try db.execute(
+                    sql: "INSERT INTO ddk_keys (device_id, epoch, public_key) VALUES (?, ?, ?)",
+                    arguments: [deviceID, epoch, Data(key)])
+            }
+            try db.execute(
+                sql: """
+                    UPDATE devices SET state = ?, ddk_epoch = 1, token_used = CASE WHEN token_hash IS NULL THEN 0 ELSE 1 END,
+                        attestation_method = 'ddk', failed_attempts = 0, updated_at = ? WHERE id = ?
+                    """,
+                arguments: [next.rawValue, Date().unixMilliseconds, deviceID])
+            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            return try Self.fetchDevice(deviceID, db)!
+        }
+    }
+
+    public func advanceDDK(deviceID: String, from epoch: Int, nextPublicKey: [UInt8]) async throws -> Device {
+        try await write { db in
+            try db.execute(
+                sql:
+                    "UPDATE devices SET ddk_epoch = ?, failed_attempts = 0, updated_at = ? WHERE id = ? AND ddk_epoch = ?",
+                arguments: [epoch + 1, Date().unixMilliseconds, deviceID, epoch])
+            guard db.changesCount == 1 else {
+                throw KeygateError(
+                    .challengeInvalid, "another session of \(deviceID) completed first; ask for a new challenge")
+            }
+            try db.execute(
+                sql:
+                    "INSERT INTO ddk_keys (device_id, epoch, public_key) VALUES (?, ?, ?) ON CONFLICT (device_id, epoch) DO NOTHING",
+                arguments: [deviceID, epoch + 1, Data(nextPublicKey)])
+            return try Self.fetchDevice(deviceID, db)!
+        }
+    }
+
+    public func recordAttestationFailure(
+        deviceID: String, lockAfter: Int, lockFor: TimeInterval, now: Date, audit: AuditEvent.Draft
+    ) async throws -> Device {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE devices SET failed_attempts = failed_attempts + 1, updated_at = ? WHERE id = ?",
+                arguments: [now.unixMilliseconds, deviceID])
+            guard var device = try Self.fetchDevice(deviceID, db) else {
+                throw KeygateError(.deviceNotFound, "no device \(deviceID)")
+            }
+            var details = audit.details
+            details["failedAttempts"] = "\(device.failedAttempts)"
+            if device.failedAttempts >= lockAfter {
+                let until = now + lockFor
+                try db.execute(
+                    sql: "UPDATE devices SET locked_until = ?, failed_attempts = 0 WHERE id = ?",
+                    arguments: [until.unixMilliseconds, deviceID])
+                details["lockedUntil"] = ISO8601DateFormatter().string(from: until)
+                device.lockedUntil = until
+            }
+            _ = try Self.appendAudit(
+                .init(actor: audit.actor, action: audit.action, subject: audit.subject, details: details), at: now,
+                in: db)
+            return device
+        }
+    }
+
+    public func clearAttestationFailures(deviceID: String) async throws -> Device {
+        try await write { db in
+            try db.execute(sql: "UPDATE devices SET failed_attempts = 0 WHERE id = ?", arguments: [deviceID])
+            guard let device = try Self.fetchDevice(deviceID, db) else {
+                throw KeygateError(.deviceNotFound, "no device \(deviceID)")
+            }
+            return device
+        }
+    }
+
+    public func transition(
+        deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
+        audit: AuditEvent.Draft
+    ) async throws -> Device {
+        try await write { db in
+            try Self.applyTransition(deviceID, event: event, reason: reason, attestation: attestation, in: db)
+            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            return try Self.fetchDevice(deviceID, db)!
+        }
+    }
+
+    public func enroll(
+        deviceID: String, certificate: CertificateRecord, attestation: (method: String, level: Int),
+        audit: [AuditEvent.Draft]
+    ) async throws -> Device {
+        try await write { db in
+            try Self.applyTransition(deviceID, event: .enrolled, reason: nil, attestation: attestation, in: db)
+            try Self.insertCertificate(certificate, in: db)
+            for draft in audit { _ = try Self.appendAudit(draft, at: certificate.createdAt, in: db) }
+            return try Self.fetchDevice(deviceID, db)!
+        }
+    }
+
+    static func applyTransition(
+        _ deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
+        in db: Database
+    ) throws {
+        guard let device = try fetchDevice(deviceID, db) else {
+            throw KeygateError(.deviceNotFound, "no device \(deviceID)")
+        }
+        guard let next = device.state.apply(event) else {
+            throw KeygateError(
+                .invalidTransition, "\(deviceID) is \(device.state.rawValue); '\(event.rawValue)' is not allowed")
+        }
+        try db.execute(
+            sql: """
+                UPDATE devices SET state = ?, state_reason = ?, attestation_method = COALESCE(?, attestation_method),
+                    assurance_level = COALESCE(?, assurance_level), updated_at = ? WHERE id = ?
+                """,
+            arguments: [
+                next.rawValue, reason, attestation?.method, attestation?.level, Date().unixMilliseconds, deviceID,
+            ])
+    }
+}

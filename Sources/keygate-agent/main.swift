@@ -1,0 +1,3 @@
+import KeygateAgent
+
+await AgentMain.run()

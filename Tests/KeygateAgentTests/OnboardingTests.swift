@@ -1,0 +1,196 @@
+import Crypto
+import Foundation
+import KeygateAgent
+import KeygateAttestation
+import KeygateDomain
+import KeygatePKI
+import KeygateServer
+import KeygateStore
+import KeygateTestSupport
+import SwiftASN1
+import Testing
+import X509
+
+/// The device API's rules, driven through the onboarding service.
+@Suite struct OnboardingTests {
+    let attributes = DDKAttributes(strings: ["machine-id": "a1b2c3", "mac:eth0": "02:00:00:00:00:01"])
+
+    func setUp(
+        _ policy: Group.Policy = .init(), devices: [String] = ["dev-1", "dev-2"], pinned: [String: String] = [:]
+    )
+        async throws -> TestKeygate
+    {
+        let kg = try await TestKeygate.make()
+        try await kg.server.onboarding.store.createGroup(
+            Group(name: "fleet", policy: policy), audit: .init(actor: "test", action: "group.created", subject: "fleet")
+        )
+        _ = try await kg.server.onboarding.store.importAllowlist(
+            devices.map { AllowlistEntry(deviceID: $0, group: "fleet", pinnedKey: pinned[$0]) }, actor: "test")
+        return kg
+    }
+
+    func csr(_ key: Certificate.PrivateKey, commonName: String = "whatever") throws -> String {
+        try CertificateSigningRequest(
+            version: .v1, subject: try DistinguishedName { CommonName(commonName) }, privateKey: key,
+            attributes: .init()
+        ).serializeAsPEM().pemString
+    }
+
+    func code(_ body: () async throws -> Void) async -> String { await errorCode(body) }
+
+    @Test func aDeviceNotOnTheAllowlistLeavesOnlyAnAuditEvent() async throws {
+        let kg = try await setUp()
+        let onboarding = kg.server.onboarding
+        let before = try await onboarding.store.auditEvents(subject: nil, since: nil, limit: 1000).count
+        let devicesBefore = try await onboarding.store.deviceCounts().values.reduce(0, +)
+        #expect(await code { _ = try await onboarding.challenge(deviceID: "stranger") } == "deviceNotAllowlisted")
+        let events = try await onboarding.store.auditEvents(subject: "stranger", since: nil, limit: 10)
+        #expect(events.map(\.action) == ["device.refused"])
+        #expect(try await onboarding.store.auditEvents(subject: nil, since: nil, limit: 1000).count == before + 1)
+        #expect(try await onboarding.store.deviceCounts().values.reduce(0, +) == devicesBefore)
+        #expect(try await onboarding.store.device(id: "stranger") == nil)
+    }
+
+    @Test func ddkRegistersAuthenticatesAndRotatesTheKeyEverySession() async throws {
+        let kg = try await setUp()
+        let onboarding = kg.server.onboarding
+        let identity = DDKIdentity(deviceID: "dev-1", attributes: attributes)
+        let first = try await onboarding.challenge(deviceID: "dev-1")
+        #expect(first.action == "register" && first.epoch == 0)
+        let registration = try identity.register(first)
+        _ = try await onboarding.register(registration)
+        // The same registration again: the challenge is spent.
+        #expect(await code { _ = try await onboarding.register(registration) } == "challengeInvalid")
+
+        var seenKeys: [[UInt8]] = []
+        for session in 1...3 {
+            let challenge = try await onboarding.challenge(deviceID: "dev-1")
+            #expect(challenge.epoch == session && challenge.action == "authenticate")
+            let expected = try #require(try await onboarding.store.ddkPublicKey(deviceID: "dev-1", epoch: session))
+            seenKeys.append(expected)
+            let attestation = try identity.authenticate(challenge, payload: DeviceAPI.statusPayload)
+            let status = try await onboarding.status(
+                .init(deviceId: "dev-1", challengeId: challenge.challengeId, attestation: attestation))
+            #expect(status.epoch == session + 1)
+            // Replaying the same authenticated request fails.
+            let replay = await code {
+                _ = try await onboarding.status(
+                    .init(deviceId: "dev-1", challengeId: challenge.challengeId, attestation: attestation))
+            }
+            #expect(replay == "challengeInvalid")
+        }
+        #expect(Set(seenKeys).count == 3, "each session used a new key")
+        let device = try #require(try await onboarding.store.device(id: "dev-1"))
+        #expect(device.state == .registered && device.ddkEpoch == 4)
+    }
+
+    @Test func challengesExpireAndBelongToOneDevice() async throws {
+        let kg = try await setUp()
+        let onboarding = kg.server.onboarding
+        let identity = DDKIdentity(deviceID: "dev-1", attributes: attributes)
+        let old = try await onboarding.challenge(deviceID: "dev-1", now: Date() - 120)
+        #expect(await code { _ = try await onboarding.register(try identity.register(old)) } == "challengeInvalid")
+        // A challenge issued to dev-2, used by dev-1.
+        let other = try await onboarding.challenge(deviceID: "dev-2")
+        #expect(await code { _ = try await onboarding.register(try identity.register(other)) } == "challengeInvalid")
+        // A fresh one works.
+        _ = try await onboarding.register(try identity.register(try await onboarding.challenge(deviceID: "dev-1")))
+    }
+
+    @Test func aPinnedKeyMustMatch() async throws {
+        let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
+        let kg = try await setUp(pinned: ["dev-1": Base64URL.encode(genuine.epochPublicKey(0))])
+        let onboarding = kg.server.onboarding
+        let impostor = DDKIdentity(deviceID: "dev-1", attributes: DDKAttributes(strings: ["machine-id": "other"]))
+        #expect(
+            await code {
+                _ = try await onboarding.register(
+                    try impostor.register(try await onboarding.challenge(deviceID: "dev-1")))
+            }
+                == "pinnedKeyMismatch")
+        _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
+        #expect(try await onboarding.store.device(id: "dev-1")?.state == .registered)
+    }
+
+    /// An attacker who lifted one session key uses it; the genuine device's next session exposes the fork.
+    @Test func aClonedSessionKeyIsDetected() async throws {
+        let kg = try await setUp()
+        let onboarding = kg.server.onboarding
+        let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
+        _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
+
+        // The attacker holds K_1 (read from the device's memory during a session) and its own next key.
+        let stolen = genuine.epochKey(1)
+        let attackerNext = P256.Signing.PrivateKey()
+        let challenge = try await onboarding.challenge(deviceID: "dev-1")
+        let message = DDKProtocol.authenticationMessage(
+            audience: challenge.audience, deviceID: "dev-1", nonce: try challenge.nonceBytes, epoch: 1,
+            nextPublicKey: Array(attackerNext.publicKey.derRepresentation), payload: DeviceAPI.statusPayload)
+        let forged = DeviceAPI.Attestation(
+            method: .ddk, epoch: 1, nextPublicKey: Base64URL.encode(Array(attackerNext.publicKey.derRepresentation)),
+            signature: Base64URL.encode(Array(try stolen.signature(for: message).derRepresentation)))
+        _ = try await onboarding.status(
+            .init(deviceId: "dev-1", challengeId: challenge.challengeId, attestation: forged))
+
+        // The genuine device comes back: its epoch-2 key does not match what the attacker registered.
+        let next = try await onboarding.challenge(deviceID: "dev-1")
+        let attempt = await code {
+            _ = try await onboarding.status(
+                .init(
+                    deviceId: "dev-1", challengeId: next.challengeId,
+                    attestation: try genuine.authenticate(next, payload: DeviceAPI.statusPayload)))
+        }
+        #expect(attempt == "forkProofRequired")
+        let proofChallenge = try await onboarding.challenge(deviceID: "dev-1")
+        let proof = try genuine.forkProof(proofChallenge, failedEpoch: next.epoch)
+        #expect(await code { try await onboarding.forkProof(proof) } == "deviceQuarantined")
+
+        let device = try #require(try await onboarding.store.device(id: "dev-1"))
+        #expect(device.state == .quarantined && device.stateReason == "cloneSuspected")
+        let events = try await onboarding.store.auditEvents(subject: "dev-1", since: nil, limit: 50)
+        let quarantine = try #require(events.first { $0.action == "device.quarantined" })
+        #expect(quarantine.details["reason"] == "cloneSuspected")
+        #expect(quarantine.details["evidence"]?.contains("different epoch-2 key") == true)
+        // Neither party gets in any more.
+        #expect(await code { _ = try await onboarding.challenge(deviceID: "dev-1") } == "deviceQuarantined")
+    }
+
+    @Test func changedAttributesFailAndRepeatedFailuresLock() async throws {
+        let kg = try await setUp()
+        let onboarding = kg.server.onboarding
+        let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
+        _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
+        var changedAttributes = attributes
+        changedAttributes.values["mac:eth0"] = Array("02:00:00:00:00:99".utf8)
+        let changed = DDKIdentity(deviceID: "dev-1", attributes: changedAttributes)
+        var codes: [String] = []
+        for _ in 0..<6 {
+            let challenge: DeviceAPI.Challenge
+            do { challenge = try await onboarding.challenge(deviceID: "dev-1") } catch let error as KeygateError {
+                codes.append(error.code.rawValue)
+                continue
+            }
+            let first = await code {
+                _ = try await onboarding.status(
+                    .init(
+                        deviceId: "dev-1", challengeId: challenge.challengeId,
+                        attestation: try changed.authenticate(challenge, payload: DeviceAPI.statusPayload)))
+            }
+            guard first == "forkProofRequired" else {
+                codes.append(first)
+                continue
+            }
+            let proof = await code {
+                try await onboarding.forkProof(
+                    try changed.forkProof(
+                        try await onboarding.challenge(deviceID: "dev-1"), failedEpoch: challenge.epoch))
+            }
+            codes.append(proof)
+        }
+        #expect(codes.first == "attestationFailed")
+        #expect(codes.contains("deviceLocked"))
+        #expect(codes.last == "deviceLocked")
+        let device = try #require(try await onboarding.store.device(id: "dev-1"))
+        #expect(device.isLocked() && device.state == .registered, "a lock is not a quarantine")
+    }
+}
