@@ -183,7 +183,7 @@ import X509
         let deviceKey = try SymmetricKeyAttestation.deriveDeviceKey(groupKey: groupKey, deviceID: "cam-1")
         func enroll(_ key: Certificate.PrivateKey) async throws -> DeviceAPI.EnrollResponse {
             let csr = try CertificateSigningRequest(
-                version: .v1, subject: try DistinguishedName { CommonName("admin") }, privateKey: key,
+                version: .v1, subject: DistinguishedName { CommonName("admin") }, privateKey: key,
                 attributes: .init()
             ).serializeAsPEM().pemString
             let challenge = try await onboarding.challenge(deviceID: "cam-1")

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import KeygateAttestation
 
 /// Reads the attributes a DDK identity is derived from.

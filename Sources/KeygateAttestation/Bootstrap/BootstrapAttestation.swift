@@ -1,7 +1,7 @@
 import Crypto
 public import Foundation
 import SwiftASN1
-public import X509
+@_spi(FixedExpiryValidationTime) public import X509
 
 /// X.509 bootstrap: the device signs the challenge with its manufacturer key and presents the
 /// manufacturer certificate chain, which must end at one of the group's bootstrap CAs and name the
@@ -49,7 +49,7 @@ public enum BootstrapAttestation {
         }
         let leaf = chain[0]
         guard names(leaf, deviceID) else { return try reject("the bootstrap certificate does not name \(deviceID)") }
-        var verifier = Verifier(rootCertificates: CertificateStore(trustedCAs)) { RFC5280Policy(validationTime: now) }
+        var verifier = Verifier(rootCertificates: CertificateStore(trustedCAs)) { RFC5280Policy(fixedExpiryValidationTime: now) }
         let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(chain.dropFirst()))
         guard case .validCertificate(let validated) = result else {
             return try reject("the bootstrap certificate does not chain to a CA this group trusts")

@@ -1,5 +1,5 @@
 import Crypto
-public import Foundation
+import Foundation
 
 /// The named byte strings a DDK identity is derived from (`machine-id`, `mac:eth0`, ...).
 public struct DDKAttributes: Sendable, Hashable {

@@ -1,5 +1,5 @@
 public import Crypto
-public import Foundation
+import Foundation
 
 /// The device side of DDK: keys derived from the attributes, never stored.
 ///

@@ -1,5 +1,5 @@
 import Crypto
-public import Foundation
+import Foundation
 
 /// The signed messages of DDK (DDK.md), for both sides. Every part is length-prefixed
 /// (4-byte big-endian length) so no two different inputs produce the same bytes.

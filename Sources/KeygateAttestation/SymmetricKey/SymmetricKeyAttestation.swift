@@ -1,5 +1,5 @@
 import Crypto
-public import Foundation
+import Foundation
 
 /// DPS-style symmetric keys: each device key is derived from the group key, and the device proves
 /// it holds its key with an HMAC over the challenge.

@@ -1,7 +1,7 @@
 import Crypto
 public import Foundation
 public import KeygateAttestation
-public import KeygateDomain
+import KeygateDomain
 import KeygatePKI
 public import KeygateStore
 import SwiftASN1
