@@ -182,10 +182,9 @@ import X509
         let onboarding = kg.server.onboarding
         let deviceKey = try SymmetricKeyAttestation.deriveDeviceKey(groupKey: groupKey, deviceID: "cam-1")
         func enroll(_ key: Certificate.PrivateKey) async throws -> DeviceAPI.EnrollResponse {
-            let csr = try CertificateSigningRequest(
-                version: .v1, subject: DistinguishedName { CommonName("admin") }, privateKey: key,
-                attributes: .init()
-            ).serializeAsPEM().pemString
+            let subject = try DistinguishedName { CommonName("admin") }
+            let request = try CertificateSigningRequest(version: .v1, subject: subject, privateKey: key, attributes: .init())
+            let csr = try request.serializeAsPEM().pemString
             let challenge = try await onboarding.challenge(deviceID: "cam-1")
             let attestation = try SymmetricKeyAttestation.attest(
                 challenge, deviceID: "cam-1", deviceKey: deviceKey, payload: DeviceAPI.payload(csrPEM: csr))
