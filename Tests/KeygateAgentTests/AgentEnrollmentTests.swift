@@ -184,7 +184,7 @@ import X509
         func enroll(_ key: Certificate.PrivateKey) async throws -> DeviceAPI.EnrollResponse {
             let subject = try DistinguishedName { CommonName("admin") }
             let request = try CertificateSigningRequest(version: .v1, subject: subject, privateKey: key, attributes: .init())
-            let csr = request.serializeAsPEM().pemString
+            let csr = PEMDocument(type: "CERTIFICATE REQUEST", derBytes: try request.derBytes).pemString
             let challenge = try await onboarding.challenge(deviceID: "cam-1")
             let attestation = try SymmetricKeyAttestation.attest(
                 challenge, deviceID: "cam-1", deviceKey: deviceKey, payload: DeviceAPI.payload(csrPEM: csr))
