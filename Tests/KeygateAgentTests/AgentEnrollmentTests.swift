@@ -183,7 +183,8 @@ import X509
         let deviceKey = try SymmetricKeyAttestation.deriveDeviceKey(groupKey: groupKey, deviceID: "cam-1")
         func enroll(_ key: Certificate.PrivateKey) async throws -> DeviceAPI.EnrollResponse {
             let subject = try DistinguishedName { CommonName("admin") }
-            let request = try CertificateSigningRequest(version: .v1, subject: subject, privateKey: key, attributes: .init())
+            let request = try CertificateSigningRequest(
+                version: .v1, subject: subject, privateKey: key, attributes: .init())
             let csr = PEMDocument(type: "CERTIFICATE REQUEST", derBytes: try request.derBytes).pemString
             let challenge = try await onboarding.challenge(deviceID: "cam-1")
             let attestation = try SymmetricKeyAttestation.attest(

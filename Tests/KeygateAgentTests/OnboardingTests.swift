@@ -112,6 +112,26 @@ import X509
         #expect(try await onboarding.store.device(id: "dev-1")?.state == .registered)
     }
 
+    @Test func aOneTimeEnrollmentTokenIsRequiredWhenSet() async throws {
+        let kg = try await TestKeygate.make()
+        let onboarding = kg.server.onboarding
+        try await onboarding.store.createGroup(
+            Group(name: "fleet", policy: .init()), audit: .init(actor: "t", action: "group.created", subject: "fleet"))
+        let token = AdminTokenSecret.generate()
+        _ = try await onboarding.store.importAllowlist(
+            [AllowlistEntry(deviceID: "dev-1", group: "fleet", tokenHash: AdminTokenSecret.hash(token))], actor: "t")
+        let identity = DDKIdentity(deviceID: "dev-1", attributes: attributes)
+        var request = try identity.register(try await onboarding.challenge(deviceID: "dev-1"))
+        #expect(await code { _ = try await onboarding.register(request) } == "enrollmentTokenInvalid")
+        request = try identity.register(try await onboarding.challenge(deviceID: "dev-1"))
+        request.enrollmentToken = "kg_wrong"
+        #expect(await code { _ = try await onboarding.register(request) } == "enrollmentTokenInvalid")
+        request = try identity.register(try await onboarding.challenge(deviceID: "dev-1"))
+        request.enrollmentToken = token
+        _ = try await onboarding.register(request)
+        #expect(try await onboarding.store.allowlistEntry(deviceID: "dev-1")?.tokenUsed == true)
+    }
+
     /// An attacker who lifted one session key uses it; the genuine device's next session exposes the fork.
     @Test func aClonedSessionKeyIsDetected() async throws {
         let kg = try await setUp()

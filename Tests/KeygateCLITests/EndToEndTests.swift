@@ -10,6 +10,11 @@ import Testing
             [], ["init"], ["serve"], ["ca"], ["ca", "show"], ["cert"], ["cert", "sign"], ["cert", "revoke"],
             ["cert", "list"],
             ["cert", "show"], ["audit"], ["audit", "list"], ["audit", "verify"], ["bench"], ["bench", "issue"],
+            ["group"],
+            ["group", "create"], ["group", "list"], ["group", "show"], ["group", "update"], ["allowlist"],
+            ["allowlist", "add"],
+            ["allowlist", "import"], ["allowlist", "list"], ["allowlist", "remove"], ["device"], ["device", "list"],
+            ["device", "show"], ["device", "approve"],
         ]
         for command in commands {
             let result = try keygate.run(command + ["--help"])

@@ -4,11 +4,12 @@ public import Foundation
 public struct KeygateBinary: Sendable {
     public let path: String
 
-    /// `KEYGATE_BINARY`, else `.build/debug/keygate` in the package (built by `swift build`).
-    public static func locate() throws -> KeygateBinary {
-        let path = ProcessInfo.processInfo.environment["KEYGATE_BINARY"] ?? packageRoot + "/.build/debug/keygate"
+    /// `KEYGATE_BINARY` (for `keygate`), else `.build/debug/NAME` in the package (built by `swift build`).
+    public static func locate(_ name: String = "keygate") throws -> KeygateBinary {
+        let override = name == "keygate" ? ProcessInfo.processInfo.environment["KEYGATE_BINARY"] : nil
+        let path = override ?? packageRoot + "/.build/debug/" + name
         guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw ToolMissing(name: "the keygate binary at \(path) (run `swift build` before `swift test`)")
+            throw ToolMissing(name: "the \(name) binary at \(path) (run `swift build` before `swift test`)")
         }
         return KeygateBinary(path: path)
     }

@@ -49,7 +49,9 @@ public enum BootstrapAttestation {
         }
         let leaf = chain[0]
         guard names(leaf, deviceID) else { return try reject("the bootstrap certificate does not name \(deviceID)") }
-        var verifier = Verifier(rootCertificates: CertificateStore(trustedCAs)) { RFC5280Policy(fixedExpiryValidationTime: now) }
+        var verifier = Verifier(rootCertificates: CertificateStore(trustedCAs)) {
+            RFC5280Policy(fixedExpiryValidationTime: now)
+        }
         let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(chain.dropFirst()))
         guard case .validCertificate(let validated) = result else {
             return try reject("the bootstrap certificate does not chain to a CA this group trusts")

@@ -16,7 +16,10 @@ struct AllowlistCommand: AsyncParsableCommand {
         @Option(help: "The group it joins.") var group: String
         @Option(help: "A file holding the device's DDK epoch-0 public key (from `keygate-agent identity`).") var pinKey:
             String?
-        @Flag(help: "Require a one-time enrollment token (generated and printed once).") var token = false
+        @Flag(
+            name: .customLong("enrollment-token"),
+            help: "Require a one-time enrollment token (generated and printed once). (--token is the admin token.)")
+        var enrollmentToken = false
 
         func run() async throws {
             var pinned: String?
@@ -27,7 +30,9 @@ struct AllowlistCommand: AsyncParsableCommand {
                 pinned = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             }
             let request = AllowlistImportRequest(
-                entries: [.init(deviceId: id, group: group, pinnedKey: pinned, generateToken: token ? true : nil)],
+                entries: [
+                    .init(deviceId: id, group: group, pinnedKey: pinned, generateToken: enrollmentToken ? true : nil)
+                ],
                 strict: true)
             let result = try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) {
