@@ -65,7 +65,7 @@ public struct KeygateServer: Sendable {
         AdminAPI(service: service, configuration: configuration, rootCertificate: rootCertificate).register(on: router)
         AdminOnboardingAPI(onboarding: onboarding).register(on: router)
         DeviceRoutes(onboarding: onboarding).register(on: router)
-        try PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
+        PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
     }
 
@@ -74,7 +74,7 @@ public struct KeygateServer: Sendable {
         let router = Router(context: KeygateRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         OperationalRoutes(service: service).register(on: router)
-        try PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
+        PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
     }
 

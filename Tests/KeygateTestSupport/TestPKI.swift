@@ -25,7 +25,7 @@ public struct TestPKI: Sendable {
         (
             try directory.write("root.pem", try root.certificate.pemString),
             try directory.write("issuing.pem", try issuing.certificate.pemString),
-            try directory.write("chain.pem", try issuing.chainPEM)
+            try directory.write("chain.pem", issuing.chainPEM)
         )
     }
 }

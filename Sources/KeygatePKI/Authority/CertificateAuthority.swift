@@ -16,6 +16,8 @@ public struct CertificateAuthority: Sendable {
     /// The CA's own certificate followed by its issuers, ending at the root.
     public let chain: [Certificate]
     public let signer: any CertificateSigner
+    /// The chain as concatenated PEM, leaf first (computed once).
+    public let chainPEM: String
 
     public init(certificate: Certificate, chain: [Certificate], signer: any CertificateSigner) throws {
         guard certificate.publicKey == signer.publicKey else {
@@ -24,6 +26,7 @@ public struct CertificateAuthority: Sendable {
         self.certificate = certificate
         self.chain = chain
         self.signer = signer
+        self.chainPEM = try chain.map { try $0.pemString }.joined()
     }
 
     /// The SubjectKeyIdentifier of the CA, which becomes the AKI of what it signs.
@@ -32,11 +35,6 @@ public struct CertificateAuthority: Sendable {
             return ski.keyIdentifier
         }
         return SubjectKeyIdentifier(hash: certificate.publicKey).keyIdentifier
-    }
-
-    /// The chain as concatenated PEM, leaf first.
-    public var chainPEM: String {
-        get throws { try chain.map { try $0.serializeAsPEM().pemString }.joined(separator: "\n") + "\n" }
     }
 
     // MARK: Making CAs
@@ -136,9 +134,9 @@ public struct CertificateAuthority: Sendable {
 }
 
 extension Certificate {
-    /// The certificate as PEM text.
+    /// The certificate as PEM text (ending in a newline).
     public var pemString: String {
-        get throws { try serializeAsPEM().pemString }
+        get throws { PEM.encode(label: "CERTIFICATE", der: try derBytes) }
     }
 
     /// The DER encoding.
@@ -154,10 +152,10 @@ extension Certificate {
     public var thumbprints: (sha1: String, sha256: String) {
         get throws {
             let der = try derBytes
-            func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 {
-                d.map { String(format: "%02X", $0) }.joined()
-            }
-            return (hex(Insecure.SHA1.hash(data: der)), hex(SHA256.hash(data: der)))
+            return (
+                Hex.encode(Insecure.SHA1.hash(data: der), uppercase: true),
+                Hex.encode(SHA256.hash(data: der), uppercase: true)
+            )
         }
     }
 }

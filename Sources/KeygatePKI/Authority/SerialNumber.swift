@@ -12,10 +12,7 @@ extension Certificate.SerialNumber {
 
     /// Lower-case hexadecimal without separators: the form Keygate stores and prints.
     public var hex: String {
-        bytes.map { byte in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]])
-        }.joined()
+        Hex.encode(bytes)
     }
 
     /// Parses hexadecimal, with or without `:` separators, as `openssl` prints it.

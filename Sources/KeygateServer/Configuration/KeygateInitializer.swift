@@ -79,7 +79,7 @@ public struct KeygateInitializer: Sendable {
         try writeEncryptedKey(issuingSigner, to: issuingEntry.keyFile!, passphrase: passphrase)
         try directory.write(Data(try root.certificate.pemString.utf8), to: rootEntry.certificate, mode: 0o644)
         try directory.write(Data(try issuing.certificate.pemString.utf8), to: issuingEntry.certificate, mode: 0o644)
-        try directory.write(Data(try issuing.chainPEM.utf8), to: DataDirectory.chainFile, mode: 0o644)
+        try directory.write(Data(issuing.chainPEM.utf8), to: DataDirectory.chainFile, mode: 0o644)
 
         let firstHost = options.hosts.first ?? options.listenHost
         let configuration = ServerConfiguration(

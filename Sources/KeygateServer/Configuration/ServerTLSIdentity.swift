@@ -45,7 +45,7 @@ struct ServerTLSIdentity {
                 details: ["profile": "server", "purpose": "https-listener"]))
         try directory.write(Data(key.pemRepresentation.utf8), to: configuration.tlsKey, mode: 0o600)
         try directory.write(
-            Data((pem + "\n" + (try authority.chainPEM)).utf8), to: configuration.tlsCertificate, mode: 0o644)
+            Data((pem + authority.chainPEM).utf8), to: configuration.tlsCertificate, mode: 0o644)
     }
 
     /// Renews the listener certificate if it is close to expiry, keeping its names.

@@ -89,7 +89,7 @@ public final class CertificateService: Sendable {
                 serial: certificate.serialNumber.hex, subject: certificate.subject.description, issuer: issuerName,
                 notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter, profile: profile.name,
                 pem: pem, deviceID: deviceID)
-            return Issued(record: record, certificate: certificate, chainPEM: pem + "\n" + (try authority.chainPEM))
+            return Issued(record: record, certificate: certificate, chainPEM: pem + authority.chainPEM)
         } catch let error as KeygateError {
             metrics.issuanceFailed(code: error.code.rawValue)
             throw error

@@ -29,7 +29,7 @@ public final class OnboardingService: Sendable {
         self.store = store
         self.certificates = certificates
         self.secrets = secrets
-        self.audience = "keygate:" + certificates.authority.keyIdentifier.map { String(format: "%02x", $0) }.joined()
+        self.audience = "keygate:" + Hex.encode(certificates.authority.keyIdentifier)
         self.challengeLifetime = challengeLifetime
         self.lockAfterFailures = lockAfterFailures
         self.lockDuration = lockDuration

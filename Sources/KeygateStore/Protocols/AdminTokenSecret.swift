@@ -1,6 +1,7 @@
 import Crypto
 public import Foundation
 import KeygateDomain
+import KeygatePKI
 
 /// Making and checking admin tokens.
 public enum AdminTokenSecret {
@@ -13,7 +14,7 @@ public enum AdminTokenSecret {
 
     /// The hex SHA-256 under which a token is stored.
     public static func hash(_ token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Array(token.utf8)).withUnsafeBytes { Hex.encode(Array($0)) }
     }
 }
 

@@ -2,6 +2,7 @@ import Crypto
 public import Foundation
 import GRDB
 public import KeygateDomain
+import KeygatePKI
 
 extension SQLiteStore: AuditStore {
     public func appendAudit(_ draft: AuditEvent.Draft) async throws -> AuditEvent {
@@ -39,7 +40,7 @@ extension SQLiteStore: AuditStore {
             data: AuditEvent.canonicalBytes(
                 sequence: sequence, atMilliseconds: atMilliseconds, actor: actor, action: action, subject: subject,
                 details: details))
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return hasher.finalize().withUnsafeBytes { Hex.encode(Array($0)) }
     }
 
     public func auditEvents(subject: String?, since: Date?, limit: Int) async throws -> [AuditEvent] {

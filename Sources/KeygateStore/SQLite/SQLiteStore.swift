@@ -135,21 +135,17 @@ public final class SQLiteStore: Sendable {
     }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        do {
-            return try await pool.write(body)
-        } catch let error as KeygateError {
-            throw error
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
-        {
-            throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
-        }
+        try await mappingBusy { try await pool.write(body) }
     }
 
     func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await mappingBusy { try await pool.read(body) }
+    }
+
+    /// A busy or locked database becomes `storeUnavailable` (503, retry in a second).
+    private func mappingBusy<T>(_ body: () async throws -> T) async throws -> T {
         do {
-            return try await pool.read(body)
-        } catch let error as KeygateError {
-            throw error
+            return try await body()
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
         {
             throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
