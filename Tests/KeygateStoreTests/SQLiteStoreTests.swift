@@ -34,6 +34,29 @@ import Testing
         #expect(try await reopened.verifyAuditChain() == nil)
     }
 
+    /// Concurrent issuances are committed in groups; every record and audit event arrives, chained.
+    @Test func concurrentInsertsAreAllRecordedAndChained() async throws {
+        let dir = try TemporaryDirectory("store")
+        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<300 {
+                group.addTask {
+                    let serial = String(format: "%04x", i + 1)
+                    try await store.insertCertificate(self.record(serial), audit: self.audit(serial))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await store.certificateCounts()[.active] == 300)
+        #expect(try await store.auditEvents(subject: nil, since: nil, limit: 1000).count == 300)
+        #expect(try await store.verifyAuditChain() == nil)
+        // A duplicate serial fails alone; the batch it shared goes through.
+        let code = await errorCode { try await store.insertCertificate(self.record("0001"), audit: self.audit("0001")) }
+        #expect(code.hasPrefix("other"), "a duplicate serial is refused")
+        try await store.insertCertificate(record("ffff"), audit: audit("ffff"))
+        #expect(try await store.certificateCounts()[.active] == 301)
+    }
+
     @Test func revokingTwiceConflictsAndHoldsCanBeRevoked() async throws {
         let dir = try TemporaryDirectory("store")
         let store = try SQLiteStore(path: dir.file("db.sqlite"))

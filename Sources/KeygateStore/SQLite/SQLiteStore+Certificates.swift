@@ -6,9 +6,11 @@ import X509
 
 extension SQLiteStore: CertificateRecordStore {
     public func insertCertificate(_ record: CertificateRecord, audit: AuditEvent.Draft) async throws {
-        try await write { db in
-            try Self.insertCertificate(record, in: db)
-            _ = try Self.appendAudit(audit, at: record.createdAt, in: db)
+        do {
+            try await certificateCommits.insert(record, audit: audit)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+        {
+            throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
         }
     }
 

@@ -10,6 +10,7 @@ public import KeygatePKI
 /// within what PostgreSQL also accepts, so a second implementation can share the schema.
 public final class SQLiteStore: Sendable {
     let pool: DatabasePool
+    let certificateCommits: CertificateGroupCommit
     public let path: String
 
     /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
@@ -27,6 +28,7 @@ public final class SQLiteStore: Sendable {
             throw KeygateError(.storeUnavailable, "cannot open the database at \(path): \(error)")
         }
         self.path = path
+        self.certificateCommits = CertificateGroupCommit(pool: pool)
     }
 
     static var migrator: DatabaseMigrator {

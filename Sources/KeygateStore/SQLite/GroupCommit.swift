@@ -1,0 +1,61 @@
+import GRDB
+import KeygateDomain
+
+/// Group commit for certificate records: concurrent issuances that arrive while a transaction is
+/// being written wait and are written together in the next one, so SQLite's single writer commits
+/// once per batch instead of once per certificate. Each caller still returns only after its own
+/// record is durable.
+actor CertificateGroupCommit {
+    typealias Item = (record: CertificateRecord, audit: AuditEvent.Draft, done: CheckedContinuation<Void, any Error>)
+
+    private let pool: DatabasePool
+    private var pending: [Item] = []
+    private var flushing = false
+    /// At most this many records in one transaction.
+    private let maximumBatch = 256
+
+    init(pool: DatabasePool) {
+        self.pool = pool
+    }
+
+    func insert(_ record: CertificateRecord, audit: AuditEvent.Draft) async throws {
+        try await withCheckedThrowingContinuation { continuation in
+            pending.append((record, audit, continuation))
+            if !flushing {
+                flushing = true
+                Task { await self.flush() }
+            }
+        }
+    }
+
+    private func flush() async {
+        while !pending.isEmpty {
+            let batch = Array(pending.prefix(maximumBatch))
+            pending.removeFirst(batch.count)
+            let entries = batch.map { ($0.record, $0.audit) }
+            do {
+                try await pool.write { db in
+                    for (record, audit) in entries {
+                        try SQLiteStore.insertCertificate(record, in: db)
+                        _ = try SQLiteStore.appendAudit(audit, at: record.createdAt, in: db)
+                    }
+                }
+                for item in batch { item.done.resume() }
+            } catch {
+                // One bad record must not fail the others: write them one by one.
+                for item in batch {
+                    do {
+                        try await pool.write { db in
+                            try SQLiteStore.insertCertificate(item.record, in: db)
+                            _ = try SQLiteStore.appendAudit(item.audit, at: item.record.createdAt, in: db)
+                        }
+                        item.done.resume()
+                    } catch {
+                        item.done.resume(throwing: error)
+                    }
+                }
+            }
+        }
+        flushing = false
+    }
+}
