@@ -60,6 +60,8 @@ public struct Enrollment: Sendable {
             var request = try DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed).register(challenge)
             request.enrollmentToken = enrollmentToken
             _ = try await client.register(request)
+            state.ddkEpoch = 1
+            try folder.save(state)
             challenge = try await client.challenge(deviceID)
         }
         let csrPEM = try makeCSR(state: state)
@@ -69,11 +71,13 @@ public struct Enrollment: Sendable {
         do {
             answer = try await client.enroll(
                 DeviceAPI.EnrollRequest(
-                    deviceId: deviceID, challengeId: challenge.challengeId, csr: csrPEM, attestation: attestation))
+                    deviceId: deviceID, challengeId: challenge.challengeId, csr: csrPEM, attestation: attestation,
+                    enrollmentToken: enrollmentToken))
         } catch let error as DeviceClient.APIError where error.code == "forkProofRequired" {
-            try await sendForkProof(failedEpoch: challenge.epoch)
+            try await sendForkProof(failedEpoch: challenge.epoch, state: state)
             throw error
         }
+        if case .ddk = credential { state.ddkEpoch = challenge.epoch + 1 }
         state.state = answer.status
         guard answer.status == "enrolled", let chain = answer.certificateChain, let serial = answer.serial,
             let notAfter = answer.notAfter
@@ -93,21 +97,32 @@ public struct Enrollment: Sendable {
         let challenge = try await client.challenge(deviceID)
         guard challenge.action != "register" else { throw AgentError("not registered yet; run enroll first") }
         let attestation = try attest(challenge, payload: DeviceAPI.statusPayload)
+        var state =
+            folder.load()
+            ?? AgentState(deviceId: deviceID, server: client.baseURL, attestation: credential.method.rawValue)
         do {
-            return try await client.status(
+            let status = try await client.status(
                 .init(deviceId: deviceID, challengeId: challenge.challengeId, attestation: attestation))
+            if case .ddk = credential {
+                state.ddkEpoch = challenge.epoch + 1
+                try folder.save(state)
+            }
+            return status
         } catch let error as DeviceClient.APIError where error.code == "forkProofRequired" {
-            try await sendForkProof(failedEpoch: challenge.epoch)
+            try await sendForkProof(failedEpoch: challenge.epoch, state: state)
             throw error
         }
     }
 
-    /// After `forkProofRequired`: proves the previous epoch; the server decides clone or failure.
-    private func sendForkProof(failedEpoch: Int) async throws {
+    /// After `forkProofRequired`: proves the epoch of this device's last good session (or, without
+    /// a record of it, the one before the failed epoch); the server decides clone or failure.
+    private func sendForkProof(failedEpoch: Int, state: AgentState) async throws {
         guard case .ddk(let attributes, let seed) = credential else { return }
+        var proofEpoch = failedEpoch - 1
+        if let last = state.ddkEpoch, last < failedEpoch { proofEpoch = last }
         let challenge = try await client.challenge(deviceID)
-        let proof = try DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed).forkProof(
-            challenge, failedEpoch: failedEpoch)
+        let proof = try DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed)
+            .forkProof(challenge, proofEpoch: max(proofEpoch, 0))
         try await client.forkProof(proof)
     }
 

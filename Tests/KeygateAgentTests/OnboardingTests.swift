@@ -162,7 +162,8 @@ import X509
         }
         #expect(attempt == "forkProofRequired")
         let proofChallenge = try await onboarding.challenge(deviceID: "dev-1")
-        let proof = try genuine.forkProof(proofChallenge, failedEpoch: next.epoch)
+        // The genuine device's last good session moved the server to epoch 1: it proves K_1.
+        let proof = try genuine.forkProof(proofChallenge, proofEpoch: 1)
         #expect(await code { try await onboarding.forkProof(proof) } == "deviceQuarantined")
 
         let device = try #require(try await onboarding.store.device(id: "dev-1"))
@@ -173,6 +174,90 @@ import X509
         #expect(quarantine.details["evidence"]?.contains("different epoch-2 key") == true)
         // Neither party gets in any more.
         #expect(await code { _ = try await onboarding.challenge(deviceID: "dev-1") } == "deviceQuarantined")
+    }
+
+    /// The clone ran several sessions (and enrolled) before the genuine device came back: the device
+    /// proves the epoch of its own last session, the fork still shows, and the clone's certificate is held.
+    @Test func aCloneThatRanSeveralSessionsIsStillDetectedAndItsCertificateHeld() async throws {
+        let kg = try await setUp()
+        let onboarding = kg.server.onboarding
+        let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
+        _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
+        // The attacker lifted K_1 and from then on uses keys of its own.
+        var attackerKey = genuine.epochKey(1)
+        for epoch in 1...3 {
+            let challenge = try await onboarding.challenge(deviceID: "dev-1")
+            #expect(challenge.epoch == epoch)
+            let next = P256.Signing.PrivateKey()
+            let key = attackerKey
+            let csrPEM = try csr(.init(P256.Signing.PrivateKey()))
+            let payload = epoch == 3 ? DeviceAPI.payload(csrPEM: csrPEM) : DeviceAPI.statusPayload
+            let message = DDKProtocol.authenticationMessage(
+                audience: challenge.audience, deviceID: "dev-1", nonce: try challenge.nonceBytes, epoch: UInt64(epoch),
+                nextPublicKey: Array(next.publicKey.derRepresentation), payload: payload)
+            let forged = DeviceAPI.Attestation(
+                method: .ddk, epoch: epoch, nextPublicKey: Base64URL.encode(Array(next.publicKey.derRepresentation)),
+                signature: Base64URL.encode(Array(try key.signature(for: message).derRepresentation)))
+            if epoch == 3 {
+                let answer = try await onboarding.enroll(
+                    .init(deviceId: "dev-1", challengeId: challenge.challengeId, csr: csrPEM, attestation: forged))
+                #expect(answer.status == "enrolled")
+            } else {
+                _ = try await onboarding.status(
+                    .init(deviceId: "dev-1", challengeId: challenge.challengeId, attestation: forged))
+            }
+            attackerKey = next
+        }
+        let cloneSerial = try #require(
+            try await onboarding.store.certificates(matching: .init(deviceID: "dev-1")).first?.serial)
+        // The genuine device's last good session was registration: the server moved to epoch 1.
+        let proof = try genuine.forkProof(try await onboarding.challenge(deviceID: "dev-1"), proofEpoch: 1)
+        #expect(await code { try await onboarding.forkProof(proof) } == "deviceQuarantined")
+        #expect(try await onboarding.store.device(id: "dev-1")?.stateReason == "cloneSuspected")
+        let held = try await onboarding.store.certificate(serial: cloneSerial)
+        #expect(held?.status == .onHold && held?.revocationReason == .certificateHold)
+        let crl = try await kg.server.service.crl.current()
+        #expect(crl.entryCount == 1, "the held certificate is on the next CRL")
+    }
+
+    @Test func aTokenCannotBeBypassedAndDDKKeysCannotBeDowngraded() async throws {
+        let kg = try await TestKeygate.make()
+        let onboarding = kg.server.onboarding
+        let groupKey = SymmetricKeyAttestation.generateGroupKey()
+        try await onboarding.store.createGroup(
+            Group(
+                name: "fleet",
+                policy: .init(
+                    attestationMethods: ["ddk", "symmetric-key"], sealedGroupKey: try onboarding.secrets!.seal(groupKey)
+                )),
+            audit: .init(actor: "t", action: "group.created", subject: "fleet"))
+        let token = AdminTokenSecret.generate()
+        _ = try await onboarding.store.importAllowlist(
+            [
+                AllowlistEntry(deviceID: "tok-1", group: "fleet", tokenHash: AdminTokenSecret.hash(token)),
+                AllowlistEntry(deviceID: "ddk-1", group: "fleet"),
+            ], actor: "t")
+        func enroll(_ id: String, token: String? = nil) async -> String {
+            await code {
+                let csrPEM = try csr(.init(P256.Signing.PrivateKey()))
+                let challenge = try await onboarding.challenge(deviceID: id)
+                let attestation = try SymmetricKeyAttestation.attest(
+                    challenge, deviceID: id,
+                    deviceKey: try SymmetricKeyAttestation.deriveDeviceKey(groupKey: groupKey, deviceID: id),
+                    payload: DeviceAPI.payload(csrPEM: csrPEM))
+                _ = try await onboarding.enroll(
+                    .init(
+                        deviceId: id, challengeId: challenge.challengeId, csr: csrPEM, attestation: attestation,
+                        enrollmentToken: token))
+            }
+        }
+        #expect(await enroll("tok-1") == "enrollmentTokenInvalid")
+        #expect(await enroll("tok-1", token: token) == "none")
+        // ddk-1 registers DDK keys; the group key must not take its identity over.
+        _ = try await onboarding.register(
+            try DDKIdentity(deviceID: "ddk-1", attributes: attributes).register(
+                try await onboarding.challenge(deviceID: "ddk-1")))
+        #expect(await enroll("ddk-1") == "attestationMethodNotAllowed")
     }
 
     @Test func changedAttributesFailAndRepeatedFailuresLock() async throws {
@@ -203,7 +288,7 @@ import X509
             let proof = await code {
                 try await onboarding.forkProof(
                     try changed.forkProof(
-                        try await onboarding.challenge(deviceID: "dev-1"), failedEpoch: challenge.epoch))
+                        try await onboarding.challenge(deviceID: "dev-1"), proofEpoch: challenge.epoch - 1))
             }
             codes.append(proof)
         }

@@ -94,5 +94,21 @@ import Testing
         #expect(stranger.status == 1 && stranger.stderr.contains("deviceNotAllowlisted"), "\(stranger.combined)")
         let devices = try keygate.run(["device", "list", "--data-dir", data, "--state", "enrolled"])
         #expect(devices.stdout.contains("dev-9") && !devices.stdout.contains("dev-1"))
+
+        // Manual approval: the agent waits (exit 3) until an operator approves.
+        try keygate.run(["group", "create", "gated", "--data-dir", data, "--approval", "manual"])
+        try keygate.run(["allowlist", "add", "gw-1", "--group", "gated", "--data-dir", data])
+        let gated = [
+            "--server", "https://127.0.0.1:\(https)", "--ca-cert", data + "/ca/root.crt.pem", "--device-id", "gw-1",
+            "--state-dir", dir.file("gw"), "--attribute", "machine-id=gw",
+        ]
+        let waiting = try agent.run(["enroll"] + gated)
+        #expect(waiting.status == 3 && waiting.stdout.contains("pending approval"), "\(waiting.combined)")
+        let pending = try keygate.run(["device", "list", "--data-dir", data, "--state", "pendingApproval"])
+        #expect(pending.stdout.contains("gw-1"))
+        let approved = try keygate.run(["device", "approve", "gw-1", "--data-dir", data])
+        #expect(approved.status == 0 && approved.stdout.contains("approved"), "\(approved.combined)")
+        let done = try agent.run(["enroll"] + gated)
+        #expect(done.status == 0 && done.stdout.contains("enrolled"), "\(done.combined)")
     }
 }

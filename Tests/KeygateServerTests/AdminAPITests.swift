@@ -185,8 +185,13 @@ import X509
                 let verified = try response.json(AuditVerifyBody.self)
                 #expect(verified.intact)
             }
-            try await client.execute(uri: "/admin/v1/audit?limit=abc", method: .get, headers: kg.auth) { response in
-                #expect(response.status == .badRequest)
+            for query in [
+                "/admin/v1/audit?limit=abc", "/admin/v1/audit?since=infd",
+                "/admin/v1/certificates?expiringWithin=1e300d",
+            ] {
+                try await client.execute(uri: query, method: .get, headers: kg.auth) { response in
+                    #expect(response.status == .badRequest, "\(query)")
+                }
             }
             try await client.execute(uri: "/admin/v1/nothing", method: .get, headers: kg.auth) { response in
                 #expect(response.status == .notFound)

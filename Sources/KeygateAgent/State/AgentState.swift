@@ -8,6 +8,9 @@ public struct AgentState: Codable, Sendable {
     public var attestation: String
     /// DDK: the generation `g` of the derived TLS key in use.
     public var tlsGeneration: Int
+    /// DDK: the server's epoch after this device's last successful session (not secret). A fork proof
+    /// proves this epoch's key, so a clone that ran several sessions since is still exposed.
+    public var ddkEpoch: Int?
     public var certificateSerial: String?
     public var certificateNotAfter: Date?
     public var state: String?

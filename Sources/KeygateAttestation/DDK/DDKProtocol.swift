@@ -24,7 +24,7 @@ public enum DDKProtocol {
         ])
     }
 
-    /// `"keygate-ddk-fork-v1" ‖ audience ‖ deviceId ‖ nonce ‖ uint64be(e-1) ‖ P_e (the device's own)`
+    /// `"keygate-ddk-fork-v1" ‖ audience ‖ deviceId ‖ nonce ‖ uint64be(k) ‖ P_{k+1} (the device's own)`
     public static func forkProofMessage(
         audience: String, deviceID: String, nonce: [UInt8], proofEpoch: UInt64, claimedPublicKey: [UInt8]
     ) -> [UInt8] {
@@ -75,17 +75,17 @@ extension DDKIdentity {
             signature: Base64URL.encode(Array(signature)))
     }
 
-    /// The fork proof asked for after a failed authentication at epoch `e`: signs a fresh
-    /// challenge with `K_{e-1}` and states the device's own `P_e`.
-    public func forkProof(_ challenge: DeviceAPI.Challenge, failedEpoch: Int) throws -> DeviceAPI.ForkProofRequest {
-        let epoch = UInt64(max(failedEpoch, 1))
-        let claimed = epochPublicKey(epoch)
+    /// The fork proof asked for after a failed authentication: signs a fresh challenge with `K_k`
+    /// for the device's last good epoch `k` and states the `P_{k+1}` it announced then.
+    public func forkProof(_ challenge: DeviceAPI.Challenge, proofEpoch: Int) throws -> DeviceAPI.ForkProofRequest {
+        let epoch = UInt64(max(proofEpoch, 0))
+        let claimed = epochPublicKey(epoch + 1)
         let message = DDKProtocol.forkProofMessage(
-            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, proofEpoch: epoch - 1,
+            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, proofEpoch: epoch,
             claimedPublicKey: claimed)
-        let signature = try epochKey(epoch - 1).signature(for: message).derRepresentation
+        let signature = try epochKey(epoch).signature(for: message).derRepresentation
         return DeviceAPI.ForkProofRequest(
-            deviceId: deviceID, challengeId: challenge.challengeId, proofEpoch: Int(epoch - 1),
+            deviceId: deviceID, challengeId: challenge.challengeId, proofEpoch: Int(epoch),
             claimedPublicKey: Base64URL.encode(claimed), signature: Base64URL.encode(Array(signature)))
     }
 }

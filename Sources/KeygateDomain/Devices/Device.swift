@@ -79,7 +79,8 @@ extension Device.State {
         case (.allowlisted, .awaitApproval), (.registered, .awaitApproval), (.pendingApproval, .awaitApproval):
             return .pendingApproval
         case (.pendingApproval, .approved): return .approved
-        case (.allowlisted, .enrolled), (.registered, .enrolled), (.approved, .enrolled), (.enrolled, .enrolled):
+        case (.allowlisted, .enrolled), (.registered, .enrolled), (.pendingApproval, .enrolled), (.approved, .enrolled),
+            (.enrolled, .enrolled):
             return .enrolled
         case (.retired, _): return nil
         case (_, .quarantined): return .quarantined

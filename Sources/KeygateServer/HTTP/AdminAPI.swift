@@ -130,8 +130,11 @@ func parseDate(_ text: String) throws -> Date {
 /// `30s`, `15m`, `24h`, `7d`.
 public func parseDuration(_ text: String) throws -> TimeInterval {
     let units: [Character: TimeInterval] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-    guard let unit = text.last, let scale = units[unit], let value = Double(text.dropLast()), value >= 0 else {
-        throw KeygateError(.malformedInput, "'\(text)' is not a duration; use e.g. 30s, 15m, 24h or 7d")
+    guard let unit = text.last, let scale = units[unit], let value = Double(text.dropLast()), value.isFinite,
+        value >= 0, value * scale <= 100 * 365 * 86_400
+    else {
+        throw KeygateError(
+            .malformedInput, "'\(text)' is not a duration of at most 100 years; use e.g. 30s, 15m, 24h or 7d")
     }
     return value * scale
 }

@@ -205,6 +205,10 @@ struct AdminOnboardingAPI {
                     continue
                 }
             }
+            if let given = row.token, given.count < 16 || given.count > 256 {
+                reject(.malformedInput, "an enrollment token must be 16 to 256 characters")
+                continue
+            }
             var token = row.token
             if row.generateToken == true {
                 token = AdminTokenSecret.generate()

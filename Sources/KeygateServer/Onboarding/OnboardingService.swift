@@ -110,6 +110,22 @@ public final class OnboardingService: Sendable {
         guard let csr = DeviceAPI.payloadIfPEM(request.csr) else {
             throw KeygateError(.malformedPEM, "csr must be a PEM CERTIFICATE REQUEST")
         }
+        // Check the CSR against the group's policy before the session changes anything (DDK epoch, state).
+        let (admitted, admittedGroup) = try await admit(request.deviceId, now: now)
+        _ = try certificates.csrPolicy.check(
+            csr, allowed: Set(admittedGroup.policy.keyAlgorithms.compactMap(KeyAlgorithm.init(rawValue:))))
+        // A one-time enrollment token guards the first contact, whatever the method.
+        var consumeToken = false
+        if admitted.state == .allowlisted, let entry = try await store.allowlistEntry(deviceID: admitted.id),
+            let tokenHash = entry.tokenHash
+        {
+            guard let token = request.enrollmentToken, !entry.tokenUsed, AdminTokenSecret.hash(token) == tokenHash
+            else {
+                throw try await fail(
+                    admitted, .enrollmentTokenInvalid, "a valid one-time enrollment token is required", now: now)
+            }
+            consumeToken = true
+        }
         let session = try await authenticate(
             deviceID: request.deviceId, challengeID: request.challengeId, attestation: request.attestation,
             payload: csr,
@@ -133,7 +149,7 @@ public final class OnboardingService: Sendable {
             validity: TimeInterval(session.group.policy.validityDays) * 86_400, deviceID: device.id)
         let actor = "device:\(device.id)"
         _ = try await store.enroll(
-            deviceID: device.id, certificate: issued.record, attestation: attestation,
+            deviceID: device.id, certificate: issued.record, attestation: attestation, consumeToken: consumeToken,
             audit: [
                 certificates.issuanceAudit(issued.record, actor: actor),
                 .init(
@@ -163,14 +179,18 @@ public final class OnboardingService: Sendable {
     /// After `forkProofRequired`: if the device proves the previous epoch's key but claims another
     /// current key than the one on record, two parties have held the identity.
     public func forkProof(_ request: DeviceAPI.ForkProofRequest, now: Date = Date()) async throws -> Never {
-        guard let device = try await store.device(id: request.deviceId) else {
-            throw try await notAllowlisted(request.deviceId)
+        let (device, group) = try await admit(request.deviceId, now: now)
+        guard group.policy.attestationMethods.contains(AttestationMethod.ddk.rawValue) else {
+            throw KeygateError(.attestationMethodNotAllowed, "group \(group.name) does not accept DDK")
         }
-        guard device.state.acceptsSessions else { throw refusal(for: device) }
         let challenge = try await consume(request.challengeId, device: device, now: now)
-        guard request.proofEpoch == device.ddkEpoch - 1, request.proofEpoch >= 0,
-            let previous = try await store.ddkPublicKey(deviceID: device.id, epoch: request.proofEpoch),
-            let recorded = try await store.ddkPublicKey(deviceID: device.id, epoch: device.ddkEpoch),
+        // The proof may be for any earlier epoch k: the device proves K_k and states the P_{k+1} it
+        // announced then. An attacker who ran several sessions moved the record past k+1, so the
+        // device proves its own last epoch (which the agent remembers), not only e-1.
+        let proofEpoch = request.proofEpoch
+        guard proofEpoch >= 0, proofEpoch < device.ddkEpoch,
+            let proven = try await store.ddkPublicKey(deviceID: device.id, epoch: proofEpoch),
+            let recorded = try await store.ddkPublicKey(deviceID: device.id, epoch: proofEpoch + 1),
             let claimed = Base64URL.decode(request.claimedPublicKey),
             let signature = Base64URL.decode(request.signature)
         else {
@@ -178,20 +198,20 @@ public final class OnboardingService: Sendable {
                 device, .attestationFailed, "the fork proof does not match this device's epochs", now: now)
         }
         let message = DDKProtocol.forkProofMessage(
-            audience: audience, deviceID: device.id, nonce: challenge.nonce, proofEpoch: UInt64(request.proofEpoch),
+            audience: audience, deviceID: device.id, nonce: challenge.nonce, proofEpoch: UInt64(proofEpoch),
             claimedPublicKey: claimed)
-        guard DDKProtocol.verify(signature: signature, message: message, publicKey: previous), claimed != recorded
+        guard DDKProtocol.verify(signature: signature, message: message, publicKey: proven), claimed != recorded
         else {
             throw try await fail(device, .attestationFailed, "the device could not prove its identity", now: now)
         }
-        _ = try await store.transition(
-            deviceID: device.id, event: .quarantined, reason: "cloneSuspected", attestation: nil,
+        _ = try await store.quarantine(
+            deviceID: device.id, reason: "cloneSuspected", at: now,
             audit: .init(
                 actor: "system", action: "device.quarantined", subject: device.id,
                 details: [
-                    "reason": "cloneSuspected", "epoch": "\(device.ddkEpoch)",
+                    "reason": "cloneSuspected", "epoch": "\(device.ddkEpoch)", "provenEpoch": "\(proofEpoch)",
                     "evidence":
-                        "the device proved epoch \(request.proofEpoch) but holds a different epoch-\(device.ddkEpoch) key than the one another party registered",
+                        "the device proved epoch \(proofEpoch) but holds a different epoch-\(proofEpoch + 1) key than the one another party registered",
                 ]))
         throw KeygateError(
             .deviceQuarantined, "two parties have used this identity; the device is quarantined (cloneSuspected)")
@@ -214,6 +234,12 @@ public final class OnboardingService: Sendable {
         let method = attestation.method
         guard group.policy.attestationMethods.contains(method.rawValue) else {
             throw KeygateError(.attestationMethodNotAllowed, "group \(group.name) does not accept \(method.rawValue)")
+        }
+        // A device that registered DDK keys keeps proving with them (or something stronger): a weaker
+        // method the group also accepts must not take over an identity that has keys.
+        guard device.ddkEpoch == 0 || method.assuranceLevel >= AttestationMethod.ddk.assuranceLevel else {
+            throw KeygateError(
+                .attestationMethodNotAllowed, "\(device.id) has DDK keys; it must attest with DDK or a stronger method")
         }
         guard method.assuranceLevel >= group.policy.minimumAssurance else {
             throw KeygateError(

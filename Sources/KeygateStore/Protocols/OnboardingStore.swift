@@ -41,11 +41,16 @@ public protocol OnboardingStore: Sendable {
         deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
         audit: AuditEvent.Draft
     ) async throws -> Device
-    /// Records a certificate and moves the device to `enrolled`, in one transaction.
+    /// Records a certificate and moves the device to `enrolled`, in one transaction; marks the
+    /// one-time enrollment token used when `consumeToken`.
     func enroll(
         deviceID: String, certificate: CertificateRecord, attestation: (method: String, level: Int),
-        audit: [AuditEvent.Draft]
+        consumeToken: Bool, audit: [AuditEvent.Draft]
     ) async throws -> Device
+    /// Quarantines the device and puts its active certificates on hold (`certificateHold`), in one
+    /// transaction; returns the device and the serials held.
+    func quarantine(deviceID: String, reason: String, at date: Date, audit: AuditEvent.Draft) async throws
+        -> (Device, [String])
 }
 
 /// What an allowlist import did.

@@ -133,7 +133,7 @@ extension SQLiteStore: CertificateRecordStore {
         CertificateRecord(
             serial: row["serial"], subject: row["subject"], issuer: row["issuer"],
             notBefore: Date(unixSeconds: row["not_before"]), notAfter: Date(unixSeconds: row["not_after"]),
-            profile: row["profile"], status: CertificateRecord.Status(rawValue: row["status"]) ?? .active,
+            profile: row["profile"], status: CertificateRecord.Status(rawValue: row["status"]) ?? .revoked,
             revokedAt: (row["revoked_at"] as Int64?).map(Date.init(unixSeconds:)),
             revocationReason: (row["revocation_reason"] as Int?).flatMap(RevocationReason.init(rawValue:)),
             pem: row["pem"], deviceID: row["device_id"], createdAt: Date(unixMilliseconds: row["created_at"]))

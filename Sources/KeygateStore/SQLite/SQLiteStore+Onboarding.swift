@@ -170,7 +170,7 @@ extension SQLiteStore: OnboardingStore {
 
     static func device(_ row: Row) -> Device {
         Device(
-            id: row["id"], group: row["group_name"], state: Device.State(rawValue: row["state"]) ?? .allowlisted,
+            id: row["id"], group: row["group_name"], state: Device.State(rawValue: row["state"]) ?? .quarantined,
             attestationMethod: row["attestation_method"], assuranceLevel: row["assurance_level"],
             ddkEpoch: row["ddk_epoch"],
             failedAttempts: row["failed_attempts"],
@@ -262,7 +262,8 @@ extension SQLiteStore: OnboardingStore {
             }
             try db.execute(
                 sql:
-                    "INSERT INTO ddk_keys (device_id, epoch, public_key) VALUES (?, ?, ?) ON CONFLICT (device_id, epoch) DO NOTHING",
+                    "INSERT INTO ddk_keys (device_id, epoch, public_key) VALUES (?, ?, ?) "
+                    + "ON CONFLICT (device_id, epoch) DO UPDATE SET public_key = excluded.public_key",
                 arguments: [deviceID, epoch + 1, Data(nextPublicKey)])
             return try Self.fetchDevice(deviceID, db)!
         }
@@ -318,13 +319,50 @@ extension SQLiteStore: OnboardingStore {
 
     public func enroll(
         deviceID: String, certificate: CertificateRecord, attestation: (method: String, level: Int),
-        audit: [AuditEvent.Draft]
+        consumeToken: Bool, audit: [AuditEvent.Draft]
     ) async throws -> Device {
         try await write { db in
             try Self.applyTransition(deviceID, event: .enrolled, reason: nil, attestation: attestation, in: db)
+            if consumeToken {
+                try db.execute(
+                    sql: "UPDATE devices SET token_used = 1 WHERE id = ? AND token_used = 0", arguments: [deviceID])
+                guard db.changesCount == 1 else {
+                    throw KeygateError(.enrollmentTokenInvalid, "the enrollment token of \(deviceID) was used already")
+                }
+            }
             try Self.insertCertificate(certificate, in: db)
             for draft in audit { _ = try Self.appendAudit(draft, at: certificate.createdAt, in: db) }
             return try Self.fetchDevice(deviceID, db)!
+        }
+    }
+
+    public func quarantine(deviceID: String, reason: String, at date: Date, audit: AuditEvent.Draft) async throws
+        -> (Device, [String])
+    {
+        try await write { db in
+            try Self.applyTransition(deviceID, event: .quarantined, reason: reason, attestation: nil, in: db)
+            let serials = try String.fetchAll(
+                db, sql: "SELECT serial FROM certificates WHERE device_id = ? AND status = 'active'",
+                arguments: [deviceID])
+            var issuers = Set<String>()
+            for serial in serials {
+                try db.execute(
+                    sql:
+                        "UPDATE certificates SET status = 'onHold', revoked_at = ?, revocation_reason = ? WHERE serial = ?",
+                    arguments: [date.unixSeconds, RevocationReason.certificateHold.rawValue, serial])
+                if let issuer = try String.fetchOne(
+                    db, sql: "SELECT issuer FROM certificates WHERE serial = ?", arguments: [serial])
+                {
+                    issuers.insert(issuer)
+                }
+            }
+            for issuer in issuers { try Self.bumpRevocationRevision(issuer: issuer, in: db) }
+            var details = audit.details
+            details["heldCertificates"] = serials.joined(separator: ",")
+            _ = try Self.appendAudit(
+                .init(actor: audit.actor, action: audit.action, subject: audit.subject, details: details), at: date,
+                in: db)
+            return (try Self.fetchDevice(deviceID, db)!, serials)
         }
     }
 
