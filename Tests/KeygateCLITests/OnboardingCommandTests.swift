@@ -47,6 +47,16 @@ import Testing
         for line in ["line 3:", "line 5:", "line 6:", "line 7:"] {
             #expect(imported.stderr.contains(line), "\(line) missing in \(imported.stderr)")
         }
+        let removed = try keygate.run(["allowlist", "remove", "dev-5", "--data-dir", data])
+        #expect(removed.status == 0, "\(removed.combined)")
+        #expect(!(try keygate.run(["allowlist", "list", "--data-dir", data])).stdout.contains("dev-5"))
+        try keygate.run(["allowlist", "add", "dev-5", "--group", "fleet", "--data-dir", data])
+        let updated = try keygate.run(["group", "update", "fleet", "--data-dir", data, "--validity-days", "10"])
+        #expect(updated.status == 0 && updated.stdout.contains("10 days"), "\(updated.combined)")
+        let shownGroup = try keygate.run(["group", "show", "fleet", "--data-dir", data])
+        #expect(shownGroup.stdout.contains("10 days") && shownGroup.stdout.contains("ddk"))
+        let groups = try keygate.run(["group", "list", "--data-dir", data])
+        #expect(groups.stdout.contains("fleet"))
         let again = try keygate.run(["allowlist", "import", dir.file("fleet.csv"), "--data-dir", data])
         #expect(again.stdout.contains("0 added, 0 updated, 3 unchanged"), "\(again.stdout)")
 

@@ -141,6 +141,9 @@ public enum EncryptedPrivateKey {
                 }
                 guard let ivNode else { throw ASN1Error.invalidASN1Object(reason: "missing IV") }
                 let iv = Array(try ASN1OctetString(derEncoded: ivNode).bytes)
+                guard iv.count == 16 else {
+                    throw KeygateError(.unsupportedKeyEncryption, "AES-CBC needs a 16-byte IV")
+                }
                 return try DER.sequence(kdfParameters, identifier: .sequence) { nodes in
                     let salt = Array(try ASN1OctetString(derEncoded: &nodes).bytes)
                     let iterations = try Int(derEncoded: &nodes)
