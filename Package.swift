@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "keygate-agent", targets: ["keygate-agent"]),
         .library(name: "KeygateAttestation", targets: ["KeygateAttestation"]),
         .library(name: "KeygateAgent", targets: ["KeygateAgent"]),
+        .library(name: "KeygateMQTT", targets: ["KeygateMQTT"]),
         .library(name: "KeygatePKI", targets: ["KeygatePKI"]),
         .library(name: "KeygateDomain", targets: ["KeygateDomain"]),
         .library(name: "KeygateStore", targets: ["KeygateStore"]),
@@ -57,6 +58,12 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // MQTT: a 3.1.1 codec over SwiftNIO, for the sandbox (server side) and the agent (client side).
+        .target(
+            name: "KeygateMQTT",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         // Domain: records, audit events, lifecycle vocabulary. No I/O.
@@ -196,6 +203,15 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygateMQTTTests",
+            dependencies: [
+                "KeygateMQTT",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,60 @@
+public import NIOCore
+
+/// Frames MQTT packets out of a byte stream. Malformed or oversized input fails the channel
+/// pipeline with ``MQTTError``; the connection's owner closes just that connection.
+public struct MQTTPacketDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = MQTTPacket
+    public let maximumPacketSize: Int
+
+    public init(maximumPacketSize: Int = MQTTCodec.defaultMaximumPacketSize) {
+        self.maximumPacketSize = maximumPacketSize
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        // Find the packet's size from the fixed header before copying anything.
+        let view = buffer.readableBytesView
+        guard view.count >= 2 else { return .needMoreData }
+        var length = 0
+        var multiplier = 1
+        var headerSize = 1
+        for byte in view.dropFirst().prefix(4) {
+            headerSize += 1
+            length += Int(byte & 0x7F) * multiplier
+            if byte & 0x80 == 0 { break }
+            multiplier *= 128
+            if headerSize == 5 { throw MQTTError(.malformedPacket, "the remaining length uses more than 4 bytes") }
+        }
+        if headerSize < 5, let last = view.dropFirst().prefix(headerSize - 1).last, last & 0x80 != 0 {
+            return .needMoreData
+        }
+        guard headerSize + length <= maximumPacketSize else {
+            throw MQTTError(
+                .packetTooLarge, "a \(headerSize + length)-byte packet exceeds the \(maximumPacketSize)-byte limit")
+        }
+        guard view.count >= headerSize + length, let bytes = buffer.readBytes(length: headerSize + length) else {
+            return .needMoreData
+        }
+        guard let (packet, _) = try MQTTCodec.decode(bytes[...], maximumSize: maximumPacketSize) else {
+            throw MQTTError(.malformedPacket, "an incomplete packet")
+        }
+        context.fireChannelRead(wrapInboundOut(packet))
+        return .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+/// Writes MQTT packets.
+public struct MQTTPacketEncoder: MessageToByteEncoder {
+    public typealias OutboundIn = MQTTPacket
+
+    public init() {}
+
+    public func encode(data: MQTTPacket, out: inout ByteBuffer) throws {
+        out.writeBytes(MQTTCodec.encode(data))
+    }
+}
