@@ -66,6 +66,26 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        // Sandbox: a local stand-in for DPS, IoT Hub, IoT Central, Key Vault and AAD.
+        .target(
+            name: "KeygateSandbox",
+            dependencies: [
+                "KeygatePKI",
+                "KeygateMQTT",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Domain: records, audit events, lifecycle vocabulary. No I/O.
         .target(
             name: "KeygateDomain",
@@ -109,6 +129,7 @@ let package = Package(
             name: "KeygateCLI",
             dependencies: [
                 "KeygatePKI",
+                "KeygateSandbox",
                 "KeygateAttestation",
                 "KeygateDomain",
                 "KeygateStore",
@@ -212,6 +233,19 @@ let package = Package(
                 "KeygateMQTT",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygateSandboxTests",
+            dependencies: [
+                "KeygateSandbox", "KeygateTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -13,7 +13,7 @@ public struct KeygateCommand: AsyncParsableCommand {
         version: KeygateVersion.current,
         subcommands: [
             InitCommand.self, ServeCommand.self, CACommand.self, CertCommand.self, GroupCommand.self,
-            AllowlistCommand.self, DeviceCommand.self, AuditCommand.self, BenchCommand.self,
+            AllowlistCommand.self, DeviceCommand.self, AuditCommand.self, SandboxCommand.self, BenchCommand.self,
         ]
     )
 

@@ -14,7 +14,7 @@ import Testing
             ["group", "create"], ["group", "list"], ["group", "show"], ["group", "update"], ["allowlist"],
             ["allowlist", "add"],
             ["allowlist", "import"], ["allowlist", "list"], ["allowlist", "remove"], ["device"], ["device", "list"],
-            ["device", "show"], ["device", "approve"],
+            ["device", "show"], ["device", "approve"], ["sandbox"],
         ]
         for command in commands {
             let result = try keygate.run(command + ["--help"])

@@ -75,5 +75,6 @@ public final class ServerProcess: @unchecked Sendable {
 
 public struct ServerDidNotStart: Error, CustomStringConvertible {
     public var log: String
+    public init(log: String) { self.log = log }
     public var description: String { "keygate serve did not start:\n\(log)" }
 }

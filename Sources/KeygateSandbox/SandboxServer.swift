@@ -1,0 +1,146 @@
+import Crypto
+public import Foundation
+import Hummingbird
+import HummingbirdTLS
+import KeygatePKI
+public import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import UnixSignals
+import X509
+
+/// `keygate sandbox`: a local stand-in for the Azure services Keygate talks to. This first part
+/// serves AAD's client-credentials token endpoint and Key Vault keys over HTTPS, with its own CA.
+public struct SandboxServer: Sendable {
+    public struct Options: Sendable {
+        public var dataDirectory: String
+        /// Names for the TLS certificate besides localhost, 127.0.0.1 and ::1.
+        public var hosts: [String] = []
+        public var listenHost = "127.0.0.1"
+        public var httpsPort = 8443
+
+        public init(dataDirectory: String) {
+            self.dataDirectory = dataDirectory
+        }
+    }
+
+    /// What a client needs to talk to the sandbox; also written to `connection.json`.
+    public struct Connection: Codable, Sendable {
+        public struct KeyVault: Codable, Sendable {
+            public var vaultURL: String
+            public var tokenEndpoint: String
+            public var tenantId: String
+            public var clientId: String
+            public var clientSecret: String
+            public var scope: String
+        }
+        public var caCertificate: String
+        public var baseURL: String
+        public var keyVault: KeyVault
+    }
+
+    let options: Options
+    let logger: Logger
+
+    public init(options: Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    var caPath: String { options.dataDirectory + "/ca.pem" }
+    var certificatePath: String { options.dataDirectory + "/tls.crt.pem" }
+    var keyPath: String { options.dataDirectory + "/tls.key.pem" }
+
+    /// Makes the sandbox CA and TLS certificate on first start. The CA key is thrown away once the
+    /// TLS certificate is signed: nothing else is ever issued by it.
+    func prepare() async throws {
+        try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
+        guard !FileManager.default.fileExists(atPath: certificatePath) else { return }
+        let root = try await CertificateAuthority.makeRoot(
+            name: "Keygate Sandbox CA", organization: "Keygate Sandbox", signer: try SoftwareSigner.generate(.p256))
+        let key = P256.Signing.PrivateKey()
+        let csr = try CertificateSigningRequest(
+            version: .v1, subject: try DistinguishedName { CommonName("sandbox") }, privateKey: .init(key),
+            attributes: .init())
+        var dns = ["localhost"]
+        var ips = ["127.0.0.1", "::1"]
+        for host in options.hosts {
+            if host.contains(":") || host.split(separator: ".").allSatisfy({ UInt8($0) != nil }) {
+                ips.append(host)
+            } else {
+                dns.append(host)
+            }
+        }
+        let certificate = try await root.issue(
+            csr: try CSRPolicy().check(try csr.derBytes), profile: .server,
+            identity: .init(commonName: dns.last ?? "localhost", dnsNames: dns, ipAddresses: ips), revocation: nil,
+            validity: 5 * 365 * 86_400)
+        try write(root.chainPEM, to: caPath, mode: 0o644)
+        try write(try certificate.pemString + root.chainPEM, to: certificatePath, mode: 0o644)
+        try write(key.pemRepresentation, to: keyPath, mode: 0o600)
+    }
+
+    private func write(_ text: String, to path: String, mode: Int) throws {
+        _ = FileManager.default.createFile(
+            atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
+    }
+
+    /// The connection facts for a server on `port`.
+    func connection(state: SandboxState, port: Int) -> Connection {
+        let host = options.listenHost.contains(":") ? "[\(options.listenHost)]" : options.listenHost
+        let base = "https://\(host):\(port)"
+        return Connection(
+            caCertificate: caPath, baseURL: base,
+            keyVault: .init(
+                vaultURL: base + "/keyvault", tokenEndpoint: base + "/aad/\(state.tenantID)/oauth2/v2.0/token",
+                tenantId: state.tenantID, clientId: state.clientID, clientSecret: state.clientSecret,
+                scope: KeyVaultRoutes.scope))
+    }
+
+    /// Runs until SIGTERM/SIGINT or cancellation; `onReady` gets the connection facts once listening.
+    public func run(onReady: @escaping @Sendable (Connection) -> Void = { _ in }) async throws {
+        try await prepare()
+        let store = try SandboxStore(path: options.dataDirectory + "/state.json")
+        let state = await store.state
+        let chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem)))
+        tls.minimumTLSVersion = .tlsv12
+        let portBox = PortBox()
+        let router = Router()
+        let routes = KeyVaultRoutes(store: store, tokens: AADTokens(state: state), baseURLProvider: portBox)
+        routes.register(on: router)
+        let directory = options.dataDirectory
+        let app = Application(
+            router: router, server: try .tls(.http1(), tlsConfiguration: tls),
+            configuration: .init(
+                address: .hostname(options.listenHost, port: options.httpsPort), serverName: "keygate-sandbox"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                let connection = connection(state: state, port: port)
+                portBox.set(connection.baseURL)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                if let data = try? encoder.encode(connection) {
+                    _ = FileManager.default.createFile(
+                        atPath: directory + "/connection.json", contents: data, attributes: [.posixPermissions: 0o600])
+                }
+                onReady(connection)
+            },
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// The base URL, known once the listener is bound (port 0 picks one).
+final class PortBox: Sendable {
+    private let value = NIOLockedValueBox<String>("")
+    func set(_ url: String) { value.withLockedValue { $0 = url } }
+    var baseURL: String { value.withLockedValue { $0 } }
+}

@@ -1,0 +1,83 @@
+import Crypto
+import Foundation
+import KeygatePKI
+
+/// What the sandbox remembers across restarts, kept as JSON in its data folder (0600: it holds the
+/// sandbox's own credentials and Key Vault keys, which are test material by design).
+struct SandboxState: Codable, Sendable {
+    struct VaultKey: Codable, Sendable {
+        var name: String
+        var version: String
+        /// The P-256 private key, raw scalar, base64.
+        var privateKey: String
+        var createdAt: Date
+    }
+
+    var tenantID: String
+    var clientID: String
+    var clientSecret: String
+    /// Signs the bearer tokens the AAD endpoint hands out (HMAC-SHA256, base64).
+    var tokenKey: String
+    var vaultKeys: [VaultKey] = []
+
+    static func fresh() -> SandboxState {
+        func random(_ count: Int) -> String {
+            Base64Text.url(SymmetricKey(size: .init(bitCount: count * 8)).withUnsafeBytes { Array($0) })
+        }
+        return SandboxState(
+            tenantID: UUID().uuidString.lowercased(), clientID: UUID().uuidString.lowercased(),
+            clientSecret: random(32),
+            tokenKey: random(32))
+    }
+}
+
+/// Loads and saves the state file atomically, one writer at a time.
+actor SandboxStore {
+    let path: String
+    private(set) var state: SandboxState
+
+    init(path: String) throws {
+        self.path = path
+        if let data = FileManager.default.contents(atPath: path) {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            state = try decoder.decode(SandboxState.self, from: data)
+        } else {
+            state = .fresh()
+            try Self.write(state, to: path)
+        }
+    }
+
+    func update<T>(_ body: (inout SandboxState) throws -> T) throws -> T {
+        var copy = state
+        let result = try body(&copy)
+        try Self.write(copy, to: path)
+        state = copy
+        return result
+    }
+
+    static func write(_ state: SandboxState, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        let temporary = path + ".tmp"
+        _ = FileManager.default.createFile(
+            atPath: temporary, contents: try encoder.encode(state), attributes: [.posixPermissions: 0o600])
+        _ = rename(temporary, path)
+    }
+}
+
+enum Base64Text {
+    static func url(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
+            of: "/", with: "_"
+        )
+        .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decodeURL(_ text: String) -> [UInt8]? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64).map(Array.init)
+    }
+}
