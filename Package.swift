@@ -86,6 +86,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Azure: clients for AAD tokens and Key Vault (DPS, IoT Central and IoT Hub registry follow).
+        .target(
+            name: "KeygateAzure",
+            dependencies: [
+                "KeygatePKI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Domain: records, audit events, lifecycle vocabulary. No I/O.
         .target(
             name: "KeygateDomain",
@@ -245,6 +258,17 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygateAzureTests",
+            dependencies: [
+                "KeygateAzure", "KeygateSandbox", "KeygatePKI", "KeygateTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

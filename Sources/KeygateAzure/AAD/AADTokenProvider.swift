@@ -1,0 +1,79 @@
+public import AsyncHTTPClient
+public import Foundation
+import KeygatePKI
+import NIOCore
+import NIOHTTP1
+
+/// Client-credentials tokens from Microsoft Entra ID (`POST {authority}/{tenant}/oauth2/v2.0/token`),
+/// cached and refreshed five minutes before they expire.
+public actor AADTokenProvider {
+    public let tokenEndpoint: String
+    let clientID: String
+    let clientSecret: String
+    let scope: String
+    let http: HTTPClient
+    private var cached: (token: String, expiresAt: Date)?
+
+    /// - Parameter tokenEndpoint: e.g. `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
+    public init(tokenEndpoint: String, clientID: String, clientSecret: String, scope: String, http: HTTPClient) {
+        self.tokenEndpoint = tokenEndpoint
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+        self.scope = scope
+        self.http = http
+    }
+
+    public func token(now: Date = Date()) async throws -> String {
+        if let cached, cached.expiresAt.timeIntervalSince(now) > 300 { return cached.token }
+        func encode(_ value: String) -> String {
+            value.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~")))
+                ?? value
+        }
+        var request = HTTPClientRequest(url: tokenEndpoint)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        let form = [
+            "client_id=\(encode(clientID))", "client_secret=\(encode(clientSecret))", "grant_type=client_credentials",
+            "scope=\(encode(scope))",
+        ].joined(separator: "&")
+        request.body = .bytes(ByteBuffer(string: form))
+        let (status, body, retryAfter) = try await AzureHTTP.send(request, http: http)
+        guard status == 200 else {
+            throw AzureHTTP.error(status: status, body: body, retryAfter: retryAfter, service: "the AAD token endpoint")
+        }
+        struct Answer: Decodable {
+            var access_token: String
+            var expires_in: Int
+        }
+        guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(body)) else {
+            throw KeygateError(.signerUnavailable, "the AAD token endpoint answered without a token", retryAfter: 5)
+        }
+        cached = (answer.access_token, now + TimeInterval(answer.expires_in))
+        return answer.access_token
+    }
+}
+
+/// Shared HTTP plumbing: send, collect, and turn Azure's failures into Keygate errors.
+enum AzureHTTP {
+    static func send(_ request: HTTPClientRequest, http: HTTPClient) async throws -> (Int, [UInt8], Int?) {
+        do {
+            let response = try await http.execute(request, timeout: .seconds(30))
+            let buffer = try await response.body.collect(upTo: 4 << 20)
+            return (
+                Int(response.status.code), Array(buffer.readableBytesView),
+                response.headers.first(name: "Retry-After").flatMap(Int.init)
+            )
+        } catch {
+            throw KeygateError(.signerUnavailable, "Azure cannot be reached: \(error)", retryAfter: 5)
+        }
+    }
+
+    /// 429 and 5xx are temporary (`signerUnavailable`, 503 with Retry-After); anything else is a refusal.
+    static func error(status: Int, body: [UInt8], retryAfter: Int?, service: String) -> KeygateError {
+        let text = String(decoding: body.prefix(400), as: UTF8.self)
+        if status == 429 || status >= 500 {
+            return KeygateError(.signerUnavailable, "\(service) answered \(status)", retryAfter: retryAfter ?? 5)
+        }
+        return KeygateError(.signingFailed, "\(service) refused the request (\(status)): \(text)")
+    }
+}

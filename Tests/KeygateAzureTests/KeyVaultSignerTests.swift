@@ -1,0 +1,68 @@
+import AsyncHTTPClient
+import Foundation
+import KeygateAzure
+import KeygatePKI
+import KeygateSandbox
+import KeygateTestSupport
+import Logging
+import NIOSSL
+import Testing
+import X509
+
+/// The issuing CA's key in the sandbox's Key Vault: certificates it signs verify with openssl.
+@Suite struct KeyVaultSignerTests {
+    @Test func anIssuingCAInKeyVaultSignsCertificatesOpenSSLVerifies() async throws {
+        let folder = try TemporaryDirectory("kv-signer")
+        var options = SandboxServer.Options(dataDirectory: folder.file("sandbox"))
+        options.httpsPort = 0
+        var logger = Logger(label: "kv-test")
+        logger.logLevel = .critical
+        let sandbox = SandboxServer(options: options, logger: logger)
+        let (stream, continuation) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
+        let task = Task { try await sandbox.run { continuation.yield($0) } }
+        var iterator = stream.makeAsyncIterator()
+        let connection = try #require(await iterator.next())
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(connection.caCertificate)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        defer {
+            Task {
+                try? await http.shutdown()
+                task.cancel()
+            }
+        }
+        let kv = connection.keyVault
+        let tokens = AADTokenProvider(
+            tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId, clientSecret: kv.clientSecret, scope: kv.scope,
+            http: http)
+        let signer = try await AzureKeyVaultSigner.create(
+            vaultURL: kv.vaultURL, name: "issuing-ca", tokens: tokens, http: http)
+        #expect(signer.keyLocation.storeName == "azure-key-vault")
+        let reloaded = try await AzureKeyVaultSigner.existing(keyURL: signer.keyID, tokens: tokens, http: http)
+        #expect(reloaded.publicKey == signer.publicKey)
+
+        let root = try await CertificateAuthority.makeRoot(
+            name: "Test Root", signer: try SoftwareSigner.generate(.p256))
+        let issuing = try await root.makeSubordinate(name: "Vault Issuing CA", signer: signer)
+        let device = try await issuing.issue(
+            csr: try CSRPolicy().check(try TestCSR.make().der), profile: .device,
+            identity: .init(commonName: "sensor-kv"),
+            revocation: nil)
+        guard ExternalTool.available("openssl") else { return }
+        let rootPath = try folder.write("root.pem", try root.certificate.pemString)
+        let issuingPath = try folder.write("issuing.pem", try issuing.certificate.pemString)
+        let devicePath = try folder.write("device.pem", try device.pemString)
+        let verified = try ExternalTool.openssl.run([
+            "verify", "-CAfile", rootPath, "-untrusted", issuingPath, devicePath,
+        ])
+        #expect(verified.status == 0, "\(verified.combined)")
+
+        // A wrong client secret is a refusal, not a retryable outage.
+        let wrong = AADTokenProvider(
+            tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId, clientSecret: "nope", scope: kv.scope, http: http)
+        let code = await errorCode {
+            _ = try await AzureKeyVaultSigner.create(vaultURL: kv.vaultURL, name: "x", tokens: wrong, http: http)
+        }
+        #expect(code == "signingFailed")
+    }
+}
