@@ -54,6 +54,7 @@ let package = Package(
         .target(
             name: "KeygateAttestation",
             dependencies: [
+                "KeygatePKI",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -221,7 +222,7 @@ let package = Package(
         .testTarget(
             name: "KeygateAttestationTests",
             dependencies: [
-                "KeygateAttestation", "KeygateTestSupport",
+                "KeygateAttestation", "KeygatePKI", "KeygateTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -252,7 +253,7 @@ let package = Package(
         .testTarget(
             name: "KeygateSandboxTests",
             dependencies: [
-                "KeygateSandbox", "KeygateTestSupport",
+                "KeygateSandbox", "KeygatePKI", "KeygateTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import KeygateAttestation
+import KeygatePKI
 import Testing
 
 @Suite struct DDKTests {

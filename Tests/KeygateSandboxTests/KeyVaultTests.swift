@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import KeygatePKI
 import KeygateSandbox
 import KeygateTestSupport
 import Logging
@@ -90,24 +91,24 @@ import Testing
         let key = try #require(bundle["key"] as? [String: Any])
         let kid = try #require(key["kid"] as? String)
         #expect(kid.hasPrefix(kv.vaultURL + "/keys/issuing-ca/"))
-        let x = try #require(Base64URLText.decode(key["x"] as? String ?? ""))
-        let y = try #require(Base64URLText.decode(key["y"] as? String ?? ""))
+        let x = try #require(Base64URL.decode(key["x"] as? String ?? ""))
+        let y = try #require(Base64URL.decode(key["y"] as? String ?? ""))
         let publicKey = try P256.Signing.PublicKey(rawRepresentation: x + y)
 
         let message = Array("to be signed by the vault".utf8)
         let digest = Array(SHA256.hash(data: message))
         let (signStatus, signed) = try await sandbox.call(
-            .POST, kid + "/sign?api-version=7.4", json: ["alg": "ES256", "value": Base64URLText.encode(digest)],
+            .POST, kid + "/sign?api-version=7.4", json: ["alg": "ES256", "value": Base64URL.encode(digest)],
             token: bearer)
         #expect(signStatus == 200)
-        let raw = try #require(Base64URLText.decode(signed["value"] as? String ?? ""))
+        let raw = try #require(Base64URL.decode(signed["value"] as? String ?? ""))
         #expect(raw.count == 64, "Key Vault returns raw r‖s")
         let signature = try P256.Signing.ECDSASignature(rawRepresentation: raw)
         #expect(publicKey.isValidSignature(signature, for: message))
 
         let (verifyStatus, verified) = try await sandbox.call(
             .POST, kid + "/verify?api-version=7.4",
-            json: ["alg": "ES256", "digest": Base64URLText.encode(digest), "value": Base64URLText.encode(raw)],
+            json: ["alg": "ES256", "digest": Base64URL.encode(digest), "value": Base64URL.encode(raw)],
             token: bearer)
         #expect(verifyStatus == 200 && verified["value"] as? Bool == true)
 
@@ -161,20 +162,5 @@ import Testing
         #expect(missing == 404 && (error["error"] as? [String: Any])?["code"] as? String == "KeyNotFound")
         let (noVersion, _) = try await sandbox.call(.GET, kv.vaultURL + "/keys/nothing", token: bearer)
         #expect(noVersion == 400)
-    }
-}
-
-enum Base64URLText {
-    static func encode(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
-            of: "/", with: "_"
-        )
-        .replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decode(_ text: String) -> [UInt8]? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64).map(Array.init)
     }
 }

@@ -1,6 +1,7 @@
 public import ArgumentParser
 import Foundation
 import KeygateAttestation
+import KeygatePKI
 
 /// `keygate-agent`: what runs on a device.
 public struct AgentCommand: AsyncParsableCommand {

@@ -1,5 +1,6 @@
 import Crypto
 public import Foundation
+import KeygatePKI
 import SwiftASN1
 @_spi(FixedExpiryValidationTime) public import X509
 

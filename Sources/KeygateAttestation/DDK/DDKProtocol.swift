@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import KeygatePKI
 
 /// The signed messages of DDK (DDK.md), for both sides. Every part is length-prefixed
 /// (4-byte big-endian length) so no two different inputs produce the same bytes.

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import KeygatePKI
 
 /// DPS-style symmetric keys: each device key is derived from the group key, and the device proves
 /// it holds its key with an HMAC over the challenge.

@@ -1,4 +1,5 @@
 public import Foundation
+import KeygatePKI
 
 /// The JSON bodies of `/device/v1`, shared by the server and `keygate-agent`.
 /// Binary values are base64url without padding; public keys are SPKI DER; signatures DER.
@@ -181,22 +182,6 @@ public enum DeviceAPI {
     public static func payload(csrPEM: String) -> [UInt8] {
         let lines = csrPEM.split(whereSeparator: \.isNewline).filter { !$0.hasPrefix("-----") }
         return Array(Data(base64Encoded: lines.joined()) ?? Data())
-    }
-}
-
-/// Base64url without padding (RFC 4648 §5).
-public enum Base64URL {
-    public static func encode(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
-            of: "/", with: "_"
-        )
-        .replacingOccurrences(of: "=", with: "")
-    }
-
-    public static func decode(_ text: String) -> [UInt8]? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64).map(Array.init)
     }
 }
 

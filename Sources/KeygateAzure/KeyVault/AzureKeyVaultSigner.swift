@@ -45,10 +45,10 @@ public struct AzureKeyVaultSigner: CertificateSigner {
 
     public func sign(_ message: [UInt8]) async throws -> [UInt8] {
         let digest = Array(SHA256.hash(data: message))
-        let body = try JSONSerialization.data(withJSONObject: ["alg": "ES256", "value": Self.base64URL(digest)])
+        let body = try JSONSerialization.data(withJSONObject: ["alg": "ES256", "value": Base64URL.encode(digest)])
         let answer = try await Self.call(
             .POST, keyID + "/sign?api-version=\(Self.apiVersion)", body: Array(body), tokens: tokens, http: http)
-        guard let value = answer["value"] as? String, let raw = Self.decodeBase64URL(value), raw.count == 64,
+        guard let value = answer["value"] as? String, let raw = Base64URL.decode(value), raw.count == 64,
             let signature = try? P256.Signing.ECDSASignature(rawRepresentation: raw)
         else {
             throw KeygateError(.signingFailed, "Key Vault returned a signature that is not a raw P-256 r‖s")
@@ -63,8 +63,8 @@ public struct AzureKeyVaultSigner: CertificateSigner {
     {
         guard let key = answer["key"] as? [String: Any], let kid = key["kid"] as? String,
             key["crv"] as? String == "P-256",
-            let x = (key["x"] as? String).flatMap(decodeBase64URL),
-            let y = (key["y"] as? String).flatMap(decodeBase64URL),
+            let x = (key["x"] as? String).flatMap(Base64URL.decode),
+            let y = (key["y"] as? String).flatMap(Base64URL.decode),
             let publicKey = try? P256.Signing.PublicKey(rawRepresentation: x + y)
         else {
             throw KeygateError(.unsupportedKey, "the Key Vault key is not an EC P-256 key")
@@ -94,16 +94,4 @@ public struct AzureKeyVaultSigner: CertificateSigner {
 
     private static func trimmed(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
 
-    static func base64URL(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
-            of: "/", with: "_"
-        )
-        .replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decodeBase64URL(_ text: String) -> [UInt8]? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64).map(Array.init)
-    }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KeygateAttestation
+import KeygatePKI
 import KeygateServer
 import NIOHTTP1
 

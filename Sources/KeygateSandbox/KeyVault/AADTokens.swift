@@ -9,7 +9,7 @@ struct AADTokens: Sendable {
     static let lifetime: TimeInterval = 3599
 
     init(state: SandboxState) {
-        key = SymmetricKey(data: Base64Text.decodeURL(state.tokenKey) ?? [])
+        key = SymmetricKey(data: Base64URL.decode(state.tokenKey) ?? [])
     }
 
     struct Claims: Codable {
@@ -23,14 +23,14 @@ struct AADTokens: Sendable {
         encoder.dateEncodingStrategy = .secondsSince1970
         let claims = Array(try encoder.encode(Claims(clientID: clientID, scope: scope, expiresAt: now + Self.lifetime)))
         let mac = HMAC<SHA256>.authenticationCode(for: claims, using: key)
-        return Base64Text.url(claims) + "." + Base64Text.url(Array(mac))
+        return Base64URL.encode(claims) + "." + Base64URL.encode(Array(mac))
     }
 
     /// The claims of a valid, unexpired token for `scope`, or nil.
     func verify(_ token: String, scope: String, now: Date = Date()) -> Claims? {
         let parts = token.split(separator: ".")
-        guard parts.count == 2, let claims = Base64Text.decodeURL(String(parts[0])),
-            let mac = Base64Text.decodeURL(String(parts[1])),
+        guard parts.count == 2, let claims = Base64URL.decode(String(parts[0])),
+            let mac = Base64URL.decode(String(parts[1])),
             HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: claims, using: key)
         else { return nil }
         let decoder = JSONDecoder()

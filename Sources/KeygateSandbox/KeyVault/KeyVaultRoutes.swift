@@ -158,12 +158,12 @@ struct KeyVaultRoutes {
         }
         let buffer = try await request.body.collect(upTo: 64 * 1024)
         guard let body = try? JSONDecoder().decode(Sign.self, from: Data(buffer.readableBytesView)),
-            body.alg == "ES256", let digest = Base64Text.decodeURL(body.value), digest.count == 32
+            body.alg == "ES256", let digest = Base64URL.decode(body.value), digest.count == 32
         else {
             return Self.vaultError(400, "BadParameter", "Sign takes alg ES256 and a base64url SHA-256 digest in value.")
         }
         let signature = try key.signature(for: PrecomputedDigest(bytes: digest))
-        return try Self.json(["kid": kid(entry), "value": Base64Text.url(Array(signature.rawRepresentation))])
+        return try Self.json(["kid": kid(entry), "value": Base64URL.encode(Array(signature.rawRepresentation))])
     }
 
     private func verify(_ request: Request, name: String, version: String) async throws -> Response {
@@ -180,8 +180,8 @@ struct KeyVaultRoutes {
         }
         let buffer = try await request.body.collect(upTo: 64 * 1024)
         guard let body = try? JSONDecoder().decode(Verify.self, from: Data(buffer.readableBytesView)),
-            body.alg == "ES256", let digest = Base64Text.decodeURL(body.digest),
-            let raw = Base64Text.decodeURL(body.value)
+            body.alg == "ES256", let digest = Base64URL.decode(body.digest),
+            let raw = Base64URL.decode(body.value)
         else {
             return Self.vaultError(400, "BadParameter", "Verify takes alg, digest and value.")
         }
@@ -203,7 +203,7 @@ struct KeyVaultRoutes {
         return [
             "key": [
                 "kid": kid(entry), "kty": kty, "crv": "P-256", "key_ops": ["sign", "verify"],
-                "x": Base64Text.url(Array(raw.prefix(32))), "y": Base64Text.url(Array(raw.suffix(32))),
+                "x": Base64URL.encode(Array(raw.prefix(32))), "y": Base64URL.encode(Array(raw.suffix(32))),
             ] as [String: Any],
             "attributes": ["enabled": true, "created": created, "updated": created, "recoveryLevel": "Purgeable"]
                 as [String: Any],

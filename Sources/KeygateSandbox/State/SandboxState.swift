@@ -22,7 +22,7 @@ struct SandboxState: Codable, Sendable {
 
     static func fresh() -> SandboxState {
         func random(_ count: Int) -> String {
-            Base64Text.url(SymmetricKey(size: .init(bitCount: count * 8)).withUnsafeBytes { Array($0) })
+            Base64URL.encode(SymmetricKey(size: .init(bitCount: count * 8)).withUnsafeBytes { Array($0) })
         }
         return SandboxState(
             tenantID: UUID().uuidString.lowercased(), clientID: UUID().uuidString.lowercased(),
@@ -64,20 +64,5 @@ actor SandboxStore {
         _ = FileManager.default.createFile(
             atPath: temporary, contents: try encoder.encode(state), attributes: [.posixPermissions: 0o600])
         _ = rename(temporary, path)
-    }
-}
-
-enum Base64Text {
-    static func url(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
-            of: "/", with: "_"
-        )
-        .replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decodeURL(_ text: String) -> [UInt8]? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64).map(Array.init)
     }
 }

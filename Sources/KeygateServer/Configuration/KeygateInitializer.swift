@@ -57,7 +57,7 @@ public struct KeygateInitializer: Sendable {
         if let given = options.passphrase {
             passphrase = given
         } else {
-            passphrase = Data(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }).base64URLEncoded
+            passphrase = Base64URL.encode(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
             try directory.write(Data((passphrase + "\n").utf8), to: DataDirectory.passphraseFile, mode: 0o600)
             generatedPassphraseFile = directory.path(DataDirectory.passphraseFile)
         }

@@ -9,19 +9,11 @@ public enum AdminTokenSecret {
     public static func generate() -> String {
         let key = SymmetricKey(size: .bits256)
         let bytes = key.withUnsafeBytes { Data($0) }
-        return AdminToken.prefix + bytes.base64URLEncoded
+        return AdminToken.prefix + Base64URL.encode(Array(bytes))
     }
 
     /// The hex SHA-256 under which a token is stored.
     public static func hash(_ token: String) -> String {
         SHA256.hash(data: Array(token.utf8)).withUnsafeBytes { Hex.encode(Array($0)) }
-    }
-}
-
-extension Data {
-    /// Base64url without padding (RFC 4648 §5).
-    public var base64URLEncoded: String {
-        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
     }
 }
