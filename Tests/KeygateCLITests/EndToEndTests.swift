@@ -60,6 +60,8 @@ import Testing
         #expect(again.status != 0 && again.stderr.contains("dataDirectoryExists"))
 
         var server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
+        let twice = try keygate.run(["serve", "--data-dir", data])
+        #expect(twice.status == 1 && twice.stderr.contains("listenFailed"), "\(twice.combined)")
 
         // Sign a CSR that asks for another name; the certificate carries the one we give.
         try openssl.run(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", dir.file("device.key")])

@@ -36,10 +36,21 @@ struct ServeCommand: AsyncParsableCommand {
         if let httpsPort { server = server.withPorts(https: httpsPort, http: nil) }
         if let httpPort { server = server.withPorts(https: nil, http: httpPort) }
         let configuration = server.configuration
-        try await server.run { ports in
-            let line =
-                "keygate serving: https://\(configuration.https.host):\(ports.https) (admin API), http://\(configuration.http.host):\(ports.http)/pki (CRL, OCSP)\n"
-            FileHandle.standardOutput.write(Data(line.utf8))
+        do {
+            try await server.run { ports in
+                let line =
+                    "keygate serving: https://\(configuration.https.host):\(ports.https) (admin API), http://\(configuration.http.host):\(ports.http)/pki (CRL, OCSP)\n"
+                FileHandle.standardOutput.write(Data(line.utf8))
+            }
+        } catch {
+            let text = "\(error)"
+            let message =
+                text.contains("Address already in use")
+                ? "listenFailed: port \(configuration.https.port) or \(configuration.http.port) on \(configuration.https.host) is already in use (another keygate serve?)"
+                : "serveFailed: \(text)"
+            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+            throw ExitCode(1)
         }
+
     }
 }
