@@ -94,6 +94,8 @@ let package = Package(
                 "KeygatePKI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -123,6 +125,7 @@ let package = Package(
             dependencies: [
                 "KeygatePKI",
                 "KeygateAttestation",
+                "KeygateAzure",
                 "KeygateDomain",
                 "KeygateStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -266,7 +269,8 @@ let package = Package(
         .testTarget(
             name: "KeygateAzureTests",
             dependencies: [
-                "KeygateAzure", "KeygateSandbox", "KeygatePKI", "KeygateTestSupport",
+                "KeygateAzure", "KeygateSandbox", "KeygatePKI", "KeygateServer", "KeygateStore", "KeygateDomain",
+                "KeygateTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -35,7 +35,8 @@ public struct KeygateServer: Sendable {
             directory.readCertificates(configuration.root.certificate), configuration.root.certificate)
         let issuingCertificate = try requireFirst(
             directory.readCertificates(configuration.issuing.certificate), configuration.issuing.certificate)
-        let signer = try KeyCustody(directory: directory).signer(for: configuration.issuing, passphrase: passphrase)
+        let signer = try await KeyCustody(directory: directory).signer(
+            for: configuration.issuing, passphrase: passphrase)
         let authority = try CertificateAuthority(
             certificate: issuingCertificate, chain: [issuingCertificate, rootCertificate], signer: signer)
         let store = try SQLiteStore(path: directory.path(configuration.database))

@@ -1,8 +1,11 @@
 import AsyncHTTPClient
 import Foundation
 import KeygateAzure
+import KeygateDomain
 import KeygatePKI
 import KeygateSandbox
+import KeygateServer
+import KeygateStore
 import KeygateTestSupport
 import Logging
 import NIOSSL
@@ -64,5 +67,54 @@ import X509
             _ = try await AzureKeyVaultSigner.create(vaultURL: kv.vaultURL, name: "x", tokens: wrong, http: http)
         }
         #expect(code == "signingFailed")
+    }
+}
+
+/// `keygate init` with the issuing CA's key in Key Vault, then a server that issues through it.
+@Suite struct KeyVaultCustodyTests {
+    @Test func aServerWhoseIssuingKeyIsInKeyVaultIssuesVerifiableCertificates() async throws {
+        let folder = try TemporaryDirectory("kv-custody")
+        var options = SandboxServer.Options(dataDirectory: folder.file("sandbox"))
+        options.httpsPort = 0
+        var logger = Logger(label: "kv-custody")
+        logger.logLevel = .critical
+        let sandbox = SandboxServer(options: options, logger: logger)
+        let (stream, continuation) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
+        let task = Task { try await sandbox.run { continuation.yield($0) } }
+        defer { task.cancel() }
+        var iterator = stream.makeAsyncIterator()
+        let connection = try #require(await iterator.next())
+        let kv = connection.keyVault
+
+        let kg = try await TestKeygate.make {
+            $0.issuingKeyVault = .init(
+                vaultURL: kv.vaultURL, tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId,
+                clientSecret: kv.clientSecret,
+                caCertificate: connection.caCertificate)
+        }
+        let configuration = kg.server.configuration
+        #expect(configuration.issuing.keyStore == "azure-key-vault")
+        #expect(configuration.issuing.keyFile == nil)
+        #expect(!FileManager.default.fileExists(atPath: kg.directory.path("ca/issuing.key.pem")), "no issuing key file")
+        let keygateJSON = try kg.directory.read(DataDirectory.configurationFile)
+        #expect(!keygateJSON.contains(kv.clientSecret), "the client secret is stored sealed")
+        #expect(kg.server.service.authority.signer.keyLocation.storeName == "azure-key-vault")
+
+        let issued = try await kg.server.service.issue(
+            csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "vault-signed"),
+            actor: "test")
+        guard ExternalTool.available("openssl") else { return }
+        let leaf = try folder.write("leaf.pem", issued.record.pem)
+        let verified = try ExternalTool.openssl.run([
+            "verify", "-CAfile", kg.rootPath, "-untrusted", kg.issuingPath, leaf,
+        ])
+        #expect(verified.status == 0, "\(verified.combined)")
+        // The CRL is signed in the vault too.
+        let crl = try await kg.server.service.crl.current()
+        let crlPath = try folder.write("crl.der", Data(crl.der))
+        let checked = try ExternalTool.openssl.run([
+            "crl", "-inform", "DER", "-in", crlPath, "-noout", "-CAfile", kg.chainPath,
+        ])
+        #expect(checked.combined.contains("verify OK"), "\(checked.combined)")
     }
 }

@@ -43,6 +43,30 @@ struct InitCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Base URL written into certificates for CRL and OCSP (default http://HOST:HTTP-PORT).")
     var publicUrl: String?
 
+    @Option(name: .long, help: "Where the issuing CA key lives: software (encrypted file, default) or azure-key-vault.")
+    var issuingKeyStore: String = "software"
+
+    @Option(name: .long, help: "azure-key-vault: the vault URL, e.g. https://myvault.vault.azure.net.")
+    var vaultUrl: String?
+
+    @Option(
+        name: .long,
+        help: "azure-key-vault: the AAD token endpoint (https://login.microsoftonline.com/TENANT/oauth2/v2.0/token).")
+    var vaultTokenEndpoint: String?
+
+    @Option(name: .long, help: "azure-key-vault: the application (client) ID.")
+    var vaultClientId: String?
+
+    @Option(name: .long, help: "azure-key-vault: a file holding the client secret (else KEYGATE_VAULT_CLIENT_SECRET).")
+    var vaultClientSecretFile: String?
+
+    @Option(
+        name: .long, help: "azure-key-vault: a PEM CA to trust for the vault (the sandbox's); default: system roots.")
+    var vaultCaCert: String?
+
+    @Option(name: .long, help: "azure-key-vault: the key name to create.")
+    var vaultKeyName: String = "keygate-issuing-ca"
+
     func run() async throws {
         guard let algorithm = KeyAlgorithm(flag: keyAlgorithm) else {
             throw ValidationError(
@@ -57,6 +81,29 @@ struct InitCommand: AsyncParsableCommand {
         options.httpPort = httpPort
         options.publicBaseURL = publicUrl
         options.passphrase = try PassphraseSource.resolve(file: passphraseFile, dataDirectory: nil)
+        switch issuingKeyStore {
+        case "software":
+            break
+        case "azure-key-vault":
+            guard let vaultUrl, let vaultTokenEndpoint, let vaultClientId else {
+                throw ValidationError("azure-key-vault needs --vault-url, --vault-token-endpoint and --vault-client-id")
+            }
+            var secret = ProcessInfo.processInfo.environment["KEYGATE_VAULT_CLIENT_SECRET"]
+            if let vaultClientSecretFile {
+                guard let data = FileManager.default.contents(atPath: vaultClientSecretFile) else {
+                    throw ValidationError("cannot read \(vaultClientSecretFile)")
+                }
+                secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            guard let secret, !secret.isEmpty else {
+                throw ValidationError("azure-key-vault needs --vault-client-secret-file or KEYGATE_VAULT_CLIENT_SECRET")
+            }
+            options.issuingKeyVault = .init(
+                vaultURL: vaultUrl, tokenEndpoint: vaultTokenEndpoint, clientID: vaultClientId, clientSecret: secret,
+                caCertificate: vaultCaCert, keyName: vaultKeyName)
+        default:
+            throw ValidationError("--issuing-key-store is software or azure-key-vault (pkcs11 is not available yet)")
+        }
         let directory = DataDirectory(path: dataDir)
         let result = try await runReportingErrors {
             try await KeygateInitializer(directory: directory, options: options).run()

@@ -1,4 +1,5 @@
 import Foundation
+import KeygateAzure
 import KeygatePKI
 import X509
 
@@ -7,7 +8,7 @@ import X509
 struct KeyCustody {
     let directory: DataDirectory
 
-    func signer(for entry: ServerConfiguration.CAEntry, passphrase: String?) throws -> any CertificateSigner {
+    func signer(for entry: ServerConfiguration.CAEntry, passphrase: String?) async throws -> any CertificateSigner {
         switch entry.keyStore {
         case "software":
             guard let keyFile = entry.keyFile else {
@@ -23,6 +24,19 @@ struct KeyCustody {
             return try SoftwareSigner(
                 privateKey: try Certificate.PrivateKey(derBytes: pkcs8),
                 location: .encryptedFile(path: directory.path(keyFile)))
+        case "azure-key-vault":
+            guard let vault = entry.azureKeyVault else {
+                throw KeygateError(.malformedInput, "the azure-key-vault key store needs azureKeyVault in keygate.json")
+            }
+            guard let passphrase else {
+                throw KeygateError(.passphraseMissing, "the Key Vault client secret is sealed with the CA passphrase")
+            }
+            let http = AzureHTTPClients.client(trusting: vault.caCertificate)
+            let tokens = AADTokenProvider(
+                tokenEndpoint: vault.tokenEndpoint, clientID: vault.clientID,
+                clientSecret: try SecretBox(passphrase: passphrase).open(vault.sealedClientSecret),
+                scope: AzureKeyVaultSigner.scope, http: http)
+            return try await AzureKeyVaultSigner.existing(keyURL: vault.keyID, tokens: tokens, http: http)
         default:
             throw KeygateError(.malformedInput, "unknown key store '\(entry.keyStore)'")
         }

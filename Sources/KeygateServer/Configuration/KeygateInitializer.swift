@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import KeygateAzure
 import KeygateDomain
 public import KeygatePKI
 import KeygateStore
@@ -23,8 +24,34 @@ public struct KeygateInitializer: Sendable {
         /// `nil`: generate one into the data folder.
         public var passphrase: String?
         public var kdfIterations: Int = EncryptedPrivateKey.defaultIterations
+        /// Keep the issuing CA's key in Azure Key Vault (always EC P-256) instead of an encrypted file.
+        public var issuingKeyVault: AzureKeyVaultSettings?
 
         public init() {}
+    }
+
+    /// How `init` reaches Azure Key Vault for a CA key.
+    public struct AzureKeyVaultSettings: Sendable {
+        public var vaultURL: String
+        /// `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`, or the sandbox's.
+        public var tokenEndpoint: String
+        public var clientID: String
+        public var clientSecret: String
+        public var caCertificate: String?
+        public var keyName: String
+
+        public init(
+            vaultURL: String, tokenEndpoint: String, clientID: String, clientSecret: String,
+            caCertificate: String? = nil,
+            keyName: String = "keygate-issuing-ca"
+        ) {
+            self.vaultURL = vaultURL
+            self.tokenEndpoint = tokenEndpoint
+            self.clientID = clientID
+            self.clientSecret = clientSecret
+            self.caCertificate = caCertificate
+            self.keyName = keyName
+        }
     }
 
     public struct Result: Sendable {
@@ -65,18 +92,36 @@ public struct KeygateInitializer: Sendable {
         let rootSigner = try SoftwareSigner.generate(options.keyAlgorithm)
         let root = try await CertificateAuthority.makeRoot(
             name: options.rootName, organization: options.organization, signer: rootSigner)
-        let issuingSigner = try SoftwareSigner.generate(options.keyAlgorithm)
-        let issuing = try await root.makeSubordinate(
-            name: options.issuingName, organization: options.organization, signer: issuingSigner)
-
         let rootEntry = ServerConfiguration.CAEntry(
             certificate: "ca/root.crt.pem", keyStore: "software", keyFile: "ca/root.key.pem",
             keyAlgorithm: options.keyAlgorithm)
-        let issuingEntry = ServerConfiguration.CAEntry(
-            certificate: "ca/issuing.crt.pem", keyStore: "software", keyFile: "ca/issuing.key.pem",
-            keyAlgorithm: options.keyAlgorithm)
         try writeEncryptedKey(rootSigner, to: rootEntry.keyFile!, passphrase: passphrase)
-        try writeEncryptedKey(issuingSigner, to: issuingEntry.keyFile!, passphrase: passphrase)
+        let issuingSigner: any CertificateSigner
+        let issuingEntry: ServerConfiguration.CAEntry
+        if let vault = options.issuingKeyVault {
+            let http = AzureHTTPClients.client(trusting: vault.caCertificate)
+            let tokens = AADTokenProvider(
+                tokenEndpoint: vault.tokenEndpoint, clientID: vault.clientID, clientSecret: vault.clientSecret,
+                scope: AzureKeyVaultSigner.scope, http: http)
+            let signer = try await AzureKeyVaultSigner.create(
+                vaultURL: vault.vaultURL, name: vault.keyName, tokens: tokens, http: http)
+            issuingSigner = signer
+            issuingEntry = ServerConfiguration.CAEntry(
+                certificate: "ca/issuing.crt.pem", keyStore: "azure-key-vault", keyFile: nil, keyAlgorithm: .p256,
+                azureKeyVault: .init(
+                    keyID: signer.keyID, tokenEndpoint: vault.tokenEndpoint, clientID: vault.clientID,
+                    sealedClientSecret: try SecretBox(passphrase: passphrase).seal(vault.clientSecret),
+                    caCertificate: vault.caCertificate))
+        } else {
+            let signer = try SoftwareSigner.generate(options.keyAlgorithm)
+            issuingSigner = signer
+            issuingEntry = ServerConfiguration.CAEntry(
+                certificate: "ca/issuing.crt.pem", keyStore: "software", keyFile: "ca/issuing.key.pem",
+                keyAlgorithm: options.keyAlgorithm)
+            try writeEncryptedKey(signer, to: issuingEntry.keyFile!, passphrase: passphrase)
+        }
+        let issuing = try await root.makeSubordinate(
+            name: options.issuingName, organization: options.organization, signer: issuingSigner)
         try directory.write(Data(try root.certificate.pemString.utf8), to: rootEntry.certificate, mode: 0o644)
         try directory.write(Data(try issuing.certificate.pemString.utf8), to: issuingEntry.certificate, mode: 0o644)
         try directory.write(Data(issuing.chainPEM.utf8), to: DataDirectory.chainFile, mode: 0o644)

@@ -20,6 +20,18 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
         /// For `software`: the encrypted key file, relative to the data folder.
         public var keyFile: String?
         public var keyAlgorithm: KeyAlgorithm
+        /// For `azure-key-vault`: where the key is and how to reach it.
+        public var azureKeyVault: AzureKeyVaultEntry?
+    }
+
+    /// A CA key in Azure Key Vault. The client secret is sealed with the CA passphrase.
+    public struct AzureKeyVaultEntry: Codable, Sendable, Hashable {
+        public var keyID: String
+        public var tokenEndpoint: String
+        public var clientID: String
+        public var sealedClientSecret: String
+        /// A PEM file to trust for the vault and token endpoint (the sandbox's CA); `nil`: system roots.
+        public var caCertificate: String?
     }
 
     public var formatVersion: Int = 1
