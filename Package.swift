@@ -202,6 +202,7 @@ let package = Package(
                 "KeygateStore",
                 "KeygateServer",
                 "KeygateAttestation",
+                "KeygateSandbox",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -16,22 +16,15 @@ import X509
 @Suite struct KeyVaultSignerTests {
     @Test func anIssuingCAInKeyVaultSignsCertificatesOpenSSLVerifies() async throws {
         let folder = try TemporaryDirectory("kv-signer")
-        var options = SandboxServer.Options(dataDirectory: folder.file("sandbox"))
-        options.httpsPort = 0
-        var logger = Logger(label: "kv-test")
-        logger.logLevel = .critical
-        let sandbox = SandboxServer(options: options, logger: logger)
-        let (stream, continuation) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
-        let task = Task { try await sandbox.run { continuation.yield($0) } }
-        var iterator = stream.makeAsyncIterator()
-        let connection = try #require(await iterator.next())
+        let sandbox = try await TestSandbox.start(in: folder)
+        let connection = sandbox.connection
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(connection.caCertificate)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
         defer {
             Task {
                 try? await http.shutdown()
-                task.cancel()
+                await sandbox.stop()
             }
         }
         let kv = connection.keyVault
@@ -74,16 +67,9 @@ import X509
 @Suite struct KeyVaultCustodyTests {
     @Test func aServerWhoseIssuingKeyIsInKeyVaultIssuesVerifiableCertificates() async throws {
         let folder = try TemporaryDirectory("kv-custody")
-        var options = SandboxServer.Options(dataDirectory: folder.file("sandbox"))
-        options.httpsPort = 0
-        var logger = Logger(label: "kv-custody")
-        logger.logLevel = .critical
-        let sandbox = SandboxServer(options: options, logger: logger)
-        let (stream, continuation) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
-        let task = Task { try await sandbox.run { continuation.yield($0) } }
-        defer { task.cancel() }
-        var iterator = stream.makeAsyncIterator()
-        let connection = try #require(await iterator.next())
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let connection = sandbox.connection
         let kv = connection.keyVault
 
         let kg = try await TestKeygate.make {

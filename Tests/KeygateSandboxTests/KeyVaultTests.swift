@@ -14,31 +14,23 @@ import Testing
 @Suite struct KeyVaultTests {
     struct Running {
         let connection: SandboxServer.Connection
-        let task: Task<Void, any Error>
+        let sandbox: TestSandbox
         let http: HTTPClient
         let folder: TemporaryDirectory
 
         static func start(in existing: TemporaryDirectory? = nil) async throws -> Running {
             let folder = try existing ?? TemporaryDirectory("sandbox")
-            var options = SandboxServer.Options(dataDirectory: folder.file("sandbox"))
-            options.httpsPort = 0
-            var logger = Logger(label: "sandbox-test")
-            logger.logLevel = .critical
-            let server = SandboxServer(options: options, logger: logger)
-            let (stream, continuation) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
-            let task = Task { try await server.run { continuation.yield($0) } }
-            var iterator = stream.makeAsyncIterator()
-            guard let connection = await iterator.next() else { throw ServerDidNotStart(log: "sandbox") }
+            let sandbox = try await TestSandbox.start(in: folder)
+            let connection = sandbox.connection
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .file(connection.caCertificate)
             let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
-            return Running(connection: connection, task: task, http: http, folder: folder)
+            return Running(connection: connection, sandbox: sandbox, http: http, folder: folder)
         }
 
         func stop() async {
             try? await http.shutdown()
-            task.cancel()
-            _ = await task.result
+            await sandbox.stop()
         }
 
         func call(
