@@ -102,6 +102,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The PKCS #11 header from Debian's libp11-kit-dev (never copied into the repository).
+        .systemLibrary(
+            name: "CPKCS11",
+            pkgConfig: "p11-kit-1",
+            providers: [.apt(["libp11-kit-dev"])]
+        ),
+        // PKCS #11: CA keys in an HSM (SoftHSM2 in tests), the module loaded with dlopen.
+        .target(
+            name: "KeygatePKCS11",
+            dependencies: [
+                "CPKCS11",
+                "KeygatePKI",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Domain: records, audit events, lifecycle vocabulary. No I/O.
         .target(
             name: "KeygateDomain",
@@ -126,6 +146,7 @@ let package = Package(
                 "KeygatePKI",
                 "KeygateAttestation",
                 "KeygateAzure",
+                "KeygatePKCS11",
                 "KeygateDomain",
                 "KeygateStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -276,6 +297,15 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KeygatePKCS11Tests",
+            dependencies: [
+                "KeygatePKCS11", "KeygatePKI", "KeygateServer", "KeygateStore", "KeygateDomain", "KeygateTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

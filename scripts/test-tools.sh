@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Installs what Keygate's tests use: openssl, curl and sqlite3 from Debian, and a Python venv
-# (.venv) with pkilint and openapi-spec-validator. Safe to run again: it only adds what is missing.
+# Installs what Keygate's build and tests use: openssl, curl, sqlite3, SoftHSM2, the PKCS #11
+# header (libp11-kit-dev, found with pkg-config) from Debian, and a Python venv (.venv) with
+# pkilint and openapi-spec-validator. Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in openssl:openssl curl:curl sqlite3:sqlite3; do
+for pair in openssl:openssl curl:curl sqlite3:sqlite3 softhsm2-util:softhsm2 pkg-config:pkg-config; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
+dpkg -s libp11-kit-dev >/dev/null 2>&1 || need+=(libp11-kit-dev)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"

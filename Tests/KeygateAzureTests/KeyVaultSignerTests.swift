@@ -73,10 +73,10 @@ import X509
         let kv = connection.keyVault
 
         let kg = try await TestKeygate.make {
-            $0.issuingKeyVault = .init(
-                vaultURL: kv.vaultURL, tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId,
-                clientSecret: kv.clientSecret,
-                caCertificate: connection.caCertificate)
+            $0.issuingKeyStore = .azureKeyVault(
+                .init(
+                    vaultURL: kv.vaultURL, tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId,
+                    clientSecret: kv.clientSecret, caCertificate: connection.caCertificate))
         }
         let configuration = kg.server.configuration
         #expect(configuration.issuing.keyStore == "azure-key-vault")

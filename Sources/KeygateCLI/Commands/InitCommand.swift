@@ -12,6 +12,9 @@ struct InitCommand: AsyncParsableCommand {
             CA keys are written as encrypted PKCS #8 (PBES2, AES-256-CBC), readable with
             `openssl pkey -passin`. The passphrase comes from --passphrase-file or KEYGATE_PASSPHRASE;
             with neither, a random one is generated into DIR/passphrase (0600).
+            With --root-key-store/--issuing-key-store pkcs11 the key is generated inside the token
+            (sensitive, not extractable; an existing key with the label is used as is); with
+            azure-key-vault an EC-HSM P-256 key is created in the vault. No key file is written for them.
             The first admin token is printed once and kept in DIR/admin-token (0600).
             """)
 
@@ -43,8 +46,30 @@ struct InitCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Base URL written into certificates for CRL and OCSP (default http://HOST:HTTP-PORT).")
     var publicUrl: String?
 
-    @Option(name: .long, help: "Where the issuing CA key lives: software (encrypted file, default) or azure-key-vault.")
+    @Option(
+        name: .long, help: "Where the root CA key lives: software (encrypted file, default), pkcs11 or azure-key-vault."
+    )
+    var rootKeyStore: String = "software"
+
+    @Option(name: .long, help: "Where the issuing CA key lives: software (default), pkcs11 or azure-key-vault.")
     var issuingKeyStore: String = "software"
+
+    @Option(name: .long, help: "The root key's label in the token or name in the vault (default keygate-root-ca).")
+    var rootKeyLabel: String?
+
+    @Option(name: .long, help: "The issuing key's label or vault name (default keygate-issuing-ca).")
+    var issuingKeyLabel: String?
+
+    @Option(name: .long, help: "pkcs11: the module to load.")
+    var pkcs11Module: String = "/usr/lib/softhsm/libsofthsm2.so"
+
+    @Option(name: .long, help: "pkcs11: the token's label.")
+    var pkcs11Token: String?
+
+    @Option(
+        name: .long,
+        help: "pkcs11: a file holding the user PIN (else KEYGATE_PKCS11_PIN); recorded so serve finds it.")
+    var pkcs11PinFile: String?
 
     @Option(name: .long, help: "azure-key-vault: the vault URL, e.g. https://myvault.vault.azure.net.")
     var vaultUrl: String?
@@ -64,8 +89,51 @@ struct InitCommand: AsyncParsableCommand {
         name: .long, help: "azure-key-vault: a PEM CA to trust for the vault (the sandbox's); default: system roots.")
     var vaultCaCert: String?
 
-    @Option(name: .long, help: "azure-key-vault: the key name to create.")
-    var vaultKeyName: String = "keygate-issuing-ca"
+    @Option(name: .long, help: "azure-key-vault: the issuing key's name (same as --issuing-key-label).")
+    var vaultKeyName: String?
+
+    func validate() throws {
+        for (flag, value) in [("--root-key-store", rootKeyStore), ("--issuing-key-store", issuingKeyStore)]
+        where !["software", "pkcs11", "azure-key-vault"].contains(value) {
+            throw ValidationError("\(flag) is software, pkcs11 or azure-key-vault, not '\(value)'")
+        }
+    }
+
+    /// The key store settings for one CA from the flags.
+    private func keyStore(_ name: String, label: String?) throws -> KeygateInitializer.KeyStoreChoice {
+        switch name {
+        case "pkcs11":
+            guard let pkcs11Token else { throw ValidationError("pkcs11 needs --pkcs11-token (the token's label)") }
+            let pin: String
+            do {
+                pin = try PKCS11PIN.resolve(file: pkcs11PinFile)
+            } catch let error as KeygateError {
+                throw ValidationError(error.message + " (--pkcs11-pin-file)")
+            }
+            return .pkcs11(
+                .init(module: pkcs11Module, tokenLabel: pkcs11Token, keyLabel: label, pin: pin, pinFile: pkcs11PinFile))
+        case "azure-key-vault":
+            guard let vaultUrl, let vaultTokenEndpoint, let vaultClientId else {
+                throw ValidationError("azure-key-vault needs --vault-url, --vault-token-endpoint and --vault-client-id")
+            }
+            var secret = ProcessInfo.processInfo.environment["KEYGATE_VAULT_CLIENT_SECRET"]
+            if let vaultClientSecretFile {
+                guard let data = FileManager.default.contents(atPath: vaultClientSecretFile) else {
+                    throw ValidationError("cannot read \(vaultClientSecretFile)")
+                }
+                secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            guard let secret, !secret.isEmpty else {
+                throw ValidationError("azure-key-vault needs --vault-client-secret-file or KEYGATE_VAULT_CLIENT_SECRET")
+            }
+            return .azureKeyVault(
+                .init(
+                    vaultURL: vaultUrl, tokenEndpoint: vaultTokenEndpoint, clientID: vaultClientId,
+                    clientSecret: secret, caCertificate: vaultCaCert, keyName: label))
+        default:
+            return .software
+        }
+    }
 
     func run() async throws {
         guard let algorithm = KeyAlgorithm(flag: keyAlgorithm) else {
@@ -81,29 +149,8 @@ struct InitCommand: AsyncParsableCommand {
         options.httpPort = httpPort
         options.publicBaseURL = publicUrl
         options.passphrase = try PassphraseSource.resolve(file: passphraseFile, dataDirectory: nil)
-        switch issuingKeyStore {
-        case "software":
-            break
-        case "azure-key-vault":
-            guard let vaultUrl, let vaultTokenEndpoint, let vaultClientId else {
-                throw ValidationError("azure-key-vault needs --vault-url, --vault-token-endpoint and --vault-client-id")
-            }
-            var secret = ProcessInfo.processInfo.environment["KEYGATE_VAULT_CLIENT_SECRET"]
-            if let vaultClientSecretFile {
-                guard let data = FileManager.default.contents(atPath: vaultClientSecretFile) else {
-                    throw ValidationError("cannot read \(vaultClientSecretFile)")
-                }
-                secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            guard let secret, !secret.isEmpty else {
-                throw ValidationError("azure-key-vault needs --vault-client-secret-file or KEYGATE_VAULT_CLIENT_SECRET")
-            }
-            options.issuingKeyVault = .init(
-                vaultURL: vaultUrl, tokenEndpoint: vaultTokenEndpoint, clientID: vaultClientId, clientSecret: secret,
-                caCertificate: vaultCaCert, keyName: vaultKeyName)
-        default:
-            throw ValidationError("--issuing-key-store is software or azure-key-vault (pkcs11 is not available yet)")
-        }
+        options.rootKeyStore = try keyStore(rootKeyStore, label: rootKeyLabel)
+        options.issuingKeyStore = try keyStore(issuingKeyStore, label: issuingKeyLabel ?? vaultKeyName)
         let directory = DataDirectory(path: dataDir)
         let result = try await runReportingErrors {
             try await KeygateInitializer(directory: directory, options: options).run()
@@ -111,6 +158,8 @@ struct InitCommand: AsyncParsableCommand {
         print("Created Keygate data folder \(directory.url.path)")
         print("  root CA     \(result.root.subject)  (\(algorithm.rawValue))")
         print("  issuing CA  \(result.issuing.subject)")
+        print("  root key    \(result.configuration.root.locationDescription)")
+        print("  issuing key \(result.configuration.issuing.locationDescription)")
         print("  chain       \(directory.path(DataDirectory.chainFile))")
         print("  HTTPS       \(result.configuration.adminURL)   HTTP \(result.configuration.publicBaseURL)")
         if let file = result.generatedPassphraseFile {

@@ -1,14 +1,21 @@
 import Foundation
 import KeygateAzure
-import KeygatePKI
+import KeygatePKCS11
+public import KeygatePKI
 import X509
 
-/// Turns a CA entry of the configuration into a signer: for now the software key store
-/// (an encrypted PKCS #8 file); PKCS #11 and Azure Key Vault plug in here.
-struct KeyCustody {
+/// Turns a CA entry of the configuration into a signer: an encrypted PKCS #8 file (`software`),
+/// a key in a PKCS #11 token (`pkcs11`) or an Azure Key Vault key (`azure-key-vault`).
+public struct KeyCustody: Sendable {
     let directory: DataDirectory
 
-    func signer(for entry: ServerConfiguration.CAEntry, passphrase: String?) async throws -> any CertificateSigner {
+    public init(directory: DataDirectory) {
+        self.directory = directory
+    }
+
+    public func signer(for entry: ServerConfiguration.CAEntry, passphrase: String?) async throws
+        -> any CertificateSigner
+    {
         switch entry.keyStore {
         case "software":
             guard let keyFile = entry.keyFile else {
@@ -37,8 +44,40 @@ struct KeyCustody {
                 clientSecret: try SecretBox(passphrase: passphrase).open(vault.sealedClientSecret),
                 scope: AzureKeyVaultSigner.scope, http: http)
             return try await AzureKeyVaultSigner.existing(keyURL: vault.keyID, tokens: tokens, http: http)
+        case "pkcs11":
+            guard let hsm = entry.pkcs11 else {
+                throw KeygateError(.malformedInput, "the pkcs11 key store needs pkcs11 in keygate.json")
+            }
+            let token = PKCS11Token(
+                module: try PKCS11Module.load(hsm.module), label: hsm.tokenLabel,
+                pin: try PKCS11PIN.resolve(file: hsm.pinFile))
+            return try await PKCS11Signer.existing(token: token, label: hsm.keyLabel)
         default:
             throw KeygateError(.malformedInput, "unknown key store '\(entry.keyStore)'")
         }
     }
+}
+
+/// Where the PKCS #11 user PIN comes from: `KEYGATE_PKCS11_PIN`, else a file (first line).
+public enum PKCS11PIN {
+    public static let environmentVariable = "KEYGATE_PKCS11_PIN"
+
+    public static func resolve(file: String?) throws -> String {
+        if let pin = ProcessInfo.processInfo.environment[environmentVariable], !pin.isEmpty { return pin }
+        guard let file else {
+            throw KeygateError(
+                .pkcs11PinMissing, "the PKCS#11 token needs its PIN: set \(environmentVariable) or give a PIN file")
+        }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw KeygateError(.pkcs11PinMissing, "cannot read the PKCS#11 PIN file \(file)")
+        }
+        let pin = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !pin.isEmpty else { throw KeygateError(.pkcs11PinMissing, "the PKCS#11 PIN file \(file) is empty") }
+        return pin
+    }
+}
+
+extension KeygateError.Code {
+    /// No PKCS#11 PIN was given (environment or file).
+    public static let pkcs11PinMissing = Self("pkcs11PinMissing", kind: .invalidInput)
 }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import KeygateAzure
 import KeygateDomain
+import KeygatePKCS11
 public import KeygatePKI
 import KeygateStore
 public import X509
@@ -24,10 +25,41 @@ public struct KeygateInitializer: Sendable {
         /// `nil`: generate one into the data folder.
         public var passphrase: String?
         public var kdfIterations: Int = EncryptedPrivateKey.defaultIterations
-        /// Keep the issuing CA's key in Azure Key Vault (always EC P-256) instead of an encrypted file.
-        public var issuingKeyVault: AzureKeyVaultSettings?
+        /// Where the root CA's key is kept.
+        public var rootKeyStore: KeyStoreChoice = .software
+        /// Where the issuing CA's key is kept.
+        public var issuingKeyStore: KeyStoreChoice = .software
 
         public init() {}
+    }
+
+    /// Where a CA key is generated and kept.
+    public enum KeyStoreChoice: Sendable {
+        /// An encrypted PKCS #8 file in the data folder.
+        case software
+        /// A PKCS #11 token (EC P-256 or P-384).
+        case pkcs11(PKCS11Settings)
+        /// Azure Key Vault (`EC-HSM`, always P-256).
+        case azureKeyVault(AzureKeyVaultSettings)
+    }
+
+    /// How `init` reaches a PKCS #11 token for a CA key.
+    public struct PKCS11Settings: Sendable {
+        public var module: String
+        public var tokenLabel: String
+        /// `nil`: `keygate-root-ca` or `keygate-issuing-ca`. An existing key with this label is used as is.
+        public var keyLabel: String?
+        public var pin: String
+        /// Recorded in keygate.json so `serve` finds the PIN (unless `KEYGATE_PKCS11_PIN` is set).
+        public var pinFile: String?
+
+        public init(module: String, tokenLabel: String, keyLabel: String? = nil, pin: String, pinFile: String? = nil) {
+            self.module = module
+            self.tokenLabel = tokenLabel
+            self.keyLabel = keyLabel
+            self.pin = pin
+            self.pinFile = pinFile
+        }
     }
 
     /// How `init` reaches Azure Key Vault for a CA key.
@@ -38,12 +70,12 @@ public struct KeygateInitializer: Sendable {
         public var clientID: String
         public var clientSecret: String
         public var caCertificate: String?
-        public var keyName: String
+        /// `nil`: `keygate-root-ca` or `keygate-issuing-ca`.
+        public var keyName: String?
 
         public init(
             vaultURL: String, tokenEndpoint: String, clientID: String, clientSecret: String,
-            caCertificate: String? = nil,
-            keyName: String = "keygate-issuing-ca"
+            caCertificate: String? = nil, keyName: String? = nil
         ) {
             self.vaultURL = vaultURL
             self.tokenEndpoint = tokenEndpoint
@@ -89,37 +121,12 @@ public struct KeygateInitializer: Sendable {
             generatedPassphraseFile = directory.path(DataDirectory.passphraseFile)
         }
 
-        let rootSigner = try SoftwareSigner.generate(options.keyAlgorithm)
+        let (rootSigner, rootEntry) = try await makeKey(
+            options.rootKeyStore, role: "root", certificate: "ca/root.crt.pem", passphrase: passphrase)
         let root = try await CertificateAuthority.makeRoot(
             name: options.rootName, organization: options.organization, signer: rootSigner)
-        let rootEntry = ServerConfiguration.CAEntry(
-            certificate: "ca/root.crt.pem", keyStore: "software", keyFile: "ca/root.key.pem",
-            keyAlgorithm: options.keyAlgorithm)
-        try writeEncryptedKey(rootSigner, to: rootEntry.keyFile!, passphrase: passphrase)
-        let issuingSigner: any CertificateSigner
-        let issuingEntry: ServerConfiguration.CAEntry
-        if let vault = options.issuingKeyVault {
-            let http = AzureHTTPClients.client(trusting: vault.caCertificate)
-            let tokens = AADTokenProvider(
-                tokenEndpoint: vault.tokenEndpoint, clientID: vault.clientID, clientSecret: vault.clientSecret,
-                scope: AzureKeyVaultSigner.scope, http: http)
-            let signer = try await AzureKeyVaultSigner.create(
-                vaultURL: vault.vaultURL, name: vault.keyName, tokens: tokens, http: http)
-            issuingSigner = signer
-            issuingEntry = ServerConfiguration.CAEntry(
-                certificate: "ca/issuing.crt.pem", keyStore: "azure-key-vault", keyFile: nil, keyAlgorithm: .p256,
-                azureKeyVault: .init(
-                    keyID: signer.keyID, tokenEndpoint: vault.tokenEndpoint, clientID: vault.clientID,
-                    sealedClientSecret: try SecretBox(passphrase: passphrase).seal(vault.clientSecret),
-                    caCertificate: vault.caCertificate))
-        } else {
-            let signer = try SoftwareSigner.generate(options.keyAlgorithm)
-            issuingSigner = signer
-            issuingEntry = ServerConfiguration.CAEntry(
-                certificate: "ca/issuing.crt.pem", keyStore: "software", keyFile: "ca/issuing.key.pem",
-                keyAlgorithm: options.keyAlgorithm)
-            try writeEncryptedKey(signer, to: issuingEntry.keyFile!, passphrase: passphrase)
-        }
+        let (issuingSigner, issuingEntry) = try await makeKey(
+            options.issuingKeyStore, role: "issuing", certificate: "ca/issuing.crt.pem", passphrase: passphrase)
         let issuing = try await root.makeSubordinate(
             name: options.issuingName, organization: options.organization, signer: issuingSigner)
         try directory.write(Data(try root.certificate.pemString.utf8), to: rootEntry.certificate, mode: 0o644)
@@ -140,6 +147,7 @@ public struct KeygateInitializer: Sendable {
                 actor: "system", action: "ca.created", subject: issuing.certificate.subject.description,
                 details: [
                     "root": root.certificate.subject.description, "keyAlgorithm": options.keyAlgorithm.rawValue,
+                    "rootKeyStore": rootEntry.keyStore, "issuingKeyStore": issuingEntry.keyStore,
                 ]))
         try await ServerTLSIdentity(directory: directory, configuration: configuration)
             .issue(authority: issuing, hosts: options.hosts, store: store)
@@ -154,6 +162,51 @@ public struct KeygateInitializer: Sendable {
         return Result(
             configuration: configuration, adminToken: token, generatedPassphraseFile: generatedPassphraseFile,
             root: root.certificate, issuing: issuing.certificate)
+    }
+
+    /// Generates (or, in a token, finds) one CA key where the options say, and its configuration entry.
+    private func makeKey(_ store: KeyStoreChoice, role: String, certificate: String, passphrase: String) async throws
+        -> (any CertificateSigner, ServerConfiguration.CAEntry)
+    {
+        let defaultName = "keygate-\(role)-ca"
+        switch store {
+        case .software:
+            let signer = try SoftwareSigner.generate(options.keyAlgorithm)
+            let entry = ServerConfiguration.CAEntry(
+                certificate: certificate, keyStore: "software", keyFile: "ca/\(role).key.pem",
+                keyAlgorithm: options.keyAlgorithm)
+            try writeEncryptedKey(signer, to: "ca/\(role).key.pem", passphrase: passphrase)
+            return (signer, entry)
+        case .pkcs11(let hsm):
+            let token = PKCS11Token(module: try PKCS11Module.load(hsm.module), label: hsm.tokenLabel, pin: hsm.pin)
+            let label = hsm.keyLabel ?? defaultName
+            let signer: PKCS11Signer
+            do {
+                signer = try await PKCS11Signer.existing(token: token, label: label)
+            } catch let error as KeygateError where error.code == .pkcs11KeyNotFound {
+                signer = try await PKCS11Signer.generate(token: token, label: label, algorithm: options.keyAlgorithm)
+            }
+            let entry = ServerConfiguration.CAEntry(
+                certificate: certificate, keyStore: "pkcs11", keyFile: nil, keyAlgorithm: signer.algorithm,
+                pkcs11: .init(
+                    module: hsm.module, tokenLabel: hsm.tokenLabel, keyLabel: label,
+                    pinFile: hsm.pinFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }))
+            return (signer, entry)
+        case .azureKeyVault(let vault):
+            let http = AzureHTTPClients.client(trusting: vault.caCertificate)
+            let tokens = AADTokenProvider(
+                tokenEndpoint: vault.tokenEndpoint, clientID: vault.clientID, clientSecret: vault.clientSecret,
+                scope: AzureKeyVaultSigner.scope, http: http)
+            let signer = try await AzureKeyVaultSigner.create(
+                vaultURL: vault.vaultURL, name: vault.keyName ?? defaultName, tokens: tokens, http: http)
+            let entry = ServerConfiguration.CAEntry(
+                certificate: certificate, keyStore: "azure-key-vault", keyFile: nil, keyAlgorithm: .p256,
+                azureKeyVault: .init(
+                    keyID: signer.keyID, tokenEndpoint: vault.tokenEndpoint, clientID: vault.clientID,
+                    sealedClientSecret: try SecretBox(passphrase: passphrase).seal(vault.clientSecret),
+                    caCertificate: vault.caCertificate))
+            return (signer, entry)
+        }
     }
 
     private func writeEncryptedKey(_ signer: SoftwareSigner, to file: String, passphrase: String) throws {

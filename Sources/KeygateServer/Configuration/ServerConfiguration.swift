@@ -22,6 +22,25 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
         public var keyAlgorithm: KeyAlgorithm
         /// For `azure-key-vault`: where the key is and how to reach it.
         public var azureKeyVault: AzureKeyVaultEntry?
+        /// For `pkcs11`: the module, token and key label.
+        public var pkcs11: PKCS11Entry?
+
+        /// Where the key lives, in words (`keygate ca show`).
+        public var locationDescription: String {
+            if let keyFile { return "encrypted PKCS#8 file \(keyFile)" }
+            if let vault = azureKeyVault { return "Azure Key Vault key \(vault.keyID)" }
+            if let hsm = pkcs11 { return "PKCS#11 token '\(hsm.tokenLabel)' (\(hsm.module)), key '\(hsm.keyLabel)'" }
+            return keyStore
+        }
+    }
+
+    /// A CA key in a PKCS #11 token. The PIN is never stored here: it comes from
+    /// `KEYGATE_PKCS11_PIN` or the file named by `pinFile`.
+    public struct PKCS11Entry: Codable, Sendable, Hashable {
+        public var module: String
+        public var tokenLabel: String
+        public var keyLabel: String
+        public var pinFile: String?
     }
 
     /// A CA key in Azure Key Vault. The client secret is sealed with the CA passphrase.

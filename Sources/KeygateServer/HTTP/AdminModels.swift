@@ -92,11 +92,7 @@ public struct CAEntryBody: Codable, Sendable {
         notAfter = certificate.notValidAfter
         keyAlgorithm = location.keyAlgorithm.rawValue
         keyStore = location.keyStore
-        keyLocation =
-            location.keyFile.map { "encrypted PKCS#8 file \($0)" } ?? location.azureKeyVault.map {
-                "Azure Key Vault key \($0.keyID)"
-            }
-            ?? location.keyStore
+        keyLocation = location.locationDescription
         sha256Fingerprint = try certificate.thumbprints.sha256
         self.certificate = try certificate.pemString
     }
