@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 import NIOConcurrencyHelpers
+public import NIOCore
 import NIOSSL
 
 /// Long-lived HTTP clients for Azure, one per trust anchor (`nil`: the system's roots). They live as
@@ -18,5 +19,30 @@ public enum AzureHTTPClients {
             clients[key] = client
             return client
         }
+    }
+}
+
+/// How Keygate's Azure clients call: per-attempt timeout and retries.
+public struct AzureRequestPolicy: Sendable {
+    /// How long one attempt may take.
+    public var timeout: TimeAmount
+    /// Attempts per call, the first included.
+    public var attempts: Int
+    /// The longest Retry-After waited for inside one call, in seconds; longer ones go to the caller.
+    public var maximumWait: Double
+    /// The first backoff, doubled per attempt, with ±50% jitter.
+    public var baseDelay: Double
+
+    public init(timeout: TimeAmount, attempts: Int, maximumWait: Double, baseDelay: Double) {
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
+        self.maximumWait = maximumWait
+        self.baseDelay = baseDelay
+    }
+
+    public static let standard = AzureRequestPolicy(timeout: .seconds(10), attempts: 4, maximumWait: 4, baseDelay: 0.2)
+
+    func backoff(attempt: Int) -> Double {
+        baseDelay * Double(1 << min(attempt - 1, 10)) * Double.random(in: 0.5...1.5)
     }
 }

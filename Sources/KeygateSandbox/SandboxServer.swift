@@ -20,6 +20,9 @@ public struct SandboxServer: Sendable {
         public var hosts: [String] = []
         public var listenHost = "127.0.0.1"
         public var httpsPort = 8443
+        /// Faults and quotas from the start, on the surfaces named (all when empty).
+        public var faults: FaultSettings.Change?
+        public var faultSurfaces: [SandboxSurface] = []
 
         public init(dataDirectory: String) {
             self.dataDirectory = dataDirectory
@@ -36,9 +39,15 @@ public struct SandboxServer: Sendable {
             public var clientSecret: String
             public var scope: String
         }
+        /// The sandbox's own control endpoint (faults and quotas).
+        public struct Control: Codable, Sendable {
+            public var faultsURL: String
+            public var token: String
+        }
         public var caCertificate: String
         public var baseURL: String
         public var keyVault: KeyVault
+        public var control: Control
     }
 
     let options: Options
@@ -96,7 +105,8 @@ public struct SandboxServer: Sendable {
             keyVault: .init(
                 vaultURL: base + "/keyvault", tokenEndpoint: base + "/aad/\(state.tenantID)/oauth2/v2.0/token",
                 tenantId: state.tenantID, clientId: state.clientID, clientSecret: state.clientSecret,
-                scope: KeyVaultRoutes.scope))
+                scope: KeyVaultRoutes.scope),
+            control: .init(faultsURL: base + "/sandbox/control/faults", token: state.controlToken ?? ""))
     }
 
     /// Runs until SIGTERM/SIGINT or cancellation; `onReady` gets the connection facts once listening.
@@ -110,7 +120,14 @@ public struct SandboxServer: Sendable {
             privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem)))
         tls.minimumTLSVersion = .tlsv12
         let portBox = PortBox()
+        let injector = FaultInjector()
+        if let faults = options.faults {
+            try injector.apply(
+                faults, to: options.faultSurfaces.isEmpty ? SandboxSurface.allCases : options.faultSurfaces)
+        }
         let router = Router()
+        router.add(middleware: FaultMiddleware(injector: injector))
+        ControlRoutes(injector: injector, token: state.controlToken ?? "").register(on: router)
         let routes = KeyVaultRoutes(store: store, tokens: AADTokens(state: state), baseURLProvider: portBox)
         routes.register(on: router)
         let directory = options.dataDirectory

@@ -104,3 +104,52 @@ import X509
         #expect(checked.combined.contains("verify OK"), "\(checked.combined)")
     }
 }
+
+/// The vault goes down and comes back (sandbox control endpoint): issuance answers 503 with
+/// Retry-After meanwhile, records nothing, and recovers without a restart.
+@Suite struct KeyVaultOutageTests {
+    @Test func issuanceRecoversAfterTheVaultWasDown() async throws {
+        let folder = try TemporaryDirectory("kv-outage")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let connection = sandbox.connection
+        let kv = connection.keyVault
+        let kg = try await TestKeygate.make {
+            $0.issuingKeyStore = .azureKeyVault(
+                .init(
+                    vaultURL: kv.vaultURL, tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId,
+                    clientSecret: kv.clientSecret, caCertificate: connection.caCertificate))
+        }
+        let service = kg.server.service
+        func issue(_ name: String) async throws -> String {
+            try await service.issue(
+                csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: name),
+                actor: "test"
+            ).record.pem
+        }
+        _ = try await issue("before")
+        let before = try await service.store.certificateCounts()
+
+        let control = SandboxControlClient(connection: connection)
+        try await control.set(.init(down: true, retryAfterSeconds: 1), surface: .keyVault)
+        do {
+            _ = try await issue("during")
+            Issue.record("issuance must fail while the vault is down")
+        } catch let error as KeygateError {
+            #expect(error.code == .signerUnavailable, "\(error)")
+            #expect(error.retryAfter != nil)
+        }
+        #expect(try await service.store.certificateCounts() == before, "nothing recorded without a signature")
+        let report = try await control.report()
+        #expect((report.injected[.keyVault] ?? 0) >= 1, "the signer retried against the down vault")
+
+        try await control.set(.init(down: false), surface: .keyVault)
+        let pem = try await issue("after")
+        guard ExternalTool.available("openssl") else { return }
+        let leaf = try folder.write("after.pem", pem)
+        let verified = try ExternalTool.openssl.run([
+            "verify", "-CAfile", kg.rootPath, "-untrusted", kg.issuingPath, leaf,
+        ])
+        #expect(verified.status == 0, "\(verified.combined)")
+    }
+}

@@ -12,10 +12,15 @@ public actor AADTokenProvider {
     let clientSecret: String
     let scope: String
     let http: HTTPClient
+    public nonisolated let policy: AzureRequestPolicy
     private var cached: (token: String, expiresAt: Date)?
 
     /// - Parameter tokenEndpoint: e.g. `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
-    public init(tokenEndpoint: String, clientID: String, clientSecret: String, scope: String, http: HTTPClient) {
+    public init(
+        tokenEndpoint: String, clientID: String, clientSecret: String, scope: String, http: HTTPClient,
+        policy: AzureRequestPolicy = .standard
+    ) {
+        self.policy = policy
         self.tokenEndpoint = tokenEndpoint
         self.clientID = clientID
         self.clientSecret = clientSecret
@@ -37,7 +42,7 @@ public actor AADTokenProvider {
             "scope=\(encode(scope))",
         ].joined(separator: "&")
         request.body = .bytes(ByteBuffer(string: form))
-        let (status, body, retryAfter) = try await AzureHTTP.send(request, http: http)
+        let (status, body, retryAfter) = try await AzureHTTP.send(request, http: http, policy: policy)
         guard status == 200 else {
             throw AzureHTTP.error(status: status, body: body, retryAfter: retryAfter, service: "the AAD token endpoint")
         }
@@ -55,16 +60,39 @@ public actor AADTokenProvider {
 
 /// Shared HTTP plumbing: send, collect, and turn Azure's failures into Keygate errors.
 enum AzureHTTP {
-    static func send(_ request: HTTPClientRequest, http: HTTPClient) async throws -> (Int, [UInt8], Int?) {
-        do {
-            let response = try await http.execute(request, timeout: .seconds(30))
-            let buffer = try await response.body.collect(upTo: 4 << 20)
-            return (
-                Int(response.status.code), Array(buffer.readableBytesView),
-                response.headers.first(name: "Retry-After").flatMap(Int.init)
-            )
-        } catch {
-            throw KeygateError(.signerUnavailable, "Azure cannot be reached: \(error)", retryAfter: 5)
+    /// Sends `request`, retrying as Azure's guidance says: a dropped connection, a timeout, 429 and
+    /// 5xx are retried with exponential backoff and jitter, waiting the Retry-After Azure asks for when
+    /// it is short; a longer Retry-After is handed to the caller with the answer.
+    static func send(_ request: HTTPClientRequest, http: HTTPClient, policy: AzureRequestPolicy) async throws
+        -> (Int, [UInt8], Int?)
+    {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let answer: (Int, [UInt8], Int?)
+            do {
+                let response = try await http.execute(request, timeout: policy.timeout)
+                let buffer = try await response.body.collect(upTo: 4 << 20)
+                answer = (
+                    Int(response.status.code), Array(buffer.readableBytesView),
+                    response.headers.first(name: "Retry-After").flatMap(Int.init)
+                )
+            } catch {
+                guard attempt < policy.attempts else {
+                    throw KeygateError(.signerUnavailable, "Azure cannot be reached: \(error)", retryAfter: 5)
+                }
+                try await Task.sleep(for: .seconds(policy.backoff(attempt: attempt)))
+                continue
+            }
+            let (status, _, retryAfter) = answer
+            let temporary = status == 429 || status == 500 || status == 502 || status == 503 || status == 504
+            guard temporary, attempt < policy.attempts else { return answer }
+            if let retryAfter {
+                guard Double(retryAfter) <= policy.maximumWait else { return answer }
+                try await Task.sleep(for: .seconds(max(Double(retryAfter), policy.backoff(attempt: attempt))))
+            } else {
+                try await Task.sleep(for: .seconds(policy.backoff(attempt: attempt)))
+            }
         }
     }
 

@@ -82,7 +82,7 @@ public struct AzureKeyVaultSigner: CertificateSigner {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let (status, data, retryAfter) = try await AzureHTTP.send(request, http: http)
+        let (status, data, retryAfter) = try await AzureHTTP.send(request, http: http, policy: tokens.policy)
         guard status == 200 else {
             throw AzureHTTP.error(status: status, body: data, retryAfter: retryAfter, service: "Key Vault")
         }

@@ -6,33 +6,156 @@ import Logging
 struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
-        abstract: "Run a local stand-in for Azure: so far AAD client credentials and Key Vault keys.",
-        discussion: """
-            Makes its own CA and TLS certificate in the data folder on first start, keeps its state there,
-            prints the connection facts as JSON and writes them to DATA-DIR/connection.json.
-            DPS, IoT Hub and IoT Central follow.
-            """)
+        abstract: "Run a local stand-in for Azure (AAD, Key Vault; DPS, IoT Hub and IoT Central follow).",
+        subcommands: [Start.self, Faults.self],
+        defaultSubcommand: Start.self)
 
-    @Option(name: .long, help: "The sandbox's data folder (created if missing).") var dataDir: String
-    @Option(name: .long, parsing: .singleValue, help: "Another host name or IP for the TLS certificate (repeatable).")
-    var host: [String] = []
-    @Option(name: .long, help: "Address to listen on.") var listen: String = "127.0.0.1"
-    @Option(name: .long, help: "HTTPS port (0: any free port).") var httpsPort: Int = 8443
-    @Option(name: .long, help: "Log level.") var logLevel: String = "info"
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "start",
+            abstract: "Start the sandbox (the default: `keygate sandbox --data-dir DIR`).",
+            discussion: """
+                Makes its own CA and TLS certificate in the data folder on first start, keeps its state there,
+                prints the connection facts as JSON and writes them to DATA-DIR/connection.json.
+                Faults: --fault-rate 0.3 fails 30% of calls with the --fault-kinds given (429 with Retry-After,
+                500, 503, timeout: an answer only after --fault-timeout seconds, drop: the connection closes);
+                --quota applies Azure's published limits. Change them at run time with `keygate sandbox faults`.
+                """)
 
-    func run() async throws {
-        var logger = Logger(label: "keygate-sandbox")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        var options = SandboxServer.Options(dataDirectory: dataDir)
-        options.hosts = host
-        options.listenHost = listen
-        options.httpsPort = httpsPort
-        try await SandboxServer(options: options, logger: logger).run { connection in
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            if let data = try? encoder.encode(connection) {
-                FileHandle.standardOutput.write(data + Data("\n".utf8))
+        @Option(name: .long, help: "The sandbox's data folder (created if missing).") var dataDir: String
+        @Option(
+            name: .long, parsing: .singleValue, help: "Another host name or IP for the TLS certificate (repeatable).")
+        var host: [String] = []
+        @Option(name: .long, help: "Address to listen on.") var listen: String = "127.0.0.1"
+        @Option(name: .long, help: "HTTPS port (0: any free port).") var httpsPort: Int = 8443
+        @OptionGroup var faults: FaultOptions
+        @Option(name: .long, help: "Log level.") var logLevel: String = "info"
+
+        func run() async throws {
+            var logger = Logger(label: "keygate-sandbox")
+            logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            var options = SandboxServer.Options(dataDirectory: dataDir)
+            options.hosts = host
+            options.listenHost = listen
+            options.httpsPort = httpsPort
+            let change = try faults.change()
+            if change.hasAnyValue {
+                options.faults = change
+                options.faultSurfaces = try faults.surfaces() ?? []
+            }
+            try await SandboxServer(options: options, logger: logger).run { connection in
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                if let data = try? encoder.encode(connection) {
+                    FileHandle.standardOutput.write(data + Data("\n".utf8))
+                }
             }
         }
+    }
+
+    struct Faults: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show or change a running sandbox's injected faults and quotas.",
+            discussion: """
+                Without changes it shows the settings and how many calls were failed or passed per surface.
+                Examples:
+                  keygate sandbox faults --data-dir DIR --surface keyvault --down
+                  keygate sandbox faults --data-dir DIR --surface keyvault --up
+                  keygate sandbox faults --data-dir DIR --fault-rate 0.3 --fault-kinds 429,500,timeout,drop
+                  keygate sandbox faults --data-dir DIR --quota on
+                """)
+
+        @Option(name: .long, help: "The running sandbox's data folder (holds connection.json).") var dataDir: String
+        @OptionGroup var faults: FaultOptions
+        @Flag(name: .long, help: "Make the surfaces fail every call with 503.") var down = false
+        @Flag(name: .long, help: "Bring the surfaces back up.") var up = false
+        @Flag(help: "Print the JSON.") var json = false
+
+        func validate() throws {
+            if down && up { throw ValidationError("--down and --up exclude each other") }
+        }
+
+        func run() async throws {
+            var change = try faults.change()
+            if down { change.down = true }
+            if up { change.down = false }
+            let client = try SandboxControlClient(dataDirectory: dataDir)
+            let report: FaultInjector.Report
+            if change.hasAnyValue {
+                let surfaces: [SandboxSurface?] = try faults.surfaces() ?? [nil]
+                var last: FaultInjector.Report?
+                for surface in surfaces {
+                    last = try await client.set(change, surface: surface)
+                }
+                report = last!
+            } else {
+                report = try await client.report()
+            }
+            if json { return try printJSON(report) }
+            let header = ["SURFACE", "RATE", "KINDS", "DOWN", "QUOTA", "FAILED", "PASSED"]
+            var rows: [[String]] = []
+            for surface in SandboxSurface.allCases {
+                let settings = report.settings[surface] ?? FaultSettings()
+                rows.append([
+                    surface.rawValue, String(format: "%.2f", settings.rate),
+                    settings.kinds.map(\.rawValue).joined(separator: ","), settings.down ? "yes" : "no",
+                    settings.quota ? "on" : "off", String(report.injected[surface] ?? 0),
+                    String(report.passed[surface] ?? 0),
+                ])
+            }
+            printTable(header: header, rows: rows)
+        }
+    }
+}
+
+/// Fault flags shared by `sandbox start` and `sandbox faults`.
+struct FaultOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help:
+            "Surfaces to change: all (default) or a comma list of aad, keyvault, dps-service, dps-device, hub, central."
+    )
+    var surface: String?
+    @Option(name: .long, help: "Share of calls that fail, 0 to 1.") var faultRate: Double?
+    @Option(name: .long, help: "Kinds of failure: 429,500,503,timeout,drop (default all).") var faultKinds: String?
+    @Option(name: .long, help: "Seconds a timeout fault waits before answering.") var faultTimeout: Double?
+    @Option(name: .long, help: "Retry-After seconds of injected 429 and 503 answers.") var retryAfter: Int?
+    @Option(name: .long, help: "Apply Azure's published limits: on or off.") var quota: String?
+
+    func change() throws -> FaultSettings.Change {
+        var change = FaultSettings.Change(rate: faultRate, timeoutSeconds: faultTimeout, retryAfterSeconds: retryAfter)
+        if let faultRate, !(0...1).contains(faultRate) { throw ValidationError("--fault-rate is between 0 and 1") }
+        if let faultKinds {
+            change.kinds = try faultKinds.split(separator: ",").map { name in
+                guard let kind = FaultKind(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("unknown fault kind '\(name)'; use 429, 500, 503, timeout, drop")
+                }
+                return kind
+            }
+        }
+        if let quota {
+            guard quota == "on" || quota == "off" else { throw ValidationError("--quota is on or off") }
+            change.quota = quota == "on"
+        }
+        return change
+    }
+
+    /// The surfaces named, or `nil` for all.
+    func surfaces() throws -> [SandboxSurface]? {
+        guard let surface, surface != "all" else { return nil }
+        return try surface.split(separator: ",").map { name in
+            guard let value = SandboxSurface(rawValue: String(name)) else {
+                throw ValidationError(
+                    "unknown surface '\(name)'; use all or \(SandboxSurface.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
+            }
+            return value
+        }
+    }
+}
+
+extension FaultSettings.Change {
+    var hasAnyValue: Bool {
+        rate != nil || kinds != nil || down != nil || quota != nil || timeoutSeconds != nil || retryAfterSeconds != nil
     }
 }

@@ -34,3 +34,15 @@ func format(_ date: Date) -> String {
 func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
 }
+
+/// Prints rows under a header, each column as wide as its widest cell.
+func printTable(header: [String], rows: [[String]]) {
+    let widths = header.indices.map { column in
+        ([header] + rows).map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0
+    }
+    for row in [header] + rows {
+        print(
+            row.enumerated().map { pad($0.element, widths[$0.offset] + 2) }.joined().trimmingCharacters(
+                in: .whitespaces))
+    }
+}

@@ -213,28 +213,14 @@ struct KeyVaultRoutes {
     // MARK: Bodies
 
     static func json(_ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        return Response(
-            status: status, headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        try SandboxHTTP.json(object, status: status)
     }
 
     static func vaultError(_ status: Int, _ code: String, _ message: String) -> Response {
-        let body =
-            (try? JSONSerialization.data(withJSONObject: ["error": ["code": code, "message": message]])) ?? Data()
-        return Response(
-            status: .init(code: status), headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        SandboxHTTP.error(.keyVault, status: status, code: code, message: message)
     }
 
     static func aadError(_ status: Int, _ error: String, _ description: String) -> Response {
-        let body =
-            (try? JSONSerialization.data(withJSONObject: [
-                "error": error, "error_description": description, "error_codes": [status == 401 ? 7_000_215 : 900_144],
-                "timestamp": ISO8601DateFormatter().string(from: Date()),
-            ])) ?? Data()
-        return Response(
-            status: .init(code: status), headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        SandboxHTTP.error(.aad, status: status, code: error, message: description)
     }
 }

@@ -19,6 +19,8 @@ struct SandboxState: Codable, Sendable {
     /// Signs the bearer tokens the AAD endpoint hands out (HMAC-SHA256, base64).
     var tokenKey: String
     var vaultKeys: [VaultKey] = []
+    /// The bearer token of the control endpoint (added to older state files on load).
+    var controlToken: String?
 
     static func fresh() -> SandboxState {
         func random(_ count: Int) -> String {
@@ -27,7 +29,7 @@ struct SandboxState: Codable, Sendable {
         return SandboxState(
             tenantID: UUID().uuidString.lowercased(), clientID: UUID().uuidString.lowercased(),
             clientSecret: random(32),
-            tokenKey: random(32))
+            tokenKey: random(32), controlToken: random(24))
     }
 }
 
@@ -42,6 +44,10 @@ actor SandboxStore {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
             state = try decoder.decode(SandboxState.self, from: data)
+            if state.controlToken == nil {
+                state.controlToken = Base64URL.encode(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
+                try Self.write(state, to: path)
+            }
         } else {
             state = .fresh()
             try Self.write(state, to: path)

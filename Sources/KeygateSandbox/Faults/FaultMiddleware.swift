@@ -1,0 +1,40 @@
+import Hummingbird
+
+/// Applies the injected faults and quotas of the surface a request belongs to, before its route.
+struct FaultMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let injector: FaultInjector
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        guard let surface = SandboxSurface.of(path: request.uri.path), let decision = injector.decide(surface) else {
+            return try await next(request, context)
+        }
+        return try await Self.response(for: decision, surface: surface)
+    }
+
+    /// The answer a fault gives over HTTP (MQTT surfaces turn decisions into their own failures).
+    static func response(for decision: FaultDecision, surface: SandboxSurface) async throws -> Response {
+        switch decision {
+        case .respond(let status, let retryAfter, let reason):
+            let code: String
+            switch status {
+            case 429: code = surface == .hub ? "ThrottlingException" : "TooManyRequests"
+            case 503: code = surface == .aad ? "temporarily_unavailable" : "ServiceUnavailable"
+            default: code = surface == .aad ? "server_error" : "InternalServerError"
+            }
+            return SandboxHTTP.error(
+                surface, status: status, code: code, message: "Sandbox: \(reason) (\(status)).", retryAfter: retryAfter)
+        case .delay(let seconds):
+            try await Task.sleep(for: .seconds(seconds))
+            return SandboxHTTP.error(
+                surface, status: 503, code: "ServiceUnavailable", message: "Sandbox: injected timeout.", retryAfter: 1)
+        case .drop:
+            // The head may be buffered, but the body never completes: the connection closes mid-answer.
+            return Response(status: .ok, headers: [:], body: ResponseBody { _ in throw ConnectionDropped() })
+        }
+    }
+}
+
+struct ConnectionDropped: Error {}
