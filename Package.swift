@@ -171,6 +171,8 @@ let package = Package(
             name: "KeygateCLI",
             dependencies: [
                 "KeygatePKI",
+                "KeygatePKCS11",
+                "KeygateAzure",
                 "KeygateSandbox",
                 "KeygateAttestation",
                 "KeygateDomain",

@@ -20,6 +20,8 @@ public struct SandboxServer: Sendable {
         public var hosts: [String] = []
         public var listenHost = "127.0.0.1"
         public var httpsPort = 8443
+        /// MQTT over TLS for DPS and IoT Hub devices (Microsoft's SDKs always use 8883); 0: any free port; nil: off.
+        public var mqttPort: Int? = 8883
         /// Faults and quotas from the start, on the surfaces named (all when empty).
         public var faults: FaultSettings.Change?
         public var faultSurfaces: [SandboxSurface] = []
@@ -42,10 +44,29 @@ public struct SandboxServer: Sendable {
         /// The sandbox's own control endpoint (faults and quotas).
         public struct Control: Codable, Sendable {
             public var faultsURL: String
+            public var inspectURL: String
             public var token: String
+        }
+        public struct DPS: Codable, Sendable {
+            /// For `ProvisioningServiceClient` and Keygate's DPS connector.
+            public var serviceConnectionString: String
+            public var idScope: String
+            /// The device endpoint host (`provisioning_host`); MQTT on `mqttPort`, HTTPS on `deviceHTTPSURL`.
+            public var deviceEndpoint: String
+            public var deviceHTTPSURL: String
+            public var mqttPort: Int?
+        }
+        public struct Hub: Codable, Sendable {
+            /// What DPS assigns and devices connect to (MQTT on `mqttPort`).
+            public var hostName: String
+            /// For `IoTHubRegistryManager`: `HostName=host:port;SharedAccessKeyName=iothubowner;...`.
+            public var registryConnectionString: String
+            public var mqttPort: Int?
         }
         public var caCertificate: String
         public var baseURL: String
+        public var dps: DPS
+        public var hub: Hub
         public var keyVault: KeyVault
         public var control: Control
     }
@@ -97,47 +118,88 @@ public struct SandboxServer: Sendable {
     }
 
     /// The connection facts for a server on `port`.
-    func connection(state: SandboxState, port: Int) -> Connection {
+    func connection(state: SandboxState, port: Int, mqttPort: Int?) -> Connection {
         let host = options.listenHost.contains(":") ? "[\(options.listenHost)]" : options.listenHost
         let base = "https://\(host):\(port)"
+        let dps = state.dps!
+        let hub = state.hub!
+        let dpsPolicy = dps.policies.first { $0.name == "provisioningserviceowner" }!
+        let hubPolicy = hub.policies.first { $0.name == "iothubowner" }!
         return Connection(
             caCertificate: caPath, baseURL: base,
+            dps: .init(
+                serviceConnectionString:
+                    "HostName=\(host):\(port);SharedAccessKeyName=\(dpsPolicy.name);SharedAccessKey=\(dpsPolicy.primaryKey)",
+                idScope: dps.idScope, deviceEndpoint: hub.hostName, deviceHTTPSURL: base, mqttPort: mqttPort),
+            hub: .init(
+                hostName: hub.hostName,
+                registryConnectionString:
+                    "HostName=\(host):\(port);SharedAccessKeyName=\(hubPolicy.name);SharedAccessKey=\(hubPolicy.primaryKey)",
+                mqttPort: mqttPort),
             keyVault: .init(
                 vaultURL: base + "/keyvault", tokenEndpoint: base + "/aad/\(state.tenantID)/oauth2/v2.0/token",
                 tenantId: state.tenantID, clientId: state.clientID, clientSecret: state.clientSecret,
                 scope: KeyVaultRoutes.scope),
-            control: .init(faultsURL: base + "/sandbox/control/faults", token: state.controlToken ?? ""))
+            control: .init(
+                faultsURL: base + "/sandbox/control/faults", inspectURL: base + "/sandbox/control/inspect",
+                token: state.controlToken ?? ""))
     }
 
     /// Runs until SIGTERM/SIGINT or cancellation; `onReady` gets the connection facts once listening.
     public func run(onReady: @escaping @Sendable (Connection) -> Void = { _ in }) async throws {
         try await prepare()
         let store = try SandboxStore(path: options.dataDirectory + "/state.json")
+        let hubHost = options.hosts.first ?? options.listenHost
+        if await store.state.hub?.hostName != hubHost {
+            try await store.update { $0.hub?.hostName = hubHost }
+        }
         let state = await store.state
         let chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem)))
         tls.minimumTLSVersion = .tlsv12
+        // Devices present client certificates (DPS and hub device APIs); other callers need none.
+        // Any certificate is accepted by TLS: the routes decide what it proves.
+        tls.certificateVerification = .optionalVerification
         let portBox = PortBox()
         let injector = FaultInjector()
         if let faults = options.faults {
             try injector.apply(
                 faults, to: options.faultSurfaces.isEmpty ? SandboxSurface.allCases : options.faultSurfaces)
         }
-        let router = Router()
-        router.add(middleware: FaultMiddleware(injector: injector))
-        ControlRoutes(injector: injector, token: state.controlToken ?? "").register(on: router)
-        let routes = KeyVaultRoutes(store: store, tokens: AADTokens(state: state), baseURLProvider: portBox)
-        routes.register(on: router)
+        let router = Router(context: SandboxContext.self)
+        router.add(middleware: FaultMiddleware(injector: injector, idScope: state.dps!.idScope))
+        let hub = HubRegistry(store: store)
+        let registrar = DPSRegistrar(store: store, hub: hub)
+        ControlRoutes(injector: injector, token: state.controlToken ?? "", store: store, hub: hub).register(on: router)
+        KeyVaultRoutes(store: store, tokens: AADTokens(state: state), baseURLProvider: portBox).register(on: router)
+        DPSServiceRoutes(store: store, hub: hub).register(on: router)
+        DPSDeviceRoutes(store: store, registrar: registrar).register(on: router)
+        HubRoutes(store: store, registry: hub).register(on: router)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var boundMQTTPort: Int?
+        if let port = options.mqttPort {
+            let mqtt = try await MQTTServer.start(
+                host: options.listenHost, port: port, tls: tls, registrar: registrar, hub: hub, injector: injector,
+                store: store, logger: logger)
+            boundMQTTPort = mqtt.port
+            services.append(.init(service: mqtt))
+        }
         let directory = options.dataDirectory
+        let mqttPort = boundMQTTPort
         let app = Application(
-            router: router, server: try .tls(.http1(), tlsConfiguration: tls),
+            router: router,
+            server: try .tls(
+                .http1(),
+                configuration: TLSChannelConfiguration(
+                    tlsConfiguration: tls,
+                    customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })),
             configuration: .init(
                 address: .hostname(options.listenHost, port: options.httpsPort), serverName: "keygate-sandbox"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                let connection = connection(state: state, port: port)
+                let connection = connection(state: state, port: port, mqttPort: mqttPort)
                 portBox.set(connection.baseURL)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -150,7 +212,8 @@ public struct SandboxServer: Sendable {
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: services + [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            ))
         try await group.run()
     }
 }

@@ -8,9 +8,11 @@ public struct TestSandbox: Sendable {
     let task: Task<Void, any Error>
 
     /// Starts a sandbox whose state lives in `folder/sandbox` (reusing it if it exists).
-    public static func start(in folder: TemporaryDirectory) async throws -> TestSandbox {
+    /// MQTT listens on `mqttPort` (0: a free port; Microsoft's device SDKs need 8883).
+    public static func start(in folder: TemporaryDirectory, mqttPort: Int? = 0) async throws -> TestSandbox {
         var options = SandboxServer.Options(dataDirectory: folder.file("sandbox"))
         options.httpsPort = 0
+        options.mqttPort = mqttPort
         var logger = Logger(label: "sandbox-test")
         logger.logLevel = .critical
         let server = SandboxServer(options: options, logger: logger)

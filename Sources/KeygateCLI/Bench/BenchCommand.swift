@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import KeygatePKCS11
 import KeygatePKI
+import KeygateServer
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,6 +25,13 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Write the generated CSRs into this folder (for other tools).") var saveCsrs: String?
         @Option(help: "keygate (default) or cfssl.") var target: String = "keygate"
         @Option(help: "With --target cfssl: the cfssl server URL.") var url: String?
+        @Option(
+            help: "In-process: where the issuing CA key lives: software, pkcs11 or azure-key-vault (a sandbox vault).")
+        var keyStore: String = "software"
+        @Option(help: "pkcs11: the module.") var pkcs11Module: String = "/usr/lib/softhsm/libsofthsm2.so"
+        @Option(help: "pkcs11: the token's label (a benchmark key is generated in it).") var pkcs11Token: String?
+        @Option(help: "pkcs11: a file holding the user PIN (else KEYGATE_PKCS11_PIN).") var pkcs11PinFile: String?
+        @Option(help: "pkcs11: sessions in the signer's pool.") var pkcs11Sessions: Int = PKCS11Signer.defaultPoolSize
         @Flag(help: "Print the result as JSON.") var json = false
 
         func validate() throws {
@@ -32,6 +41,28 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ValidationError("--target is keygate or cfssl")
             }
             if target == "cfssl" && url == nil { throw ValidationError("--target cfssl needs --url") }
+            guard ["software", "pkcs11", "azure-key-vault"].contains(keyStore) else {
+                throw ValidationError("--key-store is software, pkcs11 or azure-key-vault")
+            }
+            if keyStore != "software" && (http || target != "keygate") {
+                throw ValidationError("--key-store applies to the in-process benchmark")
+            }
+            if keyStore == "pkcs11" && pkcs11Token == nil {
+                throw ValidationError("--key-store pkcs11 needs --pkcs11-token")
+            }
+            guard (1...64).contains(pkcs11Sessions) else { throw ValidationError("--pkcs11-sessions must be 1 to 64") }
+        }
+
+        private func store() throws -> IssuanceBenchmark.KeyStore {
+            switch keyStore {
+            case "pkcs11":
+                let token = PKCS11Token(
+                    module: try PKCS11Module.load(pkcs11Module), label: pkcs11Token!,
+                    pin: try PKCS11PIN.resolve(file: pkcs11PinFile))
+                return .pkcs11(token, sessions: pkcs11Sessions)
+            case "azure-key-vault": return .azureKeyVault
+            default: return .software
+            }
         }
 
         func run() async throws {
@@ -49,7 +80,7 @@ struct BenchCommand: AsyncParsableCommand {
             } else if http {
                 result = try await runReportingErrors { try await benchmark.runHTTP() }
             } else {
-                result = try await runReportingErrors { try await benchmark.runInProcess() }
+                result = try await runReportingErrors { try await benchmark.runInProcess(keyStore: try store()) }
             }
             if json { return try printJSON(result) }
             print(result.summary)

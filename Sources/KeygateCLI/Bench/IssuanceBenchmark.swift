@@ -1,8 +1,11 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import KeygateAzure
 import KeygateDomain
+import KeygatePKCS11
 import KeygatePKI
+import KeygateSandbox
 import KeygateServer
 import KeygateStore
 import Logging
@@ -69,17 +72,61 @@ struct IssuanceBenchmark {
 
     // MARK: Runs
 
-    func runInProcess() async throws -> Result {
+    /// Where the benchmark's issuing CA key lives.
+    enum KeyStore {
+        case software
+        case pkcs11(PKCS11Token, sessions: Int)
+        case azureKeyVault
+
+        var name: String {
+            switch self {
+            case .software: return "software"
+            case .pkcs11: return "pkcs11"
+            case .azureKeyVault: return "azure-key-vault"
+            }
+        }
+    }
+
+    func runInProcess(keyStore: KeyStore = .software) async throws -> Result {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let store = try SQLiteStore(path: folder + "/bench.sqlite")
         let root = try await CertificateAuthority.makeRoot(
             name: "Bench Root", signer: try SoftwareSigner.generate(algorithm))
-        let issuing = try await root.makeSubordinate(
-            name: "Bench Issuing", signer: try SoftwareSigner.generate(algorithm))
+        let signer: any CertificateSigner
+        var sandboxTask: Task<Void, any Error>?
+        defer { sandboxTask?.cancel() }
+        switch keyStore {
+        case .software:
+            signer = try SoftwareSigner.generate(algorithm)
+        case .pkcs11(let token, let sessions):
+            signer = try await PKCS11Signer.generate(
+                token: token, label: "keygate-bench-\(UUID().uuidString.prefix(8))", algorithm: algorithm,
+                poolSize: sessions)
+        case .azureKeyVault:
+            // A sandbox in this process stands in for the vault (HTTPS, AAD token, ES256 per signature).
+            var options = SandboxServer.Options(dataDirectory: folder + "/sandbox")
+            options.httpsPort = 0
+            options.mqttPort = nil
+            var logger = Logger(label: "keygate-bench-sandbox")
+            logger.logLevel = .critical
+            let sandbox = SandboxServer(options: options, logger: logger)
+            let (stream, continuation) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
+            sandboxTask = Task { try await sandbox.run { continuation.yield($0) } }
+            var iterator = stream.makeAsyncIterator()
+            guard let connection = await iterator.next() else { throw CLIError("the benchmark sandbox did not start") }
+            let kv = connection.keyVault
+            let http = AzureHTTPClients.client(trusting: connection.caCertificate)
+            let tokens = AADTokenProvider(
+                tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId, clientSecret: kv.clientSecret, scope: kv.scope,
+                http: http)
+            signer = try await AzureKeyVaultSigner.create(
+                vaultURL: kv.vaultURL, name: "keygate-bench", tokens: tokens, http: http)
+        }
+        let issuing = try await root.makeSubordinate(name: "Bench Issuing", signer: signer)
         let service = try CertificateService(
             store: store, authority: issuing, revocation: RevocationPointers(baseURL: "http://127.0.0.1:8080"))
-        return try await measure(mode: "in-process") { index in
+        return try await measure(mode: "in-process, \(keyStore.name) key") { index in
             _ = try await service.issue(
                 csr: Array(csrs[index].utf8), profile: .device, identity: .init(commonName: "bench-\(index)"),
                 actor: "bench")

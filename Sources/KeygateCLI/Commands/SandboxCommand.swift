@@ -6,7 +6,7 @@ import Logging
 struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
-        abstract: "Run a local stand-in for Azure (AAD, Key Vault; DPS, IoT Hub and IoT Central follow).",
+        abstract: "Run a local stand-in for Azure: DPS, IoT Hub, Key Vault and AAD (IoT Central follows).",
         subcommands: [Start.self, Faults.self],
         defaultSubcommand: Start.self)
 
@@ -28,6 +28,11 @@ struct SandboxCommand: AsyncParsableCommand {
         var host: [String] = []
         @Option(name: .long, help: "Address to listen on.") var listen: String = "127.0.0.1"
         @Option(name: .long, help: "HTTPS port (0: any free port).") var httpsPort: Int = 8443
+        @Option(
+            name: .long, help: "MQTT (TLS) port for DPS and hub devices; Microsoft's SDKs need 8883 (0: any free port)."
+        )
+        var mqttPort: Int = 8883
+        @Flag(name: .long, help: "Do not listen for MQTT.") var noMqtt = false
         @OptionGroup var faults: FaultOptions
         @Option(name: .long, help: "Log level.") var logLevel: String = "info"
 
@@ -38,6 +43,7 @@ struct SandboxCommand: AsyncParsableCommand {
             options.hosts = host
             options.listenHost = listen
             options.httpsPort = httpsPort
+            options.mqttPort = noMqtt ? nil : mqttPort
             let change = try faults.change()
             if change.hasAnyValue {
                 options.faults = change

@@ -10,11 +10,18 @@ import Hummingbird
 struct ControlRoutes {
     let injector: FaultInjector
     let token: String
+    let store: SandboxStore
+    let hub: HubRegistry
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<SandboxContext>) {
         let control = router.group("sandbox/control")
         control.get("faults") { request, _ in
             try authorized(request) { try SandboxHTTP.encoded(injector.report) }
+        }
+        control.get("inspect") { request, _ in
+            try await authorizedAsync(request) {
+                try SandboxHTTP.encoded(await SandboxInventory.make(store: store, hub: hub))
+            }
         }
         control.put("faults/:surface") { request, context in
             let name = try context.parameters.require("surface")
@@ -45,6 +52,12 @@ struct ControlRoutes {
                 return try SandboxHTTP.encoded(injector.report)
             }
         }
+    }
+
+    private func authorizedAsync(_ request: Request, _ body: () async throws -> Response) async throws -> Response {
+        let denied = try authorized(request) { Response(status: .ok) }
+        guard denied.status == .ok else { return denied }
+        return try await body()
     }
 
     private func authorized(_ request: Request, _ body: () throws -> Response) throws -> Response {

@@ -11,12 +11,15 @@ public enum SandboxSurface: String, CaseIterable, Codable, Sendable, CodingKeyRe
     case central
 
     /// The surface a request path belongs to; `nil` for the sandbox's own control endpoint.
-    static func of(path: String) -> SandboxSurface? {
+    static func of(path: String, idScope: String) -> SandboxSurface? {
         let first = path.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
         switch first {
         case "aad": return .aad
         case "keyvault": return .keyVault
-        case "sandbox": return nil
+        case "enrollments", "enrollmentGroups", "registrations": return .dpsService
+        case idScope: return .dpsDevice
+        case "devices": return .hub
+        case "api": return .central
         default: return nil
         }
     }

@@ -2,13 +2,16 @@ import Hummingbird
 
 /// Applies the injected faults and quotas of the surface a request belongs to, before its route.
 struct FaultMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = SandboxContext
     let injector: FaultInjector
+    let idScope: String
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        guard let surface = SandboxSurface.of(path: request.uri.path), let decision = injector.decide(surface) else {
+        guard let surface = SandboxSurface.of(path: request.uri.path, idScope: idScope),
+            let decision = injector.decide(surface)
+        else {
             return try await next(request, context)
         }
         return try await Self.response(for: decision, surface: surface)

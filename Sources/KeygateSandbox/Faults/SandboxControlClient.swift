@@ -27,6 +27,11 @@ public struct SandboxControlClient: Sendable {
         try await call(.GET, url: connection.control.faultsURL, body: nil)
     }
 
+    /// Enrollments, registrations and hub devices with status and telemetry counts.
+    public func inventory() async throws -> SandboxInventory {
+        try await call(.GET, url: connection.control.inspectURL, body: nil)
+    }
+
     /// Changes `surface` (or every surface when `nil`) and answers the new settings.
     @discardableResult
     public func set(_ change: FaultSettings.Change, surface: SandboxSurface? = nil) async throws
@@ -36,7 +41,7 @@ public struct SandboxControlClient: Sendable {
         return try await call(.PUT, url: url, body: try JSONEncoder().encode(change))
     }
 
-    private func call(_ method: HTTPMethod, url: String, body: Data?) async throws -> FaultInjector.Report {
+    private func call<Answer: Decodable>(_ method: HTTPMethod, url: String, body: Data?) async throws -> Answer {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(connection.caCertificate)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
@@ -57,7 +62,7 @@ public struct SandboxControlClient: Sendable {
         }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode(FaultInjector.Report.self, from: data)
+        return try decoder.decode(Answer.self, from: data)
     }
 }
 

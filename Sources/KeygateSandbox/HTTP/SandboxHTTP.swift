@@ -36,12 +36,9 @@ enum SandboxHTTP {
                 "timestamp": ISO8601DateFormatter().string(from: Date()),
             ]
         case .dpsService, .dpsDevice:
-            let errorCode = status * 1000 + 1
-            headers[HTTPField.Name.msErrorCode] = String(errorCode)
-            body = [
-                "errorCode": errorCode, "trackingId": UUID().uuidString.lowercased(), "message": message,
-                "timestampUtc": ISO8601DateFormatter().string(from: Date()),
-            ]
+            var response = dpsError(status: status, subcode: 1, message: message)
+            if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+            return response
         case .hub:
             body = ["Message": "ErrorCode:\(code);\(message)", "ExceptionMessage": message]
         case .keyVault, .central, nil:
@@ -49,6 +46,24 @@ enum SandboxHTTP {
         }
         return (try? json(body, status: .init(code: status), headers: headers))
             ?? Response(status: .init(code: status))
+    }
+}
+
+extension SandboxHTTP {
+    /// DPS's error: `errorCode` is the HTTP status × 1000 + a subcode, echoed in `x-ms-error-code`.
+    static func dpsError(status: Int, subcode: Int, message: String) -> Response {
+        let errorCode = status * 1000 + subcode
+        let body: [String: Any] = [
+            "errorCode": errorCode, "trackingId": UUID().uuidString.lowercased(), "message": message,
+            "timestampUtc": ISO8601DateFormatter().string(from: Date()),
+        ]
+        return (try? json(body, status: .init(code: status), headers: [.msErrorCode: String(errorCode)]))
+            ?? Response(status: .init(code: status))
+    }
+
+    /// IoT Hub's error: `{"Message": "ErrorCode:<code>;<text>", "ExceptionMessage": ...}`.
+    static func hubError(status: Int, code: String, message: String) -> Response {
+        error(.hub, status: status, code: code, message: message)
     }
 }
 

@@ -15,7 +15,7 @@ struct KeyVaultRoutes {
     static let scope = "https://vault.azure.net/.default"
     var vaultURL: String { baseURL + "/keyvault" }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<SandboxContext>) {
         router.post("aad/:tenant/oauth2/v2.0/token") { request, context in
             try await token(request, tenant: try context.parameters.require("tenant"))
         }

@@ -21,6 +21,10 @@ struct SandboxState: Codable, Sendable {
     var vaultKeys: [VaultKey] = []
     /// The bearer token of the control endpoint (added to older state files on load).
     var controlToken: String?
+    /// DPS, IoT Hub and IoT Central (added to older state files on load).
+    var dps: DPSState?
+    var hub: HubState?
+    var central: CentralState?
 
     static func fresh() -> SandboxState {
         func random(_ count: Int) -> String {
@@ -29,7 +33,8 @@ struct SandboxState: Codable, Sendable {
         return SandboxState(
             tenantID: UUID().uuidString.lowercased(), clientID: UUID().uuidString.lowercased(),
             clientSecret: random(32),
-            tokenKey: random(32), controlToken: random(24))
+            tokenKey: random(32), controlToken: random(24), dps: .fresh(), hub: .fresh(hostName: "localhost"),
+            central: .fresh())
     }
 }
 
@@ -43,11 +48,17 @@ actor SandboxStore {
         if let data = FileManager.default.contents(atPath: path) {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
-            state = try decoder.decode(SandboxState.self, from: data)
-            if state.controlToken == nil {
-                state.controlToken = Base64URL.encode(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
-                try Self.write(state, to: path)
+            var loaded = try decoder.decode(SandboxState.self, from: data)
+            if loaded.controlToken == nil || loaded.dps == nil || loaded.hub == nil || loaded.central == nil {
+                if loaded.controlToken == nil {
+                    loaded.controlToken = Base64URL.encode(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
+                }
+                if loaded.dps == nil { loaded.dps = .fresh() }
+                if loaded.hub == nil { loaded.hub = .fresh(hostName: "localhost") }
+                if loaded.central == nil { loaded.central = .fresh() }
+                try Self.write(loaded, to: path)
             }
+            state = loaded
         } else {
             state = .fresh()
             try Self.write(state, to: path)

@@ -1,0 +1,62 @@
+import Foundation
+import KeygateSandbox
+import KeygateTestSupport
+import Testing
+
+/// Microsoft's own Python SDKs (azure-iot-device 2.14.0, azure-iot-hub 2.7.0,
+/// azure-iothub-provisioningserviceclient 1.2.0, installed in .venv by scripts/test-tools.sh) against
+/// the sandbox. They hard-code MQTT port 8883, so these tests take turns.
+@Suite(.serialized) struct PythonSDKTests {
+    /// A self-signed EC P-256 device certificate with CN = `name`.
+    static func deviceCertificate(_ name: String, in folder: TemporaryDirectory) throws -> (cert: String, key: String) {
+        let openssl = try ExternalTool.openssl
+        let key = folder.file("\(name).key.pem")
+        let cert = folder.file("\(name).cert.pem")
+        let made = try openssl.run([
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
+            cert, "-days", "30", "-subj", "/CN=\(name)",
+        ])
+        #expect(made.status == 0, "\(made.combined)")
+        return (cert, key)
+    }
+
+    static var python: ExternalTool? {
+        guard let python = ExternalTool.find("python3"),
+            FileManager.default.fileExists(atPath: packageRoot + "/.venv/bin/python3")
+        else {
+            if ExternalTool.toolsRequired {
+                Issue.record("the .venv with Microsoft's SDKs is required; run scripts/test-tools.sh")
+            }
+            return nil
+        }
+        return python
+    }
+
+    @Test func microsoftsSDKsEnrollRegisterConnectSendAndAreCutOff() async throws {
+        guard Self.python != nil, ExternalTool.available("openssl") else { return }
+        let folder = try TemporaryDirectory("python-sdk")
+        let sandbox = try await TestSandbox.start(in: folder, mqttPort: 8883)
+        defer { Task { await sandbox.stop() } }
+        let device = try Self.deviceCertificate("sensor-py-1", in: folder)
+        let second = try Self.deviceCertificate("sensor-py-2", in: folder)
+        let run = try ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
+            [packageRoot + "/Tests/python/sandbox_sdk_flow.py"],
+            environment: [
+                "SANDBOX_CONNECTION": folder.file("sandbox/connection.json"),
+                "REQUESTS_CA_BUNDLE": sandbox.connection.caCertificate,
+                "DEVICE_ID": "sensor-py-1", "DEVICE_CERT": device.cert, "DEVICE_KEY": device.key,
+                "SECOND_ID": "sensor-py-2", "SECOND_CERT": second.cert, "SECOND_KEY": second.key,
+            ], timeout: 180)
+        #expect(run.status == 0 && run.stdout.contains("\"ok\": true"), "\(run.combined)")
+
+        // What the sandbox saw, through `inspect`'s view.
+        let inventory = try await SandboxControlClient(connection: sandbox.connection).inventory()
+        let registration = inventory.registrations.first { $0.registrationId == "sensor-py-1" }
+        #expect(registration?.status == "assigned" && registration?.deviceId == "sensor-py-1")
+        #expect(inventory.registrations.first { $0.registrationId == "sensor-py-2" }?.status == "disabled")
+        let hubDevice = inventory.devices.first { $0.deviceId == "sensor-py-1" }
+        #expect(hubDevice?.telemetryMessages == 10, "\(String(describing: hubDevice))")
+        #expect(hubDevice?.status == "disabled" && hubDevice?.connected == false)
+        #expect(!inventory.devices.contains { $0.deviceId == "sensor-py-2" }, "a disabled enrollment makes no device")
+    }
+}
