@@ -284,7 +284,7 @@ let package = Package(
         .testTarget(
             name: "KeygateSandboxTests",
             dependencies: [
-                "KeygateSandbox", "KeygatePKI", "KeygateTestSupport",
+                "KeygateSandbox", "KeygatePKI", "KeygateAzure", "KeygateMQTT", "KeygateTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Keygate's build and tests use: openssl, curl, sqlite3, SoftHSM2, the PKCS #11
 # header (libp11-kit-dev, found with pkg-config) from Debian, and a Python venv (.venv) with
-# pkilint and openapi-spec-validator. Safe to run again: it only adds what is missing.
+# pkilint, openapi-spec-validator and Microsoft's Azure IoT SDKs (pinned). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +24,11 @@ if [ ! -x .venv/bin/lint_pkix_cert ] || [ ! -x .venv/bin/openapi-spec-validator 
     python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q pkilint openapi-spec-validator
+fi
+
+# Microsoft's SDKs, pinned: the sandbox must satisfy them unchanged.
+AZURE_SDKS=(azure-iot-device==2.14.0 azure-iot-hub==2.7.0 six azure-iothub-provisioningserviceclient==1.2.0)
+if ! .venv/bin/python3 -c 'import azure.iot.device, azure.iot.hub, provisioningserviceclient, six' >/dev/null 2>&1; then
+    echo "==> installing Microsoft's Azure IoT SDKs into .venv"
+    .venv/bin/pip install -q "${AZURE_SDKS[@]}"
 fi

@@ -59,4 +59,25 @@ import Testing
         #expect(hubDevice?.status == "disabled" && hubDevice?.connected == false)
         #expect(!inventory.devices.contains { $0.deviceId == "sensor-py-2" }, "a disabled enrollment makes no device")
     }
+
+    @Test func garbageTruncatedOversizedAndForbiddenPacketsCloseOnlyThatConnection() async throws {
+        guard Self.python != nil, ExternalTool.available("openssl") else { return }
+        let folder = try TemporaryDirectory("python-mqtt-abuse")
+        let sandbox = try await TestSandbox.start(in: folder, mqttPort: 8883)
+        defer { Task { await sandbox.stop() } }
+        let good = try Self.deviceCertificate("steady-1", in: folder)
+        let bad = try Self.deviceCertificate("rogue-1", in: folder)
+        let run = try ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
+            [packageRoot + "/Tests/python/sandbox_mqtt_abuse.py"],
+            environment: [
+                "SANDBOX_CONNECTION": folder.file("sandbox/connection.json"),
+                "REQUESTS_CA_BUNDLE": sandbox.connection.caCertificate,
+                "DEVICE_ID": "steady-1", "DEVICE_CERT": good.cert, "DEVICE_KEY": good.key,
+                "BAD_ID": "rogue-1", "BAD_CERT": bad.cert, "BAD_KEY": bad.key,
+            ], timeout: 180)
+        #expect(run.status == 0 && run.stdout.contains("\"ok\": true"), "\(run.combined)")
+        let inventory = try await SandboxControlClient(connection: sandbox.connection).inventory()
+        #expect(inventory.devices.first { $0.deviceId == "steady-1" }?.telemetryMessages == 6)
+        #expect(inventory.devices.first { $0.deviceId == "rogue-1" }?.telemetryMessages == 0)
+    }
 }

@@ -73,15 +73,4 @@ enum SharedAccessSignature {
         guard policy.rights.contains(right) else { return .failure(.missingRight(right)) }
         return .success(policy)
     }
-
-    /// A token, as the SDKs make them (tests and `sandbox inspect` use it).
-    static func make(resource: String, policy: SharedAccessPolicy, expiry: Date) -> String {
-        let sr = resource.lowercased().addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? resource
-        let se = String(Int(expiry.timeIntervalSince1970))
-        let key = SymmetricKey(data: Data(base64Encoded: policy.primaryKey) ?? Data())
-        let mac = Data(HMAC<SHA256>.authenticationCode(for: Array((sr + "\n" + se).utf8), using: key))
-            .base64EncodedString()
-        let sig = mac.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? mac
-        return "SharedAccessSignature sr=\(sr)&sig=\(sig)&se=\(se)&skn=\(policy.name)"
-    }
 }
