@@ -63,10 +63,18 @@ public struct SandboxServer: Sendable {
             public var registryConnectionString: String
             public var mqttPort: Int?
         }
+        public struct Central: Codable, Sendable {
+            /// The app's base URL (`{appURL}/api/devices/...`).
+            public var appURL: String
+            /// An API token (`SharedAccessSignature sr=…&sig=…&skn=…&se=…`); AAD tokens with scope
+            /// `https://apps.azureiotcentral.com/.default` work too.
+            public var apiToken: String
+        }
         public var caCertificate: String
         public var baseURL: String
         public var dps: DPS
         public var hub: Hub
+        public var central: Central
         public var keyVault: KeyVault
         public var control: Control
     }
@@ -136,6 +144,7 @@ public struct SandboxServer: Sendable {
                 registryConnectionString:
                     "HostName=\(host):\(port);SharedAccessKeyName=\(hubPolicy.name);SharedAccessKey=\(hubPolicy.primaryKey)",
                 mqttPort: mqttPort),
+            central: .init(appURL: base, apiToken: CentralAPIToken.make(central: state.central!)),
             keyVault: .init(
                 vaultURL: base + "/keyvault", tokenEndpoint: base + "/aad/\(state.tenantID)/oauth2/v2.0/token",
                 tenantId: state.tenantID, clientId: state.clientID, clientSecret: state.clientSecret,
@@ -177,6 +186,7 @@ public struct SandboxServer: Sendable {
         DPSServiceRoutes(store: store, hub: hub).register(on: router)
         DPSDeviceRoutes(store: store, registrar: registrar).register(on: router)
         HubRoutes(store: store, registry: hub).register(on: router)
+        CentralRoutes(store: store, hub: hub, tokens: AADTokens(state: state)).register(on: router)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var boundMQTTPort: Int?
         if let port = options.mqttPort {

@@ -80,4 +80,45 @@ import Testing
         #expect(inventory.devices.first { $0.deviceId == "steady-1" }?.telemetryMessages == 6)
         #expect(inventory.devices.first { $0.deviceId == "rogue-1" }?.telemetryMessages == 0)
     }
+
+    @Test func iotCentralDevicesAttestProvisionThroughDPSAndAreBlockedWhenDisabled() async throws {
+        guard Self.python != nil, ExternalTool.available("openssl") else { return }
+        let folder = try TemporaryDirectory("python-central")
+        let sandbox = try await TestSandbox.start(in: folder, mqttPort: 8883)
+        defer { Task { await sandbox.stop() } }
+        let device = try Self.deviceCertificate("boiler-7", in: folder)
+        let openssl = try ExternalTool.openssl
+        for arguments in [
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                folder.file("group-ca.key"), "-out", folder.file("group-ca.pem"), "-days", "30", "-subj", "/CN=Factory CA",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+            ],
+            [
+                "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                folder.file("line-3.key"), "-out", folder.file("line-3.csr"), "-subj", "/CN=line-3",
+            ],
+            [
+                "x509", "-req", "-in", folder.file("line-3.csr"), "-CA", folder.file("group-ca.pem"), "-CAkey",
+                folder.file("group-ca.key"), "-CAcreateserial", "-out", folder.file("line-3.pem"), "-days", "30",
+            ],
+        ] {
+            let made = try openssl.run(arguments)
+            #expect(made.status == 0, "\(made.combined)")
+        }
+        let run = try ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
+            [packageRoot + "/Tests/python/sandbox_central.py"],
+            environment: [
+                "SANDBOX_CONNECTION": folder.file("sandbox/connection.json"),
+                "REQUESTS_CA_BUNDLE": sandbox.connection.caCertificate, "WORK": folder.path,
+                "DEVICE_ID": "boiler-7", "DEVICE_CERT": device.cert, "DEVICE_KEY": device.key,
+                "GROUP_CA_CERT": folder.file("group-ca.pem"), "GROUP_CA_KEY": folder.file("group-ca.key"),
+                "GROUP_DEVICE_ID": "line-3", "GROUP_DEVICE_CERT": folder.file("line-3.pem"),
+                "GROUP_DEVICE_KEY": folder.file("line-3.key"),
+            ], timeout: 180)
+        #expect(run.status == 0 && run.stdout.contains("\"ok\": true"), "\(run.combined)")
+        let inventory = try await SandboxControlClient(connection: sandbox.connection).inventory()
+        #expect(inventory.devices.first { $0.deviceId == "boiler-7" }?.status == "disabled")
+        #expect(inventory.registrations.first { $0.registrationId == "line-3" }?.enrollmentGroupId == "factory")
+    }
 }

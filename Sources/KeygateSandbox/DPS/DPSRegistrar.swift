@@ -85,7 +85,9 @@ final class DPSRegistrar: Sendable {
             registration["x509"] = x509
             let deviceID = match.enrollment["deviceId"]?.string.flatMap { $0.isEmpty ? nil : $0 } ?? registrationID
             let status: String
-            if match.enrollment["provisioningStatus"]?.string == "disabled" {
+            // IoT Central's `enabled: false` blocks the device whichever enrollment it comes through.
+            let blockedByCentral = state.central?.devices[registrationID]?["enabled"]?.bool == false
+            if match.enrollment["provisioningStatus"]?.string == "disabled" || blockedByCentral {
                 status = "disabled"
                 registration["status"] = .string("disabled")
                 registration["errorCode"] = .number(401_006)

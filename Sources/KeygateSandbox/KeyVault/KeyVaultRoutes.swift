@@ -67,10 +67,10 @@ struct KeyVaultRoutes {
         else {
             return Self.aadError(401, "invalid_client", "Invalid client secret provided.")
         }
-        guard form["scope"] == Self.scope else {
-            return Self.aadError(400, "invalid_scope", "The scope must be \(Self.scope).")
+        guard let scope = form["scope"], scope == Self.scope || scope == CentralRoutes.scope else {
+            return Self.aadError(400, "invalid_scope", "The scope must be \(Self.scope) or \(CentralRoutes.scope).")
         }
-        let token = try tokens.issue(clientID: state.clientID, scope: Self.scope)
+        let token = try tokens.issue(clientID: state.clientID, scope: scope)
         return try Self.json(
             [
                 "token_type": "Bearer", "expires_in": Int(AADTokens.lifetime),

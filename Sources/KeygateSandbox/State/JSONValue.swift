@@ -61,6 +61,11 @@ enum JSONValue: Codable, Sendable, Equatable {
         }
     }
 
+    subscript(key: String, default value: JSONValue) -> JSONValue {
+        get { self[key] ?? value }
+        set { self[key] = newValue }
+    }
+
     /// Follows a path of keys.
     subscript(path keys: String...) -> JSONValue? {
         var current: JSONValue? = self
