@@ -14,7 +14,8 @@ import Testing
             ["group", "create"], ["group", "list"], ["group", "show"], ["group", "update"], ["allowlist"],
             ["allowlist", "add"],
             ["allowlist", "import"], ["allowlist", "list"], ["allowlist", "remove"], ["device"], ["device", "list"],
-            ["device", "show"], ["device", "approve"], ["sandbox"],
+            ["device", "show"], ["device", "approve"], ["sandbox"], ["sandbox", "start"], ["sandbox", "inspect"],
+            ["sandbox", "faults"],
         ]
         for command in commands {
             let result = try keygate.run(command + ["--help"])

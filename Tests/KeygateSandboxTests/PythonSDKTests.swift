@@ -91,7 +91,8 @@ import Testing
         for arguments in [
             [
                 "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                folder.file("group-ca.key"), "-out", folder.file("group-ca.pem"), "-days", "30", "-subj", "/CN=Factory CA",
+                folder.file("group-ca.key"), "-out", folder.file("group-ca.pem"), "-days", "30", "-subj",
+                "/CN=Factory CA",
                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
             ],
             [

@@ -7,7 +7,7 @@ struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
         abstract: "Run a local stand-in for Azure: DPS, IoT Hub, Key Vault and AAD (IoT Central follows).",
-        subcommands: [Start.self, Faults.self],
+        subcommands: [Start.self, Inspect.self, Faults.self],
         defaultSubcommand: Start.self)
 
     struct Start: AsyncParsableCommand {
@@ -56,6 +56,54 @@ struct SandboxCommand: AsyncParsableCommand {
                     FileHandle.standardOutput.write(data + Data("\n".utf8))
                 }
             }
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List a running sandbox's enrollments, registrations and hub devices with telemetry counts.")
+
+        @Option(name: .long, help: "The running sandbox's data folder (holds connection.json).") var dataDir: String
+        @Flag(help: "Print the JSON.") var json = false
+
+        func run() async throws {
+            let inventory: SandboxInventory
+            do {
+                inventory = try await SandboxControlClient(dataDirectory: dataDir).inventory()
+            } catch let error as SandboxControlError {
+                throw CLIError(error.message)
+            } catch {
+                throw CLIError(
+                    "cannot reach the sandbox of \(dataDir) (is `keygate sandbox --data-dir \(dataDir)` running?): \(error)"
+                )
+            }
+            if json { return try printJSON(inventory) }
+            print("DPS ID scope \(inventory.idScope), IoT Hub \(inventory.hubHostName)")
+            print("")
+            print("Enrollments")
+            printTable(
+                header: ["ID", "KIND", "ATTESTATION", "STATUS"],
+                rows: inventory.enrollments.map { [$0.id, $0.kind, $0.attestation, $0.provisioningStatus] })
+            print("")
+            print("Registrations")
+            printTable(
+                header: ["REGISTRATION", "STATUS", "HUB", "DEVICE", "GROUP"],
+                rows: inventory.registrations.map {
+                    [
+                        $0.registrationId, $0.status, $0.assignedHub ?? "-", $0.deviceId ?? "-",
+                        $0.enrollmentGroupId ?? "-",
+                    ]
+                })
+            print("")
+            print("Hub devices")
+            printTable(
+                header: ["DEVICE", "STATUS", "AUTH", "CONNECTED", "MESSAGES"],
+                rows: inventory.devices.map {
+                    [
+                        $0.deviceId, $0.status, $0.authentication, $0.connected ? "yes" : "no",
+                        String($0.telemetryMessages),
+                    ]
+                })
         }
     }
 

@@ -35,7 +35,9 @@ struct CentralRoutes {
             try await guarded(request) { try await deleteDevice(try context.parameters.require("id")) }
         }
         api.put("devices/:id/attestation") { request, context in
-            try await guarded(request) { try await putAttestation(try context.parameters.require("id"), request: request) }
+            try await guarded(request) {
+                try await putAttestation(try context.parameters.require("id"), request: request)
+            }
         }
         api.get("devices/:id/attestation") { request, context in
             try await guarded(request) {
@@ -64,25 +66,30 @@ struct CentralRoutes {
         api.get("enrollmentGroups/:id") { request, context in
             try await guarded(request) {
                 let id = try context.parameters.require("id")
-                guard let group = await store.state.central!.groups[id] else { return Self.notFound("enrollment group", id) }
+                guard let group = await store.state.central!.groups[id] else {
+                    return Self.notFound("enrollment group", id)
+                }
                 return try SandboxHTTP.json(Self.publicGroup(group).foundation)
             }
         }
         api.put("enrollmentGroups/:id/certificates/:entry") { request, context in
             try await guarded(request) {
                 try await putCertificate(
-                    try context.parameters.require("id"), entry: try context.parameters.require("entry"), request: request)
+                    try context.parameters.require("id"), entry: try context.parameters.require("entry"),
+                    request: request)
             }
         }
         api.post("enrollmentGroups/:id/certificates/:entry/generateVerificationCode") { request, context in
             try await guarded(request) {
-                try await verificationCode(try context.parameters.require("id"), entry: try context.parameters.require("entry"))
+                try await verificationCode(
+                    try context.parameters.require("id"), entry: try context.parameters.require("entry"))
             }
         }
         api.post("enrollmentGroups/:id/certificates/:entry/verify") { request, context in
             try await guarded(request) {
                 try await verify(
-                    try context.parameters.require("id"), entry: try context.parameters.require("entry"), request: request)
+                    try context.parameters.require("id"), entry: try context.parameters.require("entry"),
+                    request: request)
             }
         }
     }
@@ -90,8 +97,12 @@ struct CentralRoutes {
     // MARK: Devices
 
     private func putDevice(_ id: String, request: Request) async throws -> Response {
-        guard DPSServiceRoutes.isValidID(id) else { return Self.error(400, "InvalidDeviceId", "'\(id)' is not a device ID.") }
-        guard let body = try await Self.body(request) else { return Self.error(400, "InvalidBody", "The body is not JSON.") }
+        guard DPSServiceRoutes.isValidID(id) else {
+            return Self.error(400, "InvalidDeviceId", "'\(id)' is not a device ID.")
+        }
+        guard let body = try await Self.body(request) else {
+            return Self.error(400, "InvalidBody", "The body is not JSON.")
+        }
         let device = try await store.update { state -> JSONValue in
             var device = state.central!.devices[id] ?? .object([:])
             device["id"] = .string(id)
@@ -109,7 +120,9 @@ struct CentralRoutes {
     }
 
     private func patchDevice(_ id: String, request: Request) async throws -> Response {
-        guard let body = try await Self.body(request) else { return Self.error(400, "InvalidBody", "The body is not JSON.") }
+        guard let body = try await Self.body(request) else {
+            return Self.error(400, "InvalidBody", "The body is not JSON.")
+        }
         let device = try await store.update { state -> JSONValue? in
             guard var device = state.central!.devices[id] else { return nil }
             for key in ["displayName", "template", "enabled", "simulated"] where body[key] != nil {
@@ -142,7 +155,8 @@ struct CentralRoutes {
         guard let body = try await Self.body(request), body["type"]?.string == "x509",
             let text = body[path: "x509", "clientCertificates", "primary", "certificate"]?.string
         else {
-            return Self.error(400, "InvalidAttestation", "The attestation must be x509 with clientCertificates.primary.certificate.")
+            return Self.error(
+                400, "InvalidAttestation", "The attestation must be x509 with clientCertificates.primary.certificate.")
         }
         guard CertificateFacts(text: text) != nil else {
             return Self.error(400, "InvalidCertificate", "clientCertificates.primary.certificate is not a certificate.")
@@ -203,7 +217,9 @@ struct CentralRoutes {
     // MARK: Enrollment groups
 
     private func putGroup(_ id: String, request: Request) async throws -> Response {
-        guard let body = try await Self.body(request) else { return Self.error(400, "InvalidBody", "The body is not JSON.") }
+        guard let body = try await Self.body(request) else {
+            return Self.error(400, "InvalidBody", "The body is not JSON.")
+        }
         guard body[path: "attestation", "type"]?.string == "x509" else {
             return Self.error(400, "InvalidAttestation", "The sandbox's enrollment groups use x509 attestation.")
         }
@@ -240,7 +256,8 @@ struct CentralRoutes {
     }
 
     private func verificationCode(_ id: String, entry: String) async throws -> Response {
-        let code = Data(SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) }).map { String(format: "%02X", $0) }.joined()
+        let code = Data(SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) }).map { String(format: "%02X", $0) }
+            .joined()
         return try await store.update { state -> Response in
             guard var group = state.central!.groups[id], group[path: "certificates", entry] != nil else {
                 return Self.notFound("certificate of enrollment group", id)
@@ -290,7 +307,9 @@ struct CentralRoutes {
         }
         let enrollment: JSONValue = .object([
             "enrollmentGroupId": .string(id),
-            "attestation": .object(["type": .string("x509"), "x509": .object(["signingCertificates": .object(signing)])]),
+            "attestation": .object([
+                "type": .string("x509"), "x509": .object(["signingCertificates": .object(signing)]),
+            ]),
             "provisioningStatus": .string(group["enabled"]?.bool == false ? "disabled" : "enabled"),
         ])
         if case .success(let prepared) = DPSServiceRoutes.prepare(
@@ -360,7 +379,8 @@ enum CentralAPIToken {
         let se = String(Int64((Date().timeIntervalSince1970 + lifetime) * 1000))
         let sr = central.appName
         let key = SymmetricKey(data: Data(base64Encoded: central.apiTokenKey) ?? Data())
-        let mac = Data(HMAC<SHA256>.authenticationCode(for: Array((sr + "\n" + se).utf8), using: key)).base64EncodedString()
+        let mac = Data(HMAC<SHA256>.authenticationCode(for: Array((sr + "\n" + se).utf8), using: key))
+            .base64EncodedString()
         let sig = mac.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? mac
         return "SharedAccessSignature sr=\(sr)&sig=\(sig)&skn=\(central.apiTokenName)&se=\(se)"
     }
@@ -373,7 +393,8 @@ enum CentralAPIToken {
             if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
         }
         guard let sr = fields["sr"], let sig = fields["sig"], let se = fields["se"], let milliseconds = Double(se),
-            fields["skn"] == central.apiTokenName, sr == central.appName, milliseconds / 1000 > now.timeIntervalSince1970,
+            fields["skn"] == central.apiTokenName, sr == central.appName,
+            milliseconds / 1000 > now.timeIntervalSince1970,
             let given = Data(base64Encoded: sig.removingPercentEncoding ?? sig)
         else { return false }
         let key = SymmetricKey(data: Data(base64Encoded: central.apiTokenKey) ?? Data())
