@@ -65,7 +65,12 @@ let package = Package(
         // MQTT: a 3.1.1 codec over SwiftNIO, for the sandbox (server side) and the agent (client side).
         .target(
             name: "KeygateMQTT",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Sandbox: a local stand-in for DPS, IoT Hub, IoT Central, Key Vault and AAD.
@@ -171,6 +176,8 @@ let package = Package(
             name: "KeygateCLI",
             dependencies: [
                 "KeygatePKI",
+                "KeygateAgent",
+                "KeygateMQTT",
                 "KeygatePKCS11",
                 "KeygateAzure",
                 "KeygateSandbox",
@@ -202,6 +209,7 @@ let package = Package(
             dependencies: [
                 "KeygatePKI",
                 "KeygateAttestation",
+                "KeygateMQTT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -284,7 +292,8 @@ let package = Package(
         .testTarget(
             name: "KeygateSandboxTests",
             dependencies: [
-                "KeygateSandbox", "KeygatePKI", "KeygateAzure", "KeygateMQTT", "KeygateTestSupport",
+                "KeygateSandbox", "KeygatePKI", "KeygateAzure", "KeygateMQTT", "KeygateAgent", "KeygateTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

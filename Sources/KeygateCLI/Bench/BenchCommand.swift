@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
 import KeygatePKCS11
+import KeygateSandbox
 import KeygatePKI
 import KeygateServer
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure Keygate on this machine.", subcommands: [Issue.self])
+        commandName: "bench", abstract: "Measure Keygate on this machine.", subcommands: [Issue.self, Sandbox.self])
 
     struct Issue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -82,6 +83,43 @@ struct BenchCommand: AsyncParsableCommand {
             } else {
                 result = try await runReportingErrors { try await benchmark.runInProcess(keyStore: try store()) }
             }
+            if json { return try printJSON(result) }
+            print(result.summary)
+        }
+    }
+
+    struct Sandbox: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Devices over TLS MQTT against a running sandbox: DPS registration rate, hub connect rate, held connections.",
+            discussion: """
+                Start `keygate sandbox --data-dir DIR` first (raise `ulimit -n` for both processes above
+                twice the device count). Each device gets a certificate from a CA made for the run, registers
+                with DPS through an enrollment group, then all connect to the hub at once, send one message
+                and stay connected for --hold seconds (scripts/bench-sandbox.sh samples the sandbox's memory then).
+                """)
+
+        @Option(help: "The running sandbox's data folder (holds connection.json).") var dataDir: String
+        @Option(help: "How many devices.") var devices: Int = 1000
+        @Option(help: "How many registrations or connects at once.") var concurrency: Int = 100
+        @Option(help: "Seconds to hold all connections open.") var hold: Double = 5
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func validate() throws {
+            guard (1...100_000).contains(devices) else { throw ValidationError("--devices must be 1 to 100,000") }
+            guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 1,000") }
+            guard (0...3600).contains(hold) else { throw ValidationError("--hold must be 0 to 3,600 seconds") }
+        }
+
+        func run() async throws {
+            let client: SandboxControlClient
+            do {
+                client = try SandboxControlClient(dataDirectory: dataDir)
+            } catch let error as SandboxControlError {
+                throw CLIError(error.message)
+            }
+            let result = try await SandboxBenchmark(
+                connection: client.connection, devices: devices, concurrency: concurrency, hold: hold
+            ).run()
             if json { return try printJSON(result) }
             print(result.summary)
         }

@@ -204,47 +204,12 @@ struct IssuanceBenchmark {
     private func measure(mode: String, _ operation: @escaping @Sendable (Int) async throws -> Void) async throws
         -> Result
     {
-        let total = csrs.count
-        let clock = ContinuousClock()
-        let start = clock.now
-        let (latencies, failures) = try await withThrowingTaskGroup(of: (Double, Bool).self) { group in
-            var next = 0
-            var latencies: [Double] = []
-            var failures = 0
-            latencies.reserveCapacity(total)
-            func launch(_ index: Int) {
-                group.addTask {
-                    let begin = clock.now
-                    do {
-                        try await operation(index)
-                        return ((clock.now - begin).milliseconds, true)
-                    } catch {
-                        return ((clock.now - begin).milliseconds, false)
-                    }
-                }
-            }
-            while next < min(concurrency, total) {
-                launch(next)
-                next += 1
-            }
-            while let (latency, ok) = try await group.next() {
-                latencies.append(latency)
-                if !ok { failures += 1 }
-                if next < total {
-                    launch(next)
-                    next += 1
-                }
-            }
-            return (latencies.sorted(), failures)
-        }
-        let seconds = (clock.now - start).milliseconds / 1000
-        func percentile(_ p: Double) -> Double {
-            latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
-        }
+        let measured = try await Measured.run(count: csrs.count, concurrency: concurrency, operation)
         return Result(
-            mode: mode, count: total, concurrency: concurrency, seconds: seconds,
-            perSecond: Double(total - failures) / max(seconds, 1e-9), p50Milliseconds: percentile(0.5),
-            p99Milliseconds: percentile(0.99), failures: failures, cores: ProcessInfo.processInfo.activeProcessorCount)
+            mode: mode, count: csrs.count, concurrency: concurrency, seconds: measured.seconds,
+            perSecond: measured.perSecond, p50Milliseconds: measured.percentile(0.5),
+            p99Milliseconds: measured.percentile(0.99), failures: measured.failures,
+            cores: ProcessInfo.processInfo.activeProcessorCount)
     }
 
     private func temporaryFolder() throws -> String {

@@ -8,6 +8,7 @@ final class ProgressBar: @unchecked Sendable {
     private let enabled: Bool
     private let started = Date()
     private var lastDraw = Date.distantPast
+    private var done = 0
 
     init(total: Int, label: String) {
         self.total = max(total, 1)
@@ -24,6 +25,12 @@ final class ProgressBar: @unchecked Sendable {
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         FileHandle.standardError.write(
             Data(String(format: "\r[%@] %d/%d %@ (%.0f/s)", bar, done, total, label, rate).utf8))
+    }
+
+    /// One more done.
+    func advance() {
+        done += 1
+        update(done)
     }
 
     func finish() {

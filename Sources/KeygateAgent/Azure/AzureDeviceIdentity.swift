@@ -1,0 +1,122 @@
+import Foundation
+public import KeygateMQTT
+public import NIOSSL
+
+/// A device's X.509 identity for Azure: its certificate chain and key, and the CA that signs the
+/// servers' TLS certificates (`nil`: the system's roots).
+public struct AzureDeviceIdentity: Sendable {
+    public var certificateChain: [NIOSSLCertificate]
+    public var privateKey: NIOSSLPrivateKey
+    public var trustRoots: [NIOSSLCertificate]?
+
+    public init(certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey, trustRoots: [NIOSSLCertificate]?) {
+        self.certificateChain = certificateChain
+        self.privateKey = privateKey
+        self.trustRoots = trustRoots
+    }
+
+    /// TLS 1.2+ with the client certificate.
+    public var tls: TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.certificateChain = certificateChain.map { .certificate($0) }
+        tls.privateKey = .privateKey(privateKey)
+        if let trustRoots { tls.trustRoots = .certificates(trustRoots) }
+        return tls
+    }
+}
+
+/// What DPS answered: where the device goes and under which ID.
+public struct DPSAssignment: Sendable, Hashable, Codable {
+    public var assignedHub: String
+    public var deviceId: String
+
+    public init(assignedHub: String, deviceId: String) {
+        self.assignedHub = assignedHub
+        self.deviceId = deviceId
+    }
+}
+
+/// Why DPS did not assign the device.
+public struct DPSRegistrationFailed: Error, Sendable, CustomStringConvertible {
+    public var status: String
+    public var message: String
+    public var description: String { "DPS registration \(status): \(message)" }
+}
+
+/// Registers a device with DPS over MQTT (port 8883 in Azure), as AZURE.md describes: CONNECT with
+/// the registration ID, SUBSCRIBE to the responses, PUBLISH the register request, poll the operation.
+public enum DPSMQTTRegistration {
+    public static func register(
+        endpoint: String, port: Int = 8883, idScope: String, registrationID: String, identity: AzureDeviceIdentity,
+        maximumPolls: Int = 30
+    ) async throws -> DPSAssignment {
+        var configuration = MQTTClient.Configuration(
+            host: endpoint, port: port, tls: identity.tls, clientID: registrationID,
+            username: "\(idScope)/registrations/\(registrationID)/api-version=2019-03-31&ClientVersion=keygate-agent")
+        configuration.cleanSession = false
+        let client = try await MQTTClient.connect(configuration)
+        defer { Task { await client.close() } }
+        var answers = client.messages.makeAsyncIterator()
+        _ = try await client.subscribe(["$dps/registrations/res/#"])
+        let request = try JSONSerialization.data(withJSONObject: ["registrationId": registrationID, "payload": NSNull()])
+        try await client.publish("$dps/registrations/PUT/iotdps-register/?$rid=1", payload: Array(request))
+        var (status, body, retryAfter) = try await next(&answers)
+        for poll in 0..<maximumPolls {
+            guard status == 202 || status == 200, let operation = body["operationId"] as? String else { break }
+            if status == 200, body["status"] as? String != "assigning" { break }
+            try await Task.sleep(for: .seconds(retryAfter ?? 2))
+            try await client.publish(
+                "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=\(poll + 2)&operationId=\(operation)",
+                payload: Array(" ".utf8))
+            (status, body, retryAfter) = try await next(&answers)
+        }
+        let outcome = body["status"] as? String ?? "status \(status)"
+        guard outcome == "assigned", let state = body["registrationState"] as? [String: Any],
+            let hub = state["assignedHub"] as? String, let deviceID = state["deviceId"] as? String
+        else {
+            let message = (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
+                ?? body["message"] as? String ?? "no assignment"
+            throw DPSRegistrationFailed(status: outcome, message: message)
+        }
+        return DPSAssignment(assignedHub: hub, deviceId: deviceID)
+    }
+
+    /// The next response: status from `$dps/registrations/res/{status}/?$rid=…&retry-after=…`, JSON body.
+    private static func next(_ answers: inout AsyncStream<MQTTPacket.Publish>.AsyncIterator) async throws
+        -> (Int, [String: Any], Int?)
+    {
+        guard let message = await answers.next() else { throw MQTTClient.Failure.closed }
+        let parts = message.topic.split(separator: "/")
+        let status = parts.count > 3 ? Int(parts[3]) ?? 0 : 0
+        let retryAfter = message.topic.split(separator: "&").first { $0.hasPrefix("retry-after=") }
+            .flatMap { Int($0.dropFirst("retry-after=".count)) }
+        let body = (try? JSONSerialization.jsonObject(with: Data(message.payload))) as? [String: Any] ?? [:]
+        return (status, body, retryAfter)
+    }
+}
+
+/// A device's MQTT connection to its IoT Hub: telemetry at QoS 1 on `devices/{id}/messages/events/`.
+public struct IoTHubDeviceConnection: Sendable {
+    public let deviceID: String
+    public let client: MQTTClient
+
+    public static func connect(
+        hub: String, port: Int = 8883, deviceID: String, identity: AzureDeviceIdentity
+    ) async throws -> IoTHubDeviceConnection {
+        var configuration = MQTTClient.Configuration(
+            host: hub, port: port, tls: identity.tls, clientID: deviceID,
+            username: "\(hub)/\(deviceID)/?api-version=2019-10-01&DeviceClientType=keygate-agent")
+        configuration.cleanSession = false
+        return IoTHubDeviceConnection(deviceID: deviceID, client: try await MQTTClient.connect(configuration))
+    }
+
+    /// Sends one telemetry message and waits for the hub's PUBACK.
+    public func send(_ payload: [UInt8], properties: String = "") async throws {
+        try await client.publish("devices/\(deviceID)/messages/events/\(properties)", payload: payload)
+    }
+
+    public var isConnected: Bool { client.isConnected }
+
+    public func close() async { await client.close() }
+}
