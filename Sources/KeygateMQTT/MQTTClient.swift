@@ -65,7 +65,8 @@ public final class MQTTClient: Sendable {
     private let reader: Task<Void, Never>
 
     private init(
-        channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<MQTTPacket>, messages: AsyncStream<MQTTPacket.Publish>,
+        channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<MQTTPacket>,
+        messages: AsyncStream<MQTTPacket.Publish>,
         reader: Task<Void, Never>, state: NIOLockedValueBox<State>, timeout: TimeAmount
     ) {
         self.channel = channel
@@ -107,7 +108,9 @@ public final class MQTTClient: Sendable {
         for waiter in waiting { waiter.resume(throwing: Failure.closed) }
     }
 
-    private static func resume(_ state: NIOLockedValueBox<State>, id: UInt16, with result: Result<MQTTPacket, any Error>) {
+    private static func resume(
+        _ state: NIOLockedValueBox<State>, id: UInt16, with result: Result<MQTTPacket, any Error>
+    ) {
         let waiter = state.withLockedValue { $0.waiting.removeValue(forKey: id) }
         waiter?.resume(with: result)
     }
@@ -119,7 +122,8 @@ public final class MQTTClient: Sendable {
         let group = group ?? MultiThreadedEventLoopGroup.singleton
         let context = try NIOSSLContext(configuration: configuration.tls)
         let hostname = configuration.serverHostname ?? configuration.host
-        let sniName = hostname.contains(":") || hostname.split(separator: ".").allSatisfy({ UInt8($0) != nil })
+        let sniName =
+            hostname.contains(":") || hostname.split(separator: ".").allSatisfy({ UInt8($0) != nil })
             ? nil : hostname
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(configuration.timeout)

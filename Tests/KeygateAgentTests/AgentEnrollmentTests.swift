@@ -73,7 +73,7 @@ import X509
         #expect(try await h.kg.server.service.store.certificate(serial: serial)?.deviceID == "sensor-7")
 
         guard ExternalTool.available("openssl") else { return }
-        let verify = try ExternalTool.openssl.run([
+        let verify = try await ExternalTool.openssl.run([
             "verify", "-CAfile", h.kg.rootPath, "-untrusted", h.kg.issuingPath, enrollment.folder.certificateFile,
         ])
         #expect(verify.status == 0, "\(verify.combined)")

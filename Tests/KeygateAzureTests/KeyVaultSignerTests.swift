@@ -48,7 +48,7 @@ import X509
         let rootPath = try folder.write("root.pem", try root.certificate.pemString)
         let issuingPath = try folder.write("issuing.pem", try issuing.certificate.pemString)
         let devicePath = try folder.write("device.pem", try device.pemString)
-        let verified = try ExternalTool.openssl.run([
+        let verified = try await ExternalTool.openssl.run([
             "verify", "-CAfile", rootPath, "-untrusted", issuingPath, devicePath,
         ])
         #expect(verified.status == 0, "\(verified.combined)")
@@ -91,14 +91,14 @@ import X509
             actor: "test")
         guard ExternalTool.available("openssl") else { return }
         let leaf = try folder.write("leaf.pem", issued.record.pem)
-        let verified = try ExternalTool.openssl.run([
+        let verified = try await ExternalTool.openssl.run([
             "verify", "-CAfile", kg.rootPath, "-untrusted", kg.issuingPath, leaf,
         ])
         #expect(verified.status == 0, "\(verified.combined)")
         // The CRL is signed in the vault too.
         let crl = try await kg.server.service.crl.current()
         let crlPath = try folder.write("crl.der", Data(crl.der))
-        let checked = try ExternalTool.openssl.run([
+        let checked = try await ExternalTool.openssl.run([
             "crl", "-inform", "DER", "-in", crlPath, "-noout", "-CAfile", kg.chainPath,
         ])
         #expect(checked.combined.contains("verify OK"), "\(checked.combined)")
@@ -147,7 +147,7 @@ import X509
         let pem = try await issue("after")
         guard ExternalTool.available("openssl") else { return }
         let leaf = try folder.write("after.pem", pem)
-        let verified = try ExternalTool.openssl.run([
+        let verified = try await ExternalTool.openssl.run([
             "verify", "-CAfile", kg.rootPath, "-untrusted", kg.issuingPath, leaf,
         ])
         #expect(verified.status == 0, "\(verified.combined)")

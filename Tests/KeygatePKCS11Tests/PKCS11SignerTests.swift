@@ -69,13 +69,13 @@ import X509
         guard ExternalTool.available("openssl") else { return }
         for (index, pem) in issued.enumerated() {
             let leaf = try kg.folder.write("leaf-\(index).pem", pem)
-            let verified = try ExternalTool.openssl.run([
+            let verified = try await ExternalTool.openssl.run([
                 "verify", "-CAfile", kg.rootPath, "-untrusted", kg.issuingPath, leaf,
             ])
             #expect(verified.status == 0, "\(verified.combined)")
         }
         // The root in the token signed the issuing CA: its certificate verifies against the root.
-        let issuingVerified = try ExternalTool.openssl.run(["verify", "-CAfile", kg.rootPath, kg.issuingPath])
+        let issuingVerified = try await ExternalTool.openssl.run(["verify", "-CAfile", kg.rootPath, kg.issuingPath])
         #expect(issuingVerified.status == 0, "\(issuingVerified.combined)")
     }
 
@@ -91,12 +91,12 @@ import X509
         let server = try await kg.start()
         defer { Task { await server.stop() } }
         let curl = try ExternalTool.require("curl")
-        func issue(_ name: String) throws -> (status: String, headers: String) {
+        func issue(_ name: String) async throws -> (status: String, headers: String) {
             let body = try JSONSerialization.data(withJSONObject: [
                 "csr": try TestCSR.make().pem, "subject": ["commonName": name],
             ])
             let headers = kg.folder.file("headers-\(name)")
-            let result = try curl.run(
+            let result = try await curl.run(
                 [
                     "-sS", "-o", "/dev/null", "-D", headers, "-w", "%{http_code}", "--cacert", kg.rootPath,
                     "-H", "Authorization: Bearer \(kg.adminToken)", "-H", "Content-Type: application/json",
@@ -104,7 +104,7 @@ import X509
                 ], input: body)
             return (result.stdout, (try? String(contentsOfFile: headers, encoding: .utf8)) ?? "")
         }
-        #expect(try issue("before").status == "201")
+        #expect(try await issue("before").status == "201")
         let before = try await kg.server.service.store.certificateCounts()
 
         // The HSM goes away: the module is reset and the token is gone.
@@ -114,7 +114,7 @@ import X509
         try FileManager.default.moveItem(atPath: hsm.tokenDirectory, toPath: away)
         var restored = false
         defer { if !restored { try? FileManager.default.moveItem(atPath: away, toPath: hsm.tokenDirectory) } }
-        let down = try issue("during")
+        let down = try await issue("during")
         #expect(down.status == "503", "\(down)")
         #expect(down.headers.lowercased().contains("retry-after:"), "\(down.headers)")
         #expect(try await kg.server.service.store.certificateCounts() == before, "nothing recorded without a signature")
@@ -122,7 +122,7 @@ import X509
         // It comes back: the next request signs without a restart.
         try FileManager.default.moveItem(atPath: away, toPath: hsm.tokenDirectory)
         restored = true
-        #expect(try issue("after").status == "201")
+        #expect(try await issue("after").status == "201")
     }
 
     @Test func keysAreFoundByLabelAndMistakesGetClearErrors() async throws {

@@ -15,13 +15,13 @@ import Testing
         let dir = try TemporaryDirectory("csr")
         let openssl = try ExternalTool.openssl
         if key.hasPrefix("rsa:") {
-            try openssl.run([
+            try await openssl.run([
                 "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", dir.file("k.pem"),
             ])
         } else {
-            try openssl.run(["ecparam", "-name", key, "-genkey", "-noout", "-out", dir.file("k.pem")])
+            try await openssl.run(["ecparam", "-name", key, "-genkey", "-noout", "-out", dir.file("k.pem")])
         }
-        let made = try openssl.run([
+        let made = try await openssl.run([
             "req", "-new", "-key", dir.file("k.pem"), "-subj", "/CN=x", "-out", dir.file("r.csr"),
         ])
         #expect(made.status == 0, "\(made.combined)")

@@ -25,7 +25,7 @@ import X509
         let devicePath = try dir.write("device.pem", try device.pemString)
         let serverPath = try dir.write("server.pem", try server.pemString)
         for leaf in [devicePath, serverPath] {
-            let verify = try ExternalTool.openssl.run([
+            let verify = try await ExternalTool.openssl.run([
                 "verify", "-CAfile", files.root, "-untrusted", files.issuing, leaf,
             ])
             #expect(verify.status == 0, "openssl verify: \(verify.combined)")
@@ -35,7 +35,7 @@ import X509
         guard ExternalTool.available("lint_pkix_cert") else { return }
         let lint = try ExternalTool.require("lint_pkix_cert")
         for file in [files.root, files.issuing, devicePath, serverPath] {
-            let result = try lint.run(["lint", "-s", "WARNING", file])
+            let result = try await lint.run(["lint", "-s", "WARNING", file])
             #expect(
                 result.status == 0 && result.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
                 "pkilint on \(file) (\(algorithm)): \(result.combined)")
@@ -44,7 +44,7 @@ import X509
         for (issuer, subject) in [
             (files.root, files.issuing), (files.issuing, devicePath), (files.issuing, serverPath),
         ] {
-            let result = try chainLint.run(["lint", "-s", "WARNING", issuer, subject])
+            let result = try await chainLint.run(["lint", "-s", "WARNING", issuer, subject])
             #expect(
                 result.status == 0 && result.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
                 "chain lint \(subject): \(result.combined)")

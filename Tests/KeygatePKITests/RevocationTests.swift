@@ -43,7 +43,7 @@ import X509
         let f = try await Fixture.make(algorithm)
         let crlPath = try f.dir.write("crl.der", Data(try await f.crl()))
         let openssl = try ExternalTool.openssl
-        let text = try openssl.run([
+        let text = try await openssl.run([
             "crl", "-inform", "DER", "-in", crlPath, "-noout", "-text", "-CAfile", f.files.chain,
         ])
         #expect(text.combined.contains("verify OK"), "\(text.combined)")
@@ -55,17 +55,17 @@ import X509
         #expect(!text.stdout.contains(f.good.serialNumber.hex.uppercased()))
 
         // openssl verify -crl_check refuses the revoked certificate and accepts the good one.
-        try openssl.run(["crl", "-inform", "DER", "-in", crlPath, "-out", f.dir.file("crl.pem")])
+        try await openssl.run(["crl", "-inform", "DER", "-in", crlPath, "-out", f.dir.file("crl.pem")])
         let bundle = try f.dir.write("bundle.pem", try f.dir.read("chain.pem") + (try f.dir.read("crl.pem")))
         let revokedPath = try f.dir.write("revoked.pem", try f.revoked.pemString)
         let goodPath = try f.dir.write("good.pem", try f.good.pemString)
-        let refused = try openssl.run(["verify", "-crl_check", "-CAfile", bundle, revokedPath])
+        let refused = try await openssl.run(["verify", "-crl_check", "-CAfile", bundle, revokedPath])
         #expect(refused.status != 0 && refused.combined.contains("revoked"), "\(refused.combined)")
-        let accepted = try openssl.run(["verify", "-crl_check", "-CAfile", bundle, goodPath])
+        let accepted = try await openssl.run(["verify", "-crl_check", "-CAfile", bundle, goodPath])
         #expect(accepted.status == 0, "\(accepted.combined)")
 
         guard ExternalTool.available("lint_crl") else { return }
-        let lint = try ExternalTool.require("lint_crl").run([
+        let lint = try await ExternalTool.require("lint_crl").run([
             "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", f.dir.file("crl.pem"),
         ])
         #expect(
@@ -78,7 +78,7 @@ import X509
         let crl = try await CRLBuilder(authority: f.pki.issuing).build(
             number: 1, thisUpdate: Date(), nextUpdate: Date() + 3600, entries: [])
         let path = try f.dir.write("empty.der", Data(crl))
-        let text = try ExternalTool.openssl.run([
+        let text = try await ExternalTool.openssl.run([
             "crl", "-inform", "DER", "-in", path, "-noout", "-text", "-CAfile", f.files.chain,
         ])
         #expect(text.combined.contains("verify OK"))
@@ -102,13 +102,13 @@ import X509
         ]
         for (index, (serial, expected)) in cases.enumerated() {
             let request = f.dir.file("req\(index).der")
-            try openssl.run(["ocsp", "-issuer", f.files.issuing, "-serial", "0x" + serial, "-reqout", request])
+            try await openssl.run(["ocsp", "-issuer", f.files.issuing, "-serial", "0x" + serial, "-reqout", request])
             let answer = await responder.respond(to: Array(try Data(contentsOf: URL(fileURLWithPath: request)))) {
                 serialNumber in
                 statuses[serialNumber.hex] ?? .unknown
             }
             let response = try f.dir.write("resp\(index).der", Data(answer))
-            let checked = try openssl.run([
+            let checked = try await openssl.run([
                 // -reqin without -serial: openssl checks the answer against this request's nonce.
                 "ocsp", "-issuer", f.files.issuing, "-reqin", request, "-respin", response,
                 "-CAfile", f.files.chain, "-resp_text",
@@ -122,7 +122,7 @@ import X509
                 #expect(checked.stdout.contains("keyCompromise"))
             }
             if ExternalTool.available("lint_ocsp_response") {
-                let lint = try ExternalTool.require("lint_ocsp_response").run(["lint", "-s", "WARNING", response])
+                let lint = try await ExternalTool.require("lint_ocsp_response").run(["lint", "-s", "WARNING", response])
                 #expect(
                     lint.status == 0 && lint.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
                     "\(lint.combined)")
@@ -139,7 +139,7 @@ import X509
         guard ExternalTool.available("openssl") else { return }
         let other = try await TestPKI.make()
         let otherIssuer = try f.dir.write("other.pem", try other.issuing.certificate.pemString)
-        try ExternalTool.openssl.run([
+        try await ExternalTool.openssl.run([
             "ocsp", "-issuer", otherIssuer, "-serial", "0x01", "-reqout", f.dir.file("foreign.der"),
         ])
         let foreign = await responder.respond(

@@ -37,20 +37,20 @@ import Testing
                 "/CN=stranger",
             ],
         ] {
-            let made = try openssl.run(arguments)
+            let made = try await openssl.run(arguments)
             #expect(made.status == 0, "\(made.combined)")
         }
 
         let dps = try SharedAccessSignatureToken.ConnectionString(connection.dps.serviceConnectionString)
         let base = connection.baseURL
         func call(_ method: String, _ url: String, body: String? = nil, sas: String? = nil, cert: String? = nil)
-            throws -> (status: Int, json: [String: Any])
+            async throws -> (status: Int, json: [String: Any])
         {
             var arguments = ["-sS", "-X", method, "--cacert", connection.caCertificate, "-w", "\n%{http_code}"]
             if let sas { arguments += ["-H", "Authorization: \(sas)"] }
             if let cert { arguments += ["--cert", folder.file("\(cert).pem"), "--key", folder.file("\(cert).key")] }
             if let body { arguments += ["-H", "Content-Type: application/json", "--data-binary", body] }
-            let output = try curl.run(arguments + [url])
+            let output = try await curl.run(arguments + [url])
             let lines = output.stdout.split(separator: "\n", omittingEmptySubsequences: false)
             let status = Int(lines.last ?? "") ?? 0
             let text = lines.dropLast().joined(separator: "\n")
@@ -63,19 +63,19 @@ import Testing
             "enrollmentGroupId": "curl-group",
             "attestation": ["type": "x509", "x509": ["signingCertificates": ["primary": ["certificate": caPEM]]]],
         ])
-        let created = try call(
+        let created = try await call(
             "PUT", base + "/enrollmentGroups/curl-group?api-version=2021-10-01",
             body: String(decoding: group, as: UTF8.self),
             sas: try dps.token())
         #expect(created.status == 200 && created.json["etag"] != nil, "\(created)")
 
         let scope = connection.dps.idScope
-        let registered = try call(
+        let registered = try await call(
             "PUT", base + "/\(scope)/registrations/curl-dev-1/register?api-version=2021-06-01",
             body: #"{"registrationId":"curl-dev-1"}"#, cert: "dev")
         #expect(registered.status == 202 && registered.json["status"] as? String == "assigning", "\(registered)")
         let operation = try #require(registered.json["operationId"] as? String)
-        let polled = try call(
+        let polled = try await call(
             "GET", base + "/\(scope)/registrations/curl-dev-1/operations/\(operation)?api-version=2021-06-01",
             cert: "dev")
         #expect(polled.status == 200 && polled.json["status"] as? String == "assigned", "\(polled)")
@@ -85,29 +85,30 @@ import Testing
         )
 
         // Without a certificate, or with one nobody enrolled: 401 and DPS's error body.
-        let anonymous = try call(
+        let anonymous = try await call(
             "PUT", base + "/\(scope)/registrations/curl-dev-1/register?api-version=2021-06-01", body: "{}")
         #expect(anonymous.status == 401 && anonymous.json["errorCode"] as? Int == 401_002, "\(anonymous)")
-        let stranger = try call(
+        let stranger = try await call(
             "PUT", base + "/\(scope)/registrations/stranger/register?api-version=2021-06-01", body: "{}",
             cert: "stranger")
         #expect(stranger.status == 401)
-        let someoneElse = try call(
+        let someoneElse = try await call(
             "PUT", base + "/\(scope)/registrations/curl-dev-1/register?api-version=2021-06-01", body: "{}",
             cert: "stranger")
         #expect(someoneElse.status == 401, "the CN must be the registration ID")
 
         // The hub knows the device by its CA; HTTPS telemetry with the certificate is accepted.
         let hubAccess = try SharedAccessSignatureToken.ConnectionString(connection.hub.registryConnectionString)
-        let identity = try call("GET", base + "/devices/curl-dev-1?api-version=2021-04-12", sas: try hubAccess.token())
+        let identity = try await call(
+            "GET", base + "/devices/curl-dev-1?api-version=2021-04-12", sas: try hubAccess.token())
         #expect((identity.json["authentication"] as? [String: Any])?["type"] as? String == "certificateAuthority")
         for _ in 0..<3 {
-            let sent = try call(
+            let sent = try await call(
                 "POST", base + "/devices/curl-dev-1/messages/events?api-version=2020-03-13", body: #"{"t":21.5}"#,
                 cert: "dev")
             #expect(sent.status == 204, "\(sent)")
         }
-        let refused = try call(
+        let refused = try await call(
             "POST", base + "/devices/curl-dev-1/messages/events?api-version=2020-03-13", body: "{}", cert: "stranger")
         #expect(refused.status == 401)
         let inventory = try await SandboxControlClient(connection: connection).inventory()
@@ -116,10 +117,10 @@ import Testing
 
         // Service API rules: ETag, bulk limit, 404, the api-version.
         let etag = try #require(created.json["etag"] as? String)
-        let stale = try call(
+        let stale = try await call(
             "DELETE", base + "/enrollmentGroups/curl-group?api-version=2021-10-01", sas: try dps.token())
         _ = stale
-        let recreated = try call(
+        let recreated = try await call(
             "PUT", base + "/enrollmentGroups/curl-group?api-version=2021-10-01",
             body: String(decoding: group, as: UTF8.self),
             sas: try dps.token())
@@ -128,24 +129,24 @@ import Testing
             "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "--cacert", connection.caCertificate,
         ]
         mismatch += ["-H", "Authorization: \(try dps.token())", "-H", "If-Match: \(etag)"]
-        let mismatched = try curl.run(mismatch + [base + "/enrollmentGroups/curl-group?api-version=2021-10-01"])
+        let mismatched = try await curl.run(mismatch + [base + "/enrollmentGroups/curl-group?api-version=2021-10-01"])
         #expect(mismatched.stdout == "412", "an old ETag: \(mismatched.combined)")
-        let noVersion = try call("GET", base + "/enrollmentGroups/curl-group", sas: try dps.token())
+        let noVersion = try await call("GET", base + "/enrollmentGroups/curl-group", sas: try dps.token())
         #expect(noVersion.status == 400)
         let eleven = (0..<11).map { ["registrationId": "bulk-\($0)", "attestation": ["type": "symmetricKey"]] }
         let bulk = try JSONSerialization.data(withJSONObject: ["enrollments": eleven, "mode": "create"])
-        let tooMany = try call(
+        let tooMany = try await call(
             "POST", base + "/enrollments?api-version=2021-10-01", body: String(decoding: bulk, as: UTF8.self),
             sas: try dps.token())
         #expect(tooMany.status == 400)
         let ten = try JSONSerialization.data(withJSONObject: [
             "enrollments": Array(eleven.prefix(10)), "mode": "create",
         ])
-        let bulkDone = try call(
+        let bulkDone = try await call(
             "POST", base + "/enrollments?api-version=2021-10-01", body: String(decoding: ten, as: UTF8.self),
             sas: try dps.token())
         #expect(bulkDone.status == 200 && bulkDone.json["isSuccessful"] as? Bool == true, "\(bulkDone)")
-        let again = try call(
+        let again = try await call(
             "POST", base + "/enrollments?api-version=2021-10-01", body: String(decoding: ten, as: UTF8.self),
             sas: try dps.token())
         #expect(again.json["isSuccessful"] as? Bool == false && (again.json["errors"] as? [Any])?.count == 10)

@@ -109,7 +109,7 @@ import Testing
         try dir.write("pub.pem", publicKey.pemRepresentation)
         try dir.write("message", Data(message))
         try dir.write("sig.der", Data(signature.derRepresentation))
-        let check = try ExternalTool.openssl.run([
+        let check = try await ExternalTool.openssl.run([
             "dgst", "-sha256", "-verify", dir.file("pub.pem"), "-signature", dir.file("sig.der"), dir.file("message"),
         ])
         #expect(check.status == 0 && check.stdout.contains("Verified OK"), "\(check.combined)")

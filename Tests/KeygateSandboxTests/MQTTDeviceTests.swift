@@ -37,13 +37,18 @@ import X509
             certificateChain: [try NIOSSLCertificate(bytes: try certificate.derBytes, format: .der)],
             privateKey: try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem),
             trustRoots: try NIOSSLCertificate.fromPEMFile(connection.caCertificate))
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .file(connection.caCertificate)
-            return tls
-        }()))
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                tlsConfiguration: {
+                    var tls = TLSConfiguration.makeClientConfiguration()
+                    tls.trustRoots = .file(connection.caCertificate)
+                    return tls
+                }()))
         defer { _ = http.shutdown() }
-        func call(_ method: HTTPMethod, _ path: String, _ body: [String: Any]?, access: String) async throws -> [String: Any] {
+        func call(_ method: HTTPMethod, _ path: String, _ body: [String: Any]?, access: String) async throws -> [String:
+            Any]
+        {
             let credentials = try SharedAccessSignatureToken.ConnectionString(access)
             var request = HTTPClientRequest(url: "https://\(credentials.hostName)\(path)")
             request.method = method
@@ -61,7 +66,8 @@ import X509
             [
                 "registrationId": "mqtt-dev-1",
                 "attestation": [
-                    "type": "x509", "x509": ["clientCertificates": ["primary": ["certificate": try certificate.pemString]]],
+                    "type": "x509",
+                    "x509": ["clientCertificates": ["primary": ["certificate": try certificate.pemString]]],
                 ],
             ], access: connection.dps.serviceConnectionString)
 
@@ -81,7 +87,9 @@ import X509
             .GET, "/devices/mqtt-dev-1?api-version=2021-04-12", nil, access: connection.hub.registryConnectionString)
         identityJSON["status"] = "disabled"
         var request = HTTPClientRequest(
-            url: "https://\(try SharedAccessSignatureToken.ConnectionString(connection.hub.registryConnectionString).hostName)/devices/mqtt-dev-1?api-version=2021-04-12")
+            url:
+                "https://\(try SharedAccessSignatureToken.ConnectionString(connection.hub.registryConnectionString).hostName)/devices/mqtt-dev-1?api-version=2021-04-12"
+        )
         request.method = .PUT
         request.headers.add(
             name: "Authorization",

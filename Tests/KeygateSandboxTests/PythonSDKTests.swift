@@ -8,11 +8,13 @@ import Testing
 /// the sandbox. They hard-code MQTT port 8883, so these tests take turns.
 @Suite(.serialized) struct PythonSDKTests {
     /// A self-signed EC P-256 device certificate with CN = `name`.
-    static func deviceCertificate(_ name: String, in folder: TemporaryDirectory) throws -> (cert: String, key: String) {
+    static func deviceCertificate(_ name: String, in folder: TemporaryDirectory) async throws -> (
+        cert: String, key: String
+    ) {
         let openssl = try ExternalTool.openssl
         let key = folder.file("\(name).key.pem")
         let cert = folder.file("\(name).cert.pem")
-        let made = try openssl.run([
+        let made = try await openssl.run([
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
             cert, "-days", "30", "-subj", "/CN=\(name)",
         ])
@@ -37,9 +39,9 @@ import Testing
         let folder = try TemporaryDirectory("python-sdk")
         let sandbox = try await TestSandbox.start(in: folder, mqttPort: 8883)
         defer { Task { await sandbox.stop() } }
-        let device = try Self.deviceCertificate("sensor-py-1", in: folder)
-        let second = try Self.deviceCertificate("sensor-py-2", in: folder)
-        let run = try ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
+        let device = try await Self.deviceCertificate("sensor-py-1", in: folder)
+        let second = try await Self.deviceCertificate("sensor-py-2", in: folder)
+        let run = try await ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
             [packageRoot + "/Tests/python/sandbox_sdk_flow.py"],
             environment: [
                 "SANDBOX_CONNECTION": folder.file("sandbox/connection.json"),
@@ -65,9 +67,9 @@ import Testing
         let folder = try TemporaryDirectory("python-mqtt-abuse")
         let sandbox = try await TestSandbox.start(in: folder, mqttPort: 8883)
         defer { Task { await sandbox.stop() } }
-        let good = try Self.deviceCertificate("steady-1", in: folder)
-        let bad = try Self.deviceCertificate("rogue-1", in: folder)
-        let run = try ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
+        let good = try await Self.deviceCertificate("steady-1", in: folder)
+        let bad = try await Self.deviceCertificate("rogue-1", in: folder)
+        let run = try await ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
             [packageRoot + "/Tests/python/sandbox_mqtt_abuse.py"],
             environment: [
                 "SANDBOX_CONNECTION": folder.file("sandbox/connection.json"),
@@ -86,7 +88,7 @@ import Testing
         let folder = try TemporaryDirectory("python-central")
         let sandbox = try await TestSandbox.start(in: folder, mqttPort: 8883)
         defer { Task { await sandbox.stop() } }
-        let device = try Self.deviceCertificate("boiler-7", in: folder)
+        let device = try await Self.deviceCertificate("boiler-7", in: folder)
         let openssl = try ExternalTool.openssl
         for arguments in [
             [
@@ -104,10 +106,10 @@ import Testing
                 folder.file("group-ca.key"), "-CAcreateserial", "-out", folder.file("line-3.pem"), "-days", "30",
             ],
         ] {
-            let made = try openssl.run(arguments)
+            let made = try await openssl.run(arguments)
             #expect(made.status == 0, "\(made.combined)")
         }
-        let run = try ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
+        let run = try await ExternalTool(path: packageRoot + "/.venv/bin/python3").run(
             [packageRoot + "/Tests/python/sandbox_central.py"],
             environment: [
                 "SANDBOX_CONNECTION": folder.file("sandbox/connection.json"),

@@ -20,7 +20,7 @@ import Testing
             actor: "test")
         let leaf = try kg.folder.write("leaf.pem", issued.record.pem)
         let openssl = try ExternalTool.openssl
-        try openssl.run(["ocsp", "-issuer", kg.issuingPath, "-cert", leaf, "-reqout", kg.folder.file("req.der")])
+        try await openssl.run(["ocsp", "-issuer", kg.issuingPath, "-cert", leaf, "-reqout", kg.folder.file("req.der")])
         let request = try Data(contentsOf: URL(fileURLWithPath: kg.folder.file("req.der")))
 
         let app = Application(router: try kg.server.httpRouter())
@@ -39,7 +39,7 @@ import Testing
                 #expect(response.status == .ok)
                 #expect(response.headers[.contentType] == "application/ocsp-response")
                 let path = try kg.folder.write("\(label).der", Data(response.body.readableBytesView))
-                let text = try openssl.run([
+                let text = try await openssl.run([
                     "ocsp", "-issuer", kg.issuingPath, "-reqin", kg.folder.file("req.der"), "-respin", path, "-CAfile",
                     kg.chainPath, "-resp_text",
                 ])
@@ -56,7 +56,7 @@ import Testing
             let crl = try await client.execute(uri: "/pki/crl", method: .get)
             #expect(crl.headers[.contentType] == "application/pkix-crl")
             let crlPath = try kg.folder.write("crl.der", Data(crl.body.readableBytesView))
-            let crlText = try openssl.run([
+            let crlText = try await openssl.run([
                 "crl", "-inform", "DER", "-in", crlPath, "-noout", "-text", "-CAfile", kg.chainPath,
             ])
             #expect(crlText.combined.contains("verify OK"))

@@ -144,7 +144,7 @@ import Testing
                 .init(actor: "test", action: "thing.done", subject: "s\(i)", details: ["i": "\(i)"]))
         }
         #expect(try await store.verifyAuditChain() == nil)
-        let edit = try ExternalTool.require("sqlite3").run([
+        let edit = try await ExternalTool.require("sqlite3").run([
             dir.file("db.sqlite"), "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3",
         ])
         #expect(edit.status == 0, "\(edit.combined)")

@@ -86,6 +86,32 @@ public struct ExternalTool: Sendable {
     }
 }
 
+extension ExternalTool {
+    /// The same from async code: the tool runs on a thread of its own, so waiting for it never
+    /// holds one of the cooperative pool's few threads (an in-process server under test needs them).
+    @discardableResult
+    public func run(
+        _ arguments: [String], input: Data? = nil, environment: [String: String]? = nil, timeout: TimeInterval = 120
+    ) async throws -> Output {
+        let tool = self
+        return try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(
+                    with: Result {
+                        try tool.runBlocking(arguments, input: input, environment: environment, timeout: timeout)
+                    })
+            }
+            thread.start()
+        }
+    }
+
+    func runBlocking(_ arguments: [String], input: Data?, environment: [String: String]?, timeout: TimeInterval)
+        throws -> Output
+    {
+        try run(arguments, input: input, environment: environment, timeout: timeout)
+    }
+}
+
 public struct ToolMissing: Error, CustomStringConvertible {
     public var name: String
     public var description: String { "\(name) is not installed; run scripts/test.sh, which installs the test tools" }

@@ -19,6 +19,11 @@ public struct KeygateBinary: Sendable {
         try ExternalTool(path: path).run(arguments, environment: environment)
     }
 
+    /// From async code: see ``ExternalTool/run(_:input:environment:timeout:)-async``.
+    public func run(_ arguments: [String], environment: [String: String]? = nil) async throws -> ExternalTool.Output {
+        try await ExternalTool(path: path).run(arguments, environment: environment)
+    }
+
     /// Starts `keygate serve` and waits until it reports that it listens.
     public func serve(dataDir: String, log: String, environment: [String: String] = [:]) throws -> ServerProcess {
         let process = Process()

@@ -59,7 +59,9 @@ public enum DPSMQTTRegistration {
         defer { Task { await client.close() } }
         var answers = client.messages.makeAsyncIterator()
         _ = try await client.subscribe(["$dps/registrations/res/#"])
-        let request = try JSONSerialization.data(withJSONObject: ["registrationId": registrationID, "payload": NSNull()])
+        let request = try JSONSerialization.data(withJSONObject: [
+            "registrationId": registrationID, "payload": NSNull(),
+        ])
         try await client.publish("$dps/registrations/PUT/iotdps-register/?$rid=1", payload: Array(request))
         var (status, body, retryAfter) = try await next(&answers)
         for poll in 0..<maximumPolls {
@@ -75,7 +77,8 @@ public enum DPSMQTTRegistration {
         guard outcome == "assigned", let state = body["registrationState"] as? [String: Any],
             let hub = state["assignedHub"] as? String, let deviceID = state["deviceId"] as? String
         else {
-            let message = (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
+            let message =
+                (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
                 ?? body["message"] as? String ?? "no assignment"
             throw DPSRegistrationFailed(status: outcome, message: message)
         }

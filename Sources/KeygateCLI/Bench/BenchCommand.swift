@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import KeygatePKCS11
-import KeygateSandbox
 import KeygatePKI
+import KeygateSandbox
 import KeygateServer
 
 struct BenchCommand: AsyncParsableCommand {
@@ -90,7 +90,8 @@ struct BenchCommand: AsyncParsableCommand {
 
     struct Sandbox: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Devices over TLS MQTT against a running sandbox: DPS registration rate, hub connect rate, held connections.",
+            abstract:
+                "Devices over TLS MQTT against a running sandbox: DPS registration rate, hub connect rate, held connections.",
             discussion: """
                 Start `keygate sandbox --data-dir DIR` first (raise `ulimit -n` for both processes above
                 twice the device count). Each device gets a certificate from a CA made for the run, registers

@@ -88,7 +88,8 @@ struct SandboxBenchmark {
 
         let held = ConnectionBox()
         let connecting = ProgressBar(total: devices, label: "hub connections")
-        let connected = try await Measured.run(count: devices, concurrency: concurrency, progress: connecting) { index in
+        let connected = try await Measured.run(count: devices, concurrency: concurrency, progress: connecting) {
+            index in
             guard let assignment = assignments.get(index) else { throw CLIError("not registered") }
             let connection = try await IoTHubDeviceConnection.connect(
                 hub: assignment.assignedHub, port: mqttPort, deviceID: assignment.deviceId,
@@ -107,7 +108,8 @@ struct SandboxBenchmark {
             registerP50Milliseconds: registered.percentile(0.5), registerP99Milliseconds: registered.percentile(0.99),
             connectsPerSecond: connected.perSecond, connectP50Milliseconds: connected.percentile(0.5),
             connectP99Milliseconds: connected.percentile(0.99), heldConnections: open,
-            failures: registered.failures + connected.failures, firstError: registered.firstError ?? connected.firstError)
+            failures: registered.failures + connected.failures,
+            firstError: registered.firstError ?? connected.firstError)
     }
 
     /// The run's enrollment group, through the DPS service API with the sandbox's SAS policy.
@@ -127,7 +129,9 @@ struct SandboxBenchmark {
         ]
         request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
         let response = try await http.execute(request, timeout: .seconds(30))
-        guard response.status == .ok else { throw CLIError("creating the enrollment group: HTTP \(response.status.code)") }
+        guard response.status == .ok else {
+            throw CLIError("creating the enrollment group: HTTP \(response.status.code)")
+        }
     }
 }
 

@@ -175,9 +175,13 @@ struct FaultOptions: ParsableArguments {
     @Option(name: .long, help: "Seconds a timeout fault waits before answering.") var faultTimeout: Double?
     @Option(name: .long, help: "Retry-After seconds of injected 429 and 503 answers.") var retryAfter: Int?
     @Option(name: .long, help: "Apply Azure's published limits: on or off.") var quota: String?
+    @Option(name: .long, help: "With --quota on: calls per window instead of the published limit.") var quotaLimit: Int?
+    @Option(name: .long, help: "With --quota-limit: the window in seconds (default 60).") var quotaWindow: Double?
 
     func change() throws -> FaultSettings.Change {
-        var change = FaultSettings.Change(rate: faultRate, timeoutSeconds: faultTimeout, retryAfterSeconds: retryAfter)
+        var change = FaultSettings.Change(
+            rate: faultRate, timeoutSeconds: faultTimeout, retryAfterSeconds: retryAfter, quotaLimit: quotaLimit,
+            quotaWindowSeconds: quotaWindow)
         if let faultRate, !(0...1).contains(faultRate) { throw ValidationError("--fault-rate is between 0 and 1") }
         if let faultKinds {
             change.kinds = try faultKinds.split(separator: ",").map { name in
@@ -211,5 +215,6 @@ struct FaultOptions: ParsableArguments {
 extension FaultSettings.Change {
     var hasAnyValue: Bool {
         rate != nil || kinds != nil || down != nil || quota != nil || timeoutSeconds != nil || retryAfterSeconds != nil
+            || quotaLimit != nil || quotaWindowSeconds != nil
     }
 }

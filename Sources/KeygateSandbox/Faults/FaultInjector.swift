@@ -59,6 +59,9 @@ public struct FaultSettings: Codable, Sendable, Hashable {
     public var down: Bool = false
     /// Apply Azure's published limits with 429 + Retry-After.
     public var quota: Bool = false
+    /// Another limit than the published one (another tier, a test): calls per window.
+    public var quotaLimit: Int?
+    public var quotaWindowSeconds: Double?
     /// How long a `timeout` fault waits before answering 503.
     public var timeoutSeconds: Double = 30
     /// The Retry-After of injected 429 and 503 answers.
@@ -76,6 +79,10 @@ public struct FaultSettings: Codable, Sendable, Hashable {
         guard (0...3600).contains(retryAfterSeconds) else {
             throw FaultSettingsInvalid(message: "retryAfterSeconds must be 0 to 3600")
         }
+        if let quotaLimit, quotaLimit < 1 { throw FaultSettingsInvalid(message: "quotaLimit must be at least 1") }
+        if let quotaWindowSeconds, !(0.1...3600).contains(quotaWindowSeconds) {
+            throw FaultSettingsInvalid(message: "quotaWindowSeconds must be 0.1 to 3600")
+        }
         return self
     }
 
@@ -87,11 +94,16 @@ public struct FaultSettings: Codable, Sendable, Hashable {
         public var quota: Bool?
         public var timeoutSeconds: Double?
         public var retryAfterSeconds: Int?
+        public var quotaLimit: Int?
+        public var quotaWindowSeconds: Double?
 
         public init(
             rate: Double? = nil, kinds: [FaultKind]? = nil, down: Bool? = nil, quota: Bool? = nil,
-            timeoutSeconds: Double? = nil, retryAfterSeconds: Int? = nil
+            timeoutSeconds: Double? = nil, retryAfterSeconds: Int? = nil, quotaLimit: Int? = nil,
+            quotaWindowSeconds: Double? = nil
         ) {
+            self.quotaLimit = quotaLimit
+            self.quotaWindowSeconds = quotaWindowSeconds
             self.rate = rate
             self.kinds = kinds
             self.down = down
@@ -108,6 +120,8 @@ public struct FaultSettings: Codable, Sendable, Hashable {
             if let quota { next.quota = quota }
             if let timeoutSeconds { next.timeoutSeconds = timeoutSeconds }
             if let retryAfterSeconds { next.retryAfterSeconds = retryAfterSeconds }
+            if let quotaLimit { next.quotaLimit = quotaLimit }
+            if let quotaWindowSeconds { next.quotaWindowSeconds = quotaWindowSeconds }
             return try next.validated()
         }
     }
@@ -204,7 +218,10 @@ public final class FaultInjector: Sendable {
         if settings.down {
             return .respond(status: 503, retryAfter: settings.retryAfterSeconds, reason: "the service is down")
         }
-        if settings.quota, let quota = surface.quota {
+        if settings.quota, let published = surface.quota ?? settings.quotaLimit.map({ ($0, 60) }) {
+            let quota = (
+                count: settings.quotaLimit ?? published.count, window: settings.quotaWindowSeconds ?? published.window
+            )
             var current = window ?? Window(start: now, count: 0)
             if now - current.start >= quota.window { current = Window(start: now, count: 0) }
             if current.count >= quota.count {

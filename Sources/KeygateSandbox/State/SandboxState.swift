@@ -65,17 +65,49 @@ actor SandboxStore {
         }
     }
 
-    func update<T>(_ body: (inout SandboxState) throws -> T) throws -> T {
+    private var waiters: [CheckedContinuation<Void, any Error>] = []
+    private var flushing = false
+
+    /// Applies `body` and returns once the change is on disk. Changes that arrive while a write is
+    /// in progress share the next one (group commit), so a burst of registrations does not write the
+    /// whole file once per change.
+    func update<T>(_ body: (inout SandboxState) throws -> T) async throws -> T {
         var copy = state
         let result = try body(&copy)
-        try Self.write(copy, to: path)
         state = copy
+        try await persist()
         return result
+    }
+
+    private func persist() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            waiters.append(continuation)
+            if !flushing {
+                flushing = true
+                Task { await self.flush() }
+            }
+        }
+    }
+
+    private func flush() async {
+        while !waiters.isEmpty {
+            let batch = waiters
+            waiters = []
+            let snapshot = state
+            let path = self.path
+            do {
+                try await Task.detached { try Self.write(snapshot, to: path) }.value
+                for waiter in batch { waiter.resume() }
+            } catch {
+                for waiter in batch { waiter.resume(throwing: error) }
+            }
+        }
+        flushing = false
     }
 
     static func write(_ state: SandboxState, to path: String) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         let temporary = path + ".tmp"
         _ = FileManager.default.createFile(

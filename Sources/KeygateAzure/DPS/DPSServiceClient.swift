@@ -1,0 +1,110 @@
+public import AsyncHTTPClient
+import Foundation
+import KeygatePKI
+import NIOHTTP1
+
+/// The DPS service API (AZURE.md): individual enrollments with X.509 client certificates, created
+/// or replaced idempotently (read the ETag, then PUT with If-Match), disabled, deleted; registration states.
+public struct DPSServiceClient: Sendable {
+    public static let apiVersion = "2021-10-01"
+    public let credentials: SharedAccessSignatureToken.ConnectionString
+    let client: AzureJSONClient
+
+    public init(connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard) throws {
+        let credentials = try SharedAccessSignatureToken.ConnectionString(connectionString)
+        self.credentials = credentials
+        client = AzureJSONClient(
+            baseURL: "https://\(credentials.hostName)", service: "DPS", http: http, policy: policy,
+            authorization: { try credentials.token() })
+    }
+
+    /// What Keygate puts in an individual enrollment.
+    public struct Enrollment: Sendable, Hashable {
+        public var registrationID: String
+        public var deviceID: String?
+        /// The device's current certificate (PEM); `secondaryCertificate` is the previous one during renewal.
+        public var primaryCertificate: String
+        public var secondaryCertificate: String?
+        public var enabled: Bool
+        public var iotHubHostName: String?
+
+        public init(
+            registrationID: String, deviceID: String? = nil, primaryCertificate: String,
+            secondaryCertificate: String? = nil, enabled: Bool = true, iotHubHostName: String? = nil
+        ) {
+            self.registrationID = registrationID
+            self.deviceID = deviceID
+            self.primaryCertificate = primaryCertificate
+            self.secondaryCertificate = secondaryCertificate
+            self.enabled = enabled
+            self.iotHubHostName = iotHubHostName
+        }
+
+        var body: [String: Any] {
+            var certificates: [String: Any] = ["primary": ["certificate": primaryCertificate]]
+            if let secondaryCertificate { certificates["secondary"] = ["certificate": secondaryCertificate] }
+            var body: [String: Any] = [
+                "registrationId": registrationID,
+                "attestation": ["type": "x509", "x509": ["clientCertificates": certificates]],
+                "provisioningStatus": enabled ? "enabled" : "disabled",
+                "capabilities": ["iotEdge": false],
+            ]
+            if let deviceID { body["deviceId"] = deviceID }
+            if let iotHubHostName { body["iotHubHostName"] = iotHubHostName }
+            return body
+        }
+    }
+
+    /// The enrollment as DPS has it, or `nil`.
+    public func enrollment(_ registrationID: String) async throws -> [String: Any]? {
+        let answer = try await client.call(
+            .GET, "/enrollments/\(AzureJSONClient.segment(registrationID))?api-version=\(Self.apiVersion)")
+        if answer.status == 404 { return nil }
+        guard answer.status == 200 else { throw refused(answer, "reading enrollment \(registrationID)") }
+        return answer.json
+    }
+
+    /// Creates or replaces the enrollment; safe to repeat. Answers the new ETag.
+    @discardableResult
+    public func put(_ enrollment: Enrollment) async throws -> String {
+        let path = "/enrollments/\(AzureJSONClient.segment(enrollment.registrationID))?api-version=\(Self.apiVersion)"
+        for _ in 0..<3 {
+            let current = try await self.enrollment(enrollment.registrationID)
+            var body = enrollment.body
+            var headers: [(String, String)] = []
+            if let etag = current?["etag"] as? String {
+                body["etag"] = etag
+                headers.append(("If-Match", etag))
+            }
+            let answer = try await client.call(.PUT, path, body: body, headers: headers)
+            if answer.status == 200 || answer.status == 201 { return answer.json["etag"] as? String ?? "" }
+            // Someone changed it between our read and write: read again.
+            if answer.status == 412 || answer.status == 409 { continue }
+            throw refused(answer, "writing enrollment \(enrollment.registrationID)")
+        }
+        throw KeygateError(
+            .azureUnavailable, "the enrollment \(enrollment.registrationID) keeps changing", retryAfter: 2)
+    }
+
+    /// Deletes the enrollment; a missing one is fine.
+    public func delete(_ registrationID: String) async throws {
+        let answer = try await client.call(
+            .DELETE, "/enrollments/\(AzureJSONClient.segment(registrationID))?api-version=\(Self.apiVersion)")
+        guard answer.status == 204 || answer.status == 200 || answer.status == 404 else {
+            throw refused(answer, "deleting enrollment \(registrationID)")
+        }
+    }
+
+    /// A harmless authenticated call: how many enrollments the first page of a query holds.
+    public func probe() async throws -> Int {
+        let answer = try await client.call(
+            .POST, "/enrollments/query?api-version=\(Self.apiVersion)", body: ["query": "*"],
+            headers: [("x-ms-max-item-count", "10")])
+        guard answer.status == 200 else { throw refused(answer, "querying enrollments") }
+        return ((try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [Any])?.count ?? 0
+    }
+
+    private func refused(_ answer: AzureAnswer, _ what: String) -> KeygateError {
+        KeygateError(.azureRefused, "DPS refused \(what) (\(answer.status)): \(answer.text)")
+    }
+}

@@ -1,0 +1,59 @@
+public import AsyncHTTPClient
+import Foundation
+import KeygatePKI
+import NIOHTTP1
+
+/// IoT Hub's registry REST (AZURE.md): read a device identity, enable or disable it (If-Match with its
+/// ETag), delete it. DPS creates identities; Keygate changes their status for quarantine.
+public struct IoTHubRegistryClient: Sendable {
+    public static let apiVersion = "2021-04-12"
+    public let credentials: SharedAccessSignatureToken.ConnectionString
+    let client: AzureJSONClient
+
+    public init(connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard) throws {
+        let credentials = try SharedAccessSignatureToken.ConnectionString(connectionString)
+        self.credentials = credentials
+        client = AzureJSONClient(
+            baseURL: "https://\(credentials.hostName)", service: "IoT Hub", http: http, policy: policy,
+            authorization: { try credentials.token() })
+    }
+
+    public func device(_ id: String) async throws -> [String: Any]? {
+        let answer = try await client.call(
+            .GET, "/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)")
+        if answer.status == 404 { return nil }
+        guard answer.status == 200 else { throw refused(answer, "reading device \(id)") }
+        return answer.json
+    }
+
+    /// Sets the device's status; a device the hub does not know is left alone (answers false).
+    @discardableResult
+    public func setStatus(_ id: String, enabled: Bool, reason: String? = nil) async throws -> Bool {
+        for _ in 0..<3 {
+            guard var device = try await device(id) else { return false }
+            device["status"] = enabled ? "enabled" : "disabled"
+            if let reason { device["statusReason"] = reason }
+            let etag = device["etag"] as? String ?? "*"
+            let answer = try await client.call(
+                .PUT, "/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)", body: device,
+                headers: [("If-Match", "\"\(etag.trimmingCharacters(in: CharacterSet(charactersIn: "\"")))\"")])
+            if answer.status == 200 { return true }
+            if answer.status == 412 { continue }
+            throw refused(answer, "updating device \(id)")
+        }
+        throw KeygateError(.azureUnavailable, "the device \(id) keeps changing", retryAfter: 2)
+    }
+
+    public func delete(_ id: String) async throws {
+        let answer = try await client.call(
+            .DELETE, "/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)",
+            headers: [("If-Match", "*")])
+        guard answer.status == 204 || answer.status == 200 || answer.status == 404 else {
+            throw refused(answer, "deleting device \(id)")
+        }
+    }
+
+    private func refused(_ answer: AzureAnswer, _ what: String) -> KeygateError {
+        KeygateError(.azureRefused, "IoT Hub refused \(what) (\(answer.status)): \(answer.text)")
+    }
+}
