@@ -13,6 +13,9 @@ public struct MQTTPacketDecoder: ByteToMessageDecoder {
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         // Find the packet's size from the fixed header before copying anything.
         let view = buffer.readableBytesView
+        guard let first = view.first else { return .needMoreData }
+        // Refuse a bad first byte at once, not after waiting for a length it may never send.
+        try Self.checkFixedHeader(first)
         guard view.count >= 2 else { return .needMoreData }
         var length = 0
         var multiplier = 1
@@ -39,6 +42,25 @@ public struct MQTTPacketDecoder: ByteToMessageDecoder {
         }
         context.fireChannelRead(wrapInboundOut(packet))
         return .continue
+    }
+
+    /// The packet type and its flags (MQTT 3.1.1, 2.2): reserved types, the QoS 2 handshake, QoS 3 and
+    /// wrong fixed flags are refused from the first byte.
+    static func checkFixedHeader(_ byte: UInt8) throws {
+        let type = byte >> 4
+        let flags = byte & 0x0F
+        switch type {
+        case 0, 15:
+            throw MQTTError(.malformedPacket, "packet type \(type) is reserved")
+        case 5, 6, 7:
+            throw MQTTError(.unsupportedPacketType, "the QoS 2 handshake (packet type \(type)) is not supported")
+        case 3:
+            if (flags >> 1) & 0x03 == 3 { throw MQTTError(.malformedPacket, "a PUBLISH cannot have QoS 3") }
+        case 8, 10:
+            if flags != 0x02 { throw MQTTError(.malformedPacket, "packet type \(type) must have flags 0010") }
+        default:
+            if flags != 0 { throw MQTTError(.malformedPacket, "packet type \(type) must have flags 0000") }
+        }
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws

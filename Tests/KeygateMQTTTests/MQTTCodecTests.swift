@@ -117,4 +117,21 @@ import Testing
         #expect(throws: MQTTError.self) { try channel.writeInbound(ByteBuffer(bytes: oversized)) }
         _ = try? channel.finish()
     }
+
+    /// A bad first byte is refused at once: the decoder does not wait for a length that may never come.
+    @Test(arguments: [UInt8(0x00), 0xF0, 0x50, 0x62, 0x70, 0x36, 0x80, 0xA0, 0x11, 0xC1])
+    func aBadFixedHeaderIsRefusedFromItsFirstByte(_ first: UInt8) {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MQTTPacketDecoder()))
+        #expect(throws: MQTTError.self) { try channel.writeInbound(ByteBuffer(bytes: [first])) }
+        _ = try? channel.finish()
+    }
+
+    @Test func goodFirstBytesWaitForTheRest() throws {
+        for first: UInt8 in [0x10, 0x30, 0x32, 0x3B, 0x40, 0x82, 0xA2, 0xC0, 0xE0] {
+            let channel = EmbeddedChannel(handler: ByteToMessageHandler(MQTTPacketDecoder()))
+            try channel.writeInbound(ByteBuffer(bytes: [first]))
+            #expect(try channel.readInbound(as: MQTTPacket.self) == nil)
+            _ = try? channel.finish()
+        }
+    }
 }

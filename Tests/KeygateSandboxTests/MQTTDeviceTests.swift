@@ -76,8 +76,12 @@ import X509
             registrationID: "mqtt-dev-1", identity: identity)
         #expect(assignment == DPSAssignment(assignedHub: connection.hub.hostName, deviceId: "mqtt-dev-1"))
 
+        // One connection per device: a second one closes the first.
+        let first = try await IoTHubDeviceConnection.connect(
+            hub: assignment.assignedHub, port: port, deviceID: assignment.deviceId, identity: identity)
         let device = try await IoTHubDeviceConnection.connect(
             hub: assignment.assignedHub, port: port, deviceID: assignment.deviceId, identity: identity)
+        #expect(await first.client.waitUntilClosed(timeout: .seconds(5)), "the older connection is closed")
         for index in 0..<5 { try await device.send(Array("{\"n\":\(index)}".utf8)) }
         let controls = SandboxControlClient(connection: connection)
         #expect(try await controls.inventory().devices.first?.telemetryMessages == 5)
@@ -116,5 +120,48 @@ import X509
             endpoint: connection.dps.deviceEndpoint, port: port, idScope: connection.dps.idScope,
             registrationID: "mqtt-dev-1", identity: identity)
         #expect(again.deviceId == "mqtt-dev-1")
+    }
+
+    @Test func enrollmentsAndHubDevicesSurviveARestart() async throws {
+        let folder = try TemporaryDirectory("sandbox-restart")
+        let sandbox = try await TestSandbox.start(in: folder)
+        let before = sandbox.connection
+        let access = try SharedAccessSignatureToken.ConnectionString(before.dps.serviceConnectionString)
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                tlsConfiguration: {
+                    var tls = TLSConfiguration.makeClientConfiguration()
+                    tls.trustRoots = .file(before.caCertificate)
+                    return tls
+                }()))
+        defer { _ = http.shutdown() }
+        func call(
+            _ method: HTTPMethod, host: String, key: SharedAccessSignatureToken.ConnectionString, body: [String: Any]?
+        )
+            async throws -> Int
+        {
+            var request = HTTPClientRequest(url: "https://\(host)/enrollments/kept-1?api-version=2021-10-01")
+            request.method = method
+            request.headers.add(name: "Authorization", value: try key.token())
+            if let body { request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body))) }
+            let response = try await http.execute(request, timeout: .seconds(10))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            return Int(response.status.code)
+        }
+        let created = try await call(
+            .PUT, host: access.hostName, key: access,
+            body: ["attestation": ["type": "symmetricKey"], "registrationId": "kept-1"])
+        #expect(created == 200)
+        await sandbox.stop()
+
+        let restarted = try await TestSandbox.start(in: folder)
+        defer { Task { await restarted.stop() } }
+        let after = restarted.connection
+        #expect(after.dps.idScope == before.dps.idScope)
+        #expect(after.keyVault.clientSecret == before.keyVault.clientSecret)
+        let again = try SharedAccessSignatureToken.ConnectionString(after.dps.serviceConnectionString)
+        #expect(again.key == access.key, "the SAS policies survive")
+        #expect(try await call(.GET, host: again.hostName, key: again, body: nil) == 200, "the enrollment survives")
     }
 }

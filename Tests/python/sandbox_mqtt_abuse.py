@@ -105,7 +105,7 @@ def closed_after(chunks, with_cert=True):
 
 hub_user = "%s/%s/?api-version=2019-10-01" % (hub, bad)
 cases = {
-    "garbage": [os.urandom(3) + bytes([0xF0]) + os.urandom(60)],
+    "garbage": [bytes([0x00]) + os.urandom(63)],  # packet type 0 is reserved: malformed from the first byte
     "reserved packet type": [bytes([0xF0, 0x00])],
     "bad remaining length": [bytes([0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])],
     "truncated connect": [bytes([0x10, 0x0A]) + string("MQTT")[:4] + bytes([4, 0x02, 0, 60, 0, 200])],

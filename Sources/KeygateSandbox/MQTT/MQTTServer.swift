@@ -39,6 +39,10 @@ final class MQTTServer: Service, Sendable {
                         NIOSSLServerHandler(
                             context: context,
                             customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) }),
+                        // A connection that says nothing for 90 s (1.5 x the SDKs' keep-alive) is closed,
+                        // whether it never sent CONNECT or stopped pinging.
+                        IdleStateHandler(readTimeout: .seconds(90)),
+                        CloseWhenIdle(),
                         ByteToMessageHandler(MQTTPacketDecoder()),
                         MessageToByteHandler(MQTTPacketEncoder()),
                     ]
@@ -257,5 +261,19 @@ struct MQTTSessions: Sendable {
             }
         }
         return (String(topic[..<mark]), parameters)
+    }
+}
+
+/// Closes the connection when `IdleStateHandler` reports no reads.
+final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 }
