@@ -271,7 +271,7 @@ let package = Package(
             name: "KeygateAgentTests",
             dependencies: [
                 "KeygateAgent", "KeygateAttestation", "KeygateServer", "KeygateStore", "KeygateDomain", "KeygatePKI",
-                "KeygateTestSupport",
+                "KeygateTestSupport", "KeygateSandbox", "KeygateMQTT",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),

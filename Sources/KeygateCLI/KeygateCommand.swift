@@ -13,7 +13,8 @@ public struct KeygateCommand: AsyncParsableCommand {
         version: KeygateVersion.current,
         subcommands: [
             InitCommand.self, ServeCommand.self, CACommand.self, CertCommand.self, GroupCommand.self,
-            AllowlistCommand.self, DeviceCommand.self, AuditCommand.self, SandboxCommand.self, BenchCommand.self,
+            AllowlistCommand.self, DeviceCommand.self, AuditCommand.self, SandboxCommand.self, ConnectorCommand.self,
+            OutboxCommand.self, BenchCommand.self,
         ]
     )
 

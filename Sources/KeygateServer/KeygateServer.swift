@@ -65,6 +65,7 @@ public struct KeygateServer: Sendable {
         OperationalRoutes(service: service).register(on: router)
         AdminAPI(service: service, configuration: configuration, rootCertificate: rootCertificate).register(on: router)
         AdminOnboardingAPI(onboarding: onboarding).register(on: router)
+        AdminConnectorAPI(onboarding: onboarding).register(on: router)
         DeviceRoutes(onboarding: onboarding).register(on: router)
         PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
@@ -100,6 +101,7 @@ public struct KeygateServer: Sendable {
                 services: [
                     .init(service: https), .init(service: http),
                     .init(service: CRLRefreshService(publisher: service.crl, logger: logger)),
+                    .init(service: OutboxDispatcher(store: service.store, secrets: onboarding.secrets, logger: logger)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))

@@ -120,12 +120,41 @@ public enum DeviceAPI {
         /// Leaf, issuing CA, root; PEM.
         public var certificateChain: String?
         public var notAfter: Date?
+        /// Where to register in Azure, when the device's group has a connector.
+        public var provisioning: Provisioning?
 
-        public init(status: String, serial: String? = nil, certificateChain: String? = nil, notAfter: Date? = nil) {
+        public init(
+            status: String, serial: String? = nil, certificateChain: String? = nil, notAfter: Date? = nil,
+            provisioning: Provisioning? = nil
+        ) {
             self.status = status
             self.serial = serial
             self.certificateChain = certificateChain
             self.notAfter = notAfter
+            self.provisioning = provisioning
+        }
+    }
+
+    /// How a device reaches DPS, and whether its enrollment there is in place yet.
+    public struct Provisioning: Codable, Sendable, Hashable {
+        /// The DPS device endpoint host (`global.azure-devices-provisioning.net` in Azure).
+        public var globalEndpoint: String
+        /// `nil` until the connector knows it (IoT Central tells it with the first device).
+        public var idScope: String?
+        public var registrationId: String
+        /// `true` once the enrollment reached DPS or IoT Central; register only then.
+        public var confirmed: Bool
+        /// The connector's error while it keeps retrying, for the device's log.
+        public var lastError: String?
+
+        public init(
+            globalEndpoint: String, idScope: String?, registrationId: String, confirmed: Bool, lastError: String? = nil
+        ) {
+            self.globalEndpoint = globalEndpoint
+            self.idScope = idScope
+            self.registrationId = registrationId
+            self.confirmed = confirmed
+            self.lastError = lastError
         }
     }
 
@@ -158,11 +187,13 @@ public enum DeviceAPI {
         public var epoch: Int
         public var certificateSerial: String?
         public var certificateNotAfter: Date?
+        public var provisioning: Provisioning?
 
         public init(
             deviceId: String, state: String, group: String, epoch: Int, certificateSerial: String?,
-            certificateNotAfter: Date?
+            certificateNotAfter: Date?, provisioning: Provisioning? = nil
         ) {
+            self.provisioning = provisioning
             self.deviceId = deviceId
             self.state = state
             self.group = group

@@ -86,6 +86,23 @@ public struct DPSServiceClient: Sendable {
             .azureUnavailable, "the enrollment \(enrollment.registrationID) keeps changing", retryAfter: 2)
     }
 
+    /// Enables or disables the enrollment as it is (a missing one is left alone: answers false).
+    @discardableResult
+    public func setEnabled(_ registrationID: String, _ enabled: Bool) async throws -> Bool {
+        let path = "/enrollments/\(AzureJSONClient.segment(registrationID))?api-version=\(Self.apiVersion)"
+        for _ in 0..<3 {
+            guard var current = try await enrollment(registrationID) else { return false }
+            current["provisioningStatus"] = enabled ? "enabled" : "disabled"
+            var headers: [(String, String)] = []
+            if let etag = current["etag"] as? String { headers.append(("If-Match", etag)) }
+            let answer = try await client.call(.PUT, path, body: current, headers: headers)
+            if answer.status == 200 || answer.status == 201 { return true }
+            if answer.status == 412 || answer.status == 409 { continue }
+            throw refused(answer, "updating enrollment \(registrationID)")
+        }
+        throw KeygateError(.azureUnavailable, "the enrollment \(registrationID) keeps changing", retryAfter: 2)
+    }
+
     /// Deletes the enrollment; a missing one is fine.
     public func delete(_ registrationID: String) async throws {
         let answer = try await client.call(

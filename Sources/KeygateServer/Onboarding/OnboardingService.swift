@@ -148,8 +148,13 @@ public final class OnboardingService: Sendable {
             csr: csr, profile: profile, identity: CertificateIdentity(commonName: device.id),
             validity: TimeInterval(session.group.policy.validityDays) * 86_400, deviceID: device.id)
         let actor = "device:\(device.id)"
+        let connector = try await connector(of: session.group)
+        let outbox = connector.map {
+            OutboxItem(connector: $0.name, deviceID: device.id, action: .enroll, certificate: issued.record.pem)
+        }
         _ = try await store.enroll(
             deviceID: device.id, certificate: issued.record, attestation: attestation, consumeToken: consumeToken,
+            outbox: outbox,
             audit: [
                 certificates.issuanceAudit(issued.record, actor: actor),
                 .init(
@@ -162,7 +167,7 @@ public final class OnboardingService: Sendable {
         certificates.recordIssuanceMetrics(profile: profile.name, since: started)
         return DeviceAPI.EnrollResponse(
             status: Device.State.enrolled.rawValue, serial: issued.record.serial, certificateChain: issued.chainPEM,
-            notAfter: issued.record.notAfter)
+            notAfter: issued.record.notAfter, provisioning: try await provisioning(of: device.id, connector: connector))
     }
 
     /// A read-only session: proves identity and returns the device's state.
@@ -372,8 +377,37 @@ public final class OnboardingService: Sendable {
     private func status(of device: Device) async throws -> DeviceAPI.StatusResponse {
         let latest = try await store.certificates(matching: .init(status: .active, deviceID: device.id, limit: 1000))
             .last
+        var provisioning: DeviceAPI.Provisioning?
+        if let group = try await store.group(named: device.group), let connector = try await connector(of: group) {
+            provisioning = try await self.provisioning(of: device.id, connector: connector)
+        }
         return DeviceAPI.StatusResponse(
             deviceId: device.id, state: device.state.rawValue, group: device.group, epoch: device.ddkEpoch,
-            certificateSerial: latest?.serial, certificateNotAfter: latest?.notAfter)
+            certificateSerial: latest?.serial, certificateNotAfter: latest?.notAfter, provisioning: provisioning)
+    }
+
+    // MARK: Azure
+
+    /// The group's connector, if it names one.
+    private func connector(of group: Group) async throws -> Connector? {
+        guard let name = group.policy.connector else { return nil }
+        guard let connector = try await store.connector(named: name) else {
+            throw KeygateError(
+                .connectorNotFound, "group \(group.name) names the connector \(name), which does not exist")
+        }
+        return connector
+    }
+
+    /// Where the device registers and whether its enrollment reached Azure.
+    private func provisioning(of deviceID: String, connector: Connector?) async throws -> DeviceAPI.Provisioning? {
+        guard let connector else { return nil }
+        let confirmed = try await store.enrollmentConfirmed(deviceID: deviceID) ?? false
+        let lastError =
+            confirmed ? nil : try await store.outboxItems(state: nil, deviceID: deviceID, limit: 1).first?.lastError
+        // A connector that learned its ID scope after this read still answers with it on the next poll.
+        let current = try await store.connector(named: connector.name) ?? connector
+        return DeviceAPI.Provisioning(
+            globalEndpoint: current.settings.globalEndpoint, idScope: current.settings.idScope,
+            registrationId: deviceID, confirmed: confirmed, lastError: lastError)
     }
 }

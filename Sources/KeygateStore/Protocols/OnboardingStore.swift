@@ -42,10 +42,11 @@ public protocol OnboardingStore: Sendable {
         audit: AuditEvent.Draft
     ) async throws -> Device
     /// Records a certificate and moves the device to `enrolled`, in one transaction; marks the
-    /// one-time enrollment token used when `consumeToken`.
+    /// one-time enrollment token used when `consumeToken`; queues `outbox` (its Azure enrollment) in
+    /// the same transaction.
     func enroll(
         deviceID: String, certificate: CertificateRecord, attestation: (method: String, level: Int),
-        consumeToken: Bool, audit: [AuditEvent.Draft]
+        consumeToken: Bool, outbox: OutboxItem?, audit: [AuditEvent.Draft]
     ) async throws -> Device
     /// Quarantines the device and puts its active certificates on hold (`certificateHold`), in one
     /// transaction; returns the device and the serials held.

@@ -83,4 +83,27 @@ public struct AuditChainBreak: Sendable, Hashable, Error {
 
 /// Everything the server needs from persistence.
 public typealias ServerStore = CertificateRecordStore & RevocationListStore & AdminTokenStore & AuditStore
-    & OnboardingStore
+    & OnboardingStore & ConnectorStore
+
+/// Connectors (where groups enrol their devices in Azure) and the outbox of Azure changes.
+public protocol ConnectorStore: Sendable {
+    func addConnector(_ connector: Connector, audit: AuditEvent.Draft) async throws
+    func updateConnectorSettings(name: String, settings: Connector.Settings) async throws
+    func connector(named name: String) async throws -> Connector?
+    func connectors() async throws -> [Connector]
+    /// Refuses (`connectorInUse`) while a group names it.
+    func removeConnector(name: String, audit: AuditEvent.Draft) async throws
+
+    func enqueue(_ item: OutboxItem, audit: AuditEvent.Draft?) async throws
+    /// Pending, due items, oldest first, at most one per device.
+    func dueOutboxItems(now: Date, limit: Int) async throws -> [OutboxItem]
+    func completeOutboxItem(id: Int64, at date: Date) async throws
+    func failOutboxItem(id: Int64, error: String, nextAttemptAt: Date, deadLetter: Bool, audit: AuditEvent.Draft?)
+        async throws
+    func outboxItems(state: OutboxItem.State?, deviceID: String?, limit: Int) async throws -> [OutboxItem]
+    func outboxCounts() async throws -> [OutboxItem.State: Int]
+    /// Puts a dead letter back in the queue.
+    func retryOutboxItem(id: Int64, audit: AuditEvent.Draft) async throws -> OutboxItem
+    /// Whether the device's latest enrollment reached Azure (`nil`: it has none).
+    func enrollmentConfirmed(deviceID: String) async throws -> Bool?
+}

@@ -319,10 +319,11 @@ extension SQLiteStore: OnboardingStore {
 
     public func enroll(
         deviceID: String, certificate: CertificateRecord, attestation: (method: String, level: Int),
-        consumeToken: Bool, audit: [AuditEvent.Draft]
+        consumeToken: Bool, outbox: OutboxItem?, audit: [AuditEvent.Draft]
     ) async throws -> Device {
         try await write { db in
             try Self.applyTransition(deviceID, event: .enrolled, reason: nil, attestation: attestation, in: db)
+            if let outbox { try Self.insertOutbox(outbox, in: db) }
             if consumeToken {
                 try db.execute(
                     sql: "UPDATE devices SET token_used = 1 WHERE id = ? AND token_used = 0", arguments: [deviceID])

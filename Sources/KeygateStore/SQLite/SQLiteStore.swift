@@ -133,6 +133,7 @@ public final class SQLiteStore: Sendable {
                     CREATE INDEX challenges_by_expiry ON challenges(expires_at);
                     """)
         }
+        registerConnectorMigration(&migrator)
         return migrator
     }
 

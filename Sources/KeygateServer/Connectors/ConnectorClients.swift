@@ -1,0 +1,102 @@
+import AsyncHTTPClient
+import Foundation
+import KeygateAzure
+public import KeygateDomain
+import KeygatePKI
+
+/// Opens a connector's secrets and talks to its Azure service: the one place that knows what each
+/// outbox action means for DPS and for IoT Central.
+public struct ConnectorClient: Sendable {
+    public let connector: Connector
+    let dps: DPSServiceClient?
+    let central: IoTCentralClient?
+    let hub: IoTHubRegistryClient?
+
+    public init(_ connector: Connector, secrets: SecretBox?) throws {
+        self.connector = connector
+        func secret(_ name: String) throws -> String? {
+            guard let sealed = connector.sealedSecrets[name] else { return nil }
+            guard let secrets else {
+                throw KeygateError(.passphraseMissing, "the connector's secrets are sealed with the CA passphrase")
+            }
+            return try secrets.open(sealed)
+        }
+        let http = AzureHTTPClients.client(trusting: connector.settings.caCertificate)
+        switch connector.kind {
+        case .dps:
+            guard let connectionString = try secret("connectionString") else {
+                throw KeygateError(.invalidConnector, "the DPS connector \(connector.name) has no connection string")
+            }
+            dps = try DPSServiceClient(connectionString: connectionString, http: http)
+            central = nil
+        case .iotCentral:
+            var tokens: AADTokenProvider?
+            if let endpoint = connector.settings.tokenEndpoint, let clientID = connector.settings.clientID,
+                let clientSecret = try secret("clientSecret")
+            {
+                tokens = AADTokenProvider(
+                    tokenEndpoint: endpoint, clientID: clientID, clientSecret: clientSecret,
+                    scope: IoTCentralClient.aadScope, http: http)
+            }
+            central = try IoTCentralClient(
+                appURL: connector.settings.endpoint, apiToken: try secret("apiToken"), tokens: tokens, http: http)
+            dps = nil
+        }
+        hub = try secret("hubConnectionString").map { try IoTHubRegistryClient(connectionString: $0, http: http) }
+    }
+
+    /// Makes the change in Azure; safe to repeat. Answers the ID scope when it learned it.
+    public func deliver(_ item: OutboxItem) async throws -> String? {
+        switch (connector.kind, item.action) {
+        case (.dps, .enroll):
+            guard let certificate = item.certificate else { throw missingCertificate(item) }
+            try await dps!.put(
+                .init(
+                    registrationID: item.deviceID, primaryCertificate: certificate,
+                    secondaryCertificate: item.previousCertificate, enabled: true))
+            return nil
+        case (.dps, .disable), (.dps, .enable):
+            let enabled = item.action == .enable
+            try await dps!.setEnabled(item.deviceID, enabled)
+            try await hub?.setStatus(item.deviceID, enabled: enabled, reason: enabled ? nil : "quarantined by Keygate")
+            return nil
+        case (.dps, .delete):
+            try await dps!.delete(item.deviceID)
+            try await hub?.delete(item.deviceID)
+            return nil
+        case (.iotCentral, .enroll):
+            guard let certificate = item.certificate else { throw missingCertificate(item) }
+            try await central!.putDevice(
+                item.deviceID, displayName: item.deviceID, enabled: true, certificate: certificate,
+                secondaryCertificate: item.previousCertificate)
+            return connector.settings.idScope == nil ? try await central!.idScope(deviceID: item.deviceID) : nil
+        case (.iotCentral, .disable), (.iotCentral, .enable):
+            try await central!.setEnabled(item.deviceID, item.action == .enable)
+            return nil
+        case (.iotCentral, .delete):
+            try await central!.deleteDevice(item.deviceID)
+            return nil
+        }
+    }
+
+    /// A harmless authenticated call; says what it found.
+    public func test() async throws -> String {
+        switch connector.kind {
+        case .dps:
+            let count = try await dps!.probe()
+            var found = "DPS \(dps!.credentials.hostName) answered: \(count) enrollment(s) on the first page"
+            if let hub {
+                _ = try await hub.device("keygate-connector-test")
+                found += "; IoT Hub \(hub.credentials.hostName) answered"
+            }
+            return found
+        case .iotCentral:
+            try await central!.probe()
+            return "IoT Central \(connector.settings.endpoint) answered"
+        }
+    }
+
+    private func missingCertificate(_ item: OutboxItem) -> KeygateError {
+        KeygateError(.internalError, "outbox item \(item.id) has no certificate to enrol")
+    }
+}

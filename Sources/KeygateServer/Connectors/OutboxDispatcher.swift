@@ -1,0 +1,120 @@
+public import Foundation
+import KeygateDomain
+import KeygatePKI
+public import KeygateStore
+public import Logging
+import NIOConcurrencyHelpers
+public import ServiceLifecycle
+
+/// Delivers the outbox to Azure (a ServiceLifecycle service): due items oldest first, one at a time
+/// per device, at most `concurrencyPerConnector` calls at once per connector (so Keygate stays under
+/// Azure's quotas), exponential backoff with jitter that honours Retry-After, a dead letter with the
+/// last error after `maximumAttempts`. State is in the database: a restart carries on where it stopped.
+public struct OutboxDispatcher: Service {
+    public struct Policy: Sendable {
+        public var maximumAttempts = 12
+        public var baseDelay: TimeInterval = 1
+        public var maximumDelay: TimeInterval = 300
+        public var concurrencyPerConnector = 4
+        public var pollInterval: TimeInterval = 0.25
+        public var batch = 64
+
+        public init() {}
+
+        /// The wait before attempt `attempt + 1`: `base × 2^attempt` with ±50 % jitter, at least Retry-After.
+        func delay(afterAttempt attempt: Int, retryAfter: Int?) -> TimeInterval {
+            let exponential = min(maximumDelay, baseDelay * pow(2, Double(min(attempt, 20))))
+            return max(Double(retryAfter ?? 0), exponential * Double.random(in: 0.5...1.5))
+        }
+    }
+
+    let store: any ServerStore
+    let secrets: SecretBox?
+    let policy: Policy
+    let logger: Logger
+    private let clients = NIOLockedValueBox<[String: ConnectorClient]>([:])
+
+    public init(store: any ServerStore, secrets: SecretBox?, policy: Policy = Policy(), logger: Logger) {
+        self.store = store
+        self.secrets = secrets
+        self.policy = policy
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let delivered = (try? await deliverDue()) ?? 0
+                if delivered == 0 { try? await Task.sleep(for: .seconds(policy.pollInterval)) }
+            }
+        }
+    }
+
+    /// Delivers what is due now; answers how many items it tried.
+    @discardableResult
+    public func deliverDue(now: Date = Date()) async throws -> Int {
+        let due = try await store.dueOutboxItems(now: now, limit: policy.batch)
+        guard !due.isEmpty else { return 0 }
+        let byConnector = Dictionary(grouping: due, by: \.connector)
+        await withTaskGroup(of: Void.self) { group in
+            for (_, items) in byConnector {
+                group.addTask {
+                    // Bounded per connector: a few calls at a time, in order of due time.
+                    await withTaskGroup(of: Void.self) { calls in
+                        var next = 0
+                        while next < min(policy.concurrencyPerConnector, items.count) {
+                            let item = items[next]
+                            calls.addTask { await deliver(item) }
+                            next += 1
+                        }
+                        while await calls.next() != nil, next < items.count {
+                            let item = items[next]
+                            calls.addTask { await deliver(item) }
+                            next += 1
+                        }
+                    }
+                }
+            }
+        }
+        return due.count
+    }
+
+    private func deliver(_ item: OutboxItem) async {
+        do {
+            let client = try await client(for: item.connector)
+            if let idScope = try await client.deliver(item) {
+                var settings = client.connector.settings
+                settings.idScope = idScope
+                try await store.updateConnectorSettings(name: item.connector, settings: settings)
+                clients.withLockedValue { $0[item.connector] = nil }
+            }
+            try await store.completeOutboxItem(id: item.id, at: Date())
+        } catch {
+            let keygateError = error as? KeygateError
+            let attempts = item.attempts + 1
+            let deadLetter = attempts >= policy.maximumAttempts
+            let next = Date() + policy.delay(afterAttempt: item.attempts, retryAfter: keygateError?.retryAfter)
+            let message = keygateError.map { "\($0.code.rawValue): \($0.message)" } ?? "\(error)"
+            logger.warning(
+                "outbox item \(item.id) (\(item.action.rawValue) \(item.deviceID) via \(item.connector)) failed: \(message)"
+            )
+            try? await store.failOutboxItem(
+                id: item.id, error: message, nextAttemptAt: next, deadLetter: deadLetter,
+                audit: deadLetter
+                    ? .init(
+                        actor: "system", action: "outbox.deadLetter", subject: item.deviceID,
+                        details: ["id": "\(item.id)", "connector": item.connector, "error": message])
+                    : nil)
+        }
+    }
+
+    private func client(for name: String) async throws -> ConnectorClient {
+        if let cached = clients.withLockedValue({ $0[name] }) { return cached }
+        guard let connector = try await store.connector(named: name) else {
+            throw KeygateError(.connectorNotFound, "no connector \(name)")
+        }
+        let client = try ConnectorClient(connector, secrets: secrets)
+        clients.withLockedValue { $0[name] = client }
+        return client
+    }
+}

@@ -1,0 +1,240 @@
+public import Foundation
+import GRDB
+public import KeygateDomain
+import KeygatePKI
+
+/// Connectors and the outbox of Azure changes.
+extension SQLiteStore: ConnectorStore {
+    static func registerConnectorMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v3-connectors") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE connectors (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        kind TEXT NOT NULL,
+                        settings TEXT NOT NULL,
+                        sealed_secrets TEXT NOT NULL,
+                        created_at INTEGER NOT NULL
+                    );
+                    CREATE TABLE outbox (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        connector TEXT NOT NULL,
+                        device_id TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        certificate TEXT,
+                        previous_certificate TEXT,
+                        state TEXT NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at INTEGER NOT NULL,
+                        last_error TEXT,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX outbox_due ON outbox(state, next_attempt_at, id);
+                    CREATE INDEX outbox_by_device ON outbox(device_id, id);
+                    """)
+        }
+    }
+
+    // MARK: Connectors
+
+    public func addConnector(_ connector: Connector, audit: AuditEvent.Draft) async throws {
+        let settings = try Self.encode(connector.settings)
+        let secrets = try Self.encode(connector.sealedSecrets)
+        try await write { db in
+            guard
+                try Bool.fetchOne(db, sql: "SELECT 1 FROM connectors WHERE name = ?", arguments: [connector.name])
+                    == nil
+            else { throw KeygateError(.connectorExists, "a connector named \(connector.name) exists") }
+            try db.execute(
+                sql: "INSERT INTO connectors (name, kind, settings, sealed_secrets, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [
+                    connector.name, connector.kind.rawValue, settings, secrets, connector.createdAt.unixMilliseconds,
+                ])
+            _ = try Self.appendAudit(audit, at: Date(), in: db)
+        }
+    }
+
+    public func updateConnectorSettings(name: String, settings: Connector.Settings) async throws {
+        let encoded = try Self.encode(settings)
+        try await write { db in
+            try db.execute(sql: "UPDATE connectors SET settings = ? WHERE name = ?", arguments: [encoded, name])
+        }
+    }
+
+    public func connector(named name: String) async throws -> Connector? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM connectors WHERE name = ?", arguments: [name]).map(Self.connector)
+        }
+    }
+
+    public func connectors() async throws -> [Connector] {
+        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM connectors ORDER BY name").map(Self.connector) }
+    }
+
+    public func removeConnector(name: String, audit: AuditEvent.Draft) async throws {
+        try await write { db in
+            let groups = try Row.fetchAll(db, sql: "SELECT * FROM groups").map(Self.group)
+            if let user = groups.first(where: { $0.policy.connector == name }) {
+                throw KeygateError(.connectorInUse, "group \(user.name) uses the connector \(name)")
+            }
+            try db.execute(sql: "DELETE FROM connectors WHERE name = ?", arguments: [name])
+            guard db.changesCount == 1 else { throw KeygateError(.connectorNotFound, "no connector \(name)") }
+            _ = try Self.appendAudit(audit, at: Date(), in: db)
+        }
+    }
+
+    static func connector(_ row: Row) throws -> Connector {
+        let settings: String = row["settings"]
+        let secrets: String = row["sealed_secrets"]
+        guard let kind = Connector.Kind(rawValue: row["kind"]) else {
+            throw KeygateError(.internalError, "a stored connector has an unknown kind")
+        }
+        return Connector(
+            name: row["name"], kind: kind,
+            settings: try JSONDecoder().decode(Connector.Settings.self, from: Data(settings.utf8)),
+            sealedSecrets: try JSONDecoder().decode([String: String].self, from: Data(secrets.utf8)),
+            createdAt: Date(unixMilliseconds: row["created_at"]))
+    }
+
+    // MARK: Outbox
+
+    static func insertOutbox(_ item: OutboxItem, in db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO outbox (connector, device_id, action, certificate, previous_certificate, state, attempts,
+                    next_attempt_at, last_error, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, ?, ?)
+                """,
+            arguments: [
+                item.connector, item.deviceID, item.action.rawValue, item.certificate, item.previousCertificate,
+                OutboxItem.State.pending.rawValue, item.nextAttemptAt.unixMilliseconds, item.createdAt.unixMilliseconds,
+                item.createdAt.unixMilliseconds,
+            ])
+    }
+
+    public func enqueue(_ item: OutboxItem, audit: AuditEvent.Draft?) async throws {
+        try await write { db in
+            try Self.insertOutbox(item, in: db)
+            if let audit { _ = try Self.appendAudit(audit, at: Date(), in: db) }
+        }
+    }
+
+    /// Pending items that are due, oldest first, at most one per device (a device's changes go in order).
+    public func dueOutboxItems(now: Date, limit: Int) async throws -> [OutboxItem] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+                    AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.device_id = o.device_id AND p.state = 'pending' AND p.id < o.id)
+                    ORDER BY o.next_attempt_at, o.id LIMIT ?
+                    """,
+                arguments: [now.unixMilliseconds, limit]
+            ).map(Self.outboxItem)
+        }
+    }
+
+    public func completeOutboxItem(id: Int64, at date: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE outbox SET state = 'delivered', last_error = NULL, updated_at = ? WHERE id = ?",
+                arguments: [date.unixMilliseconds, id])
+        }
+    }
+
+    public func failOutboxItem(
+        id: Int64, error: String, nextAttemptAt: Date, deadLetter: Bool, audit: AuditEvent.Draft?
+    )
+        async throws
+    {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = ?, updated_at = ?
+                    WHERE id = ?
+                    """,
+                arguments: [
+                    String(error.prefix(1000)), nextAttemptAt.unixMilliseconds,
+                    (deadLetter ? OutboxItem.State.deadLetter : .pending).rawValue, Date().unixMilliseconds, id,
+                ])
+            if let audit { _ = try Self.appendAudit(audit, at: Date(), in: db) }
+        }
+    }
+
+    public func outboxItems(state: OutboxItem.State?, deviceID: String?, limit: Int) async throws -> [OutboxItem] {
+        try await read { db in
+            var conditions: [String] = []
+            var arguments: [any DatabaseValueConvertible] = []
+            if let state {
+                conditions.append("state = ?")
+                arguments.append(state.rawValue)
+            }
+            if let deviceID {
+                conditions.append("device_id = ?")
+                arguments.append(deviceID)
+            }
+            let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            arguments.append(limit)
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM outbox \(filter) ORDER BY id DESC LIMIT ?",
+                arguments: StatementArguments(arguments)
+            ).map(Self.outboxItem)
+        }
+    }
+
+    public func outboxCounts() async throws -> [OutboxItem.State: Int] {
+        try await read { db in
+            var counts: [OutboxItem.State: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM outbox GROUP BY state") {
+                if let state = OutboxItem.State(rawValue: row["state"]) { counts[state] = row["n"] }
+            }
+            return counts
+        }
+    }
+
+    public func retryOutboxItem(id: Int64, audit: AuditEvent.Draft) async throws -> OutboxItem {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+                    WHERE id = ? AND state = 'deadLetter'
+                    """,
+                arguments: [Date().unixMilliseconds, Date().unixMilliseconds, id])
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM outbox WHERE id = ?", arguments: [id]) else {
+                throw KeygateError(.outboxItemNotFound, "no outbox item \(id)")
+            }
+            guard db.changesCount == 1 || (row["state"] as String) == "pending" else {
+                throw KeygateError(.conflict, "outbox item \(id) is \(row["state"] as String), not a dead letter")
+            }
+            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            return try Self.outboxItem(row)
+        }
+    }
+
+    /// Whether the device's latest enrollment change reached Azure; `nil` when it has none.
+    public func enrollmentConfirmed(deviceID: String) async throws -> Bool? {
+        try await read { db in
+            guard
+                let state = try String.fetchOne(
+                    db,
+                    sql:
+                        "SELECT state FROM outbox WHERE device_id = ? AND action IN ('enroll', 'enable') ORDER BY id DESC LIMIT 1",
+                    arguments: [deviceID])
+            else { return nil }
+            return state == OutboxItem.State.delivered.rawValue
+        }
+    }
+
+    static func outboxItem(_ row: Row) throws -> OutboxItem {
+        guard let action = OutboxItem.Action(rawValue: row["action"]),
+            let state = OutboxItem.State(rawValue: row["state"])
+        else { throw KeygateError(.internalError, "a stored outbox item has an unknown action or state") }
+        return OutboxItem(
+            id: row["id"], connector: row["connector"], deviceID: row["device_id"], action: action,
+            certificate: row["certificate"], previousCertificate: row["previous_certificate"], state: state,
+            attempts: row["attempts"], nextAttemptAt: Date(unixMilliseconds: row["next_attempt_at"]),
+            lastError: row["last_error"], createdAt: Date(unixMilliseconds: row["created_at"]),
+            updatedAt: Date(unixMilliseconds: row["updated_at"]))
+    }
+}

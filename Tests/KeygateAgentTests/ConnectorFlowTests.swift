@@ -1,0 +1,130 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import KeygateAgent
+import KeygateAttestation
+import KeygateDomain
+import KeygatePKI
+import KeygateSandbox
+import KeygateServer
+import KeygateStore
+import KeygateTestSupport
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import Testing
+import X509
+
+/// Steps 1 to 9 against the sandbox: a DPS connector, the outbox delivering each enrolled device's
+/// individual enrollment (through faults and an outage), then the device registering with DPS and
+/// sending telemetry to the hub with the certificate Keygate issued.
+@Suite struct ConnectorFlowTests {
+    /// Adds a DPS connector through the admin API and a group that uses it.
+    static func connect(_ h: AgentEnrollmentTests.Harness, sandbox: SandboxServer.Connection) async throws {
+        var request = HTTPClientRequest(url: h.server.httpsURL + "/admin/v1/connectors")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(h.kg.adminToken)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(
+            ByteBuffer(
+                bytes: try JSONSerialization.data(withJSONObject: [
+                    "name": "sandbox-dps", "type": "dps", "connectionString": sandbox.dps.serviceConnectionString,
+                    "idScope": sandbox.dps.idScope, "globalEndpoint": sandbox.dps.deviceEndpoint,
+                    "hubConnectionString": sandbox.hub.registryConnectionString, "caCertificate": sandbox.caCertificate,
+                ])))
+        let response = try await h.http.execute(request, timeout: .seconds(10))
+        let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+        #expect(response.status == .created, "\(body)")
+        #expect(!body.contains("SharedAccessKey="), "secrets are never shown")
+        var group = try #require(try await h.kg.server.onboarding.store.group(named: "fleet"))
+        group.policy.connector = "sandbox-dps"
+        try await h.kg.server.onboarding.store.updateGroup(
+            group, audit: .init(actor: "test", action: "group.updated", subject: "fleet"))
+    }
+
+    /// Waits (bounded) until every device's enrollment reached Azure.
+    static func waitConfirmed(_ store: any ServerStore, _ devices: [String], seconds: Double = 60) async throws -> Bool
+    {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            var all = true
+            for device in devices where try await store.enrollmentConfirmed(deviceID: device) != true { all = false }
+            if all { return true }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return false
+    }
+
+    @Test func enrolledDevicesReachDPSThroughTheOutboxEvenWhenAzureFailsThenRegisterAndConnect() async throws {
+        let folder = try TemporaryDirectory("connector-flow")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let devices = (0..<12).map { "meter-\($0)" }
+        let h = try await AgentEnrollmentTests.Harness.make(.init(), devices: devices)
+        defer { Task { await h.stop() } }
+        try await Self.connect(h, sandbox: sandbox.connection)
+        let store = h.kg.server.onboarding.store
+        let control = SandboxControlClient(connection: sandbox.connection)
+
+        // 30 % of DPS service calls fail (429, 500, 503, drops; timeouts are the next test's outage).
+        try await control.set(
+            .init(rate: 0.3, kinds: [.throttle, .serverError, .unavailable, .drop], retryAfterSeconds: 1),
+            surface: .dpsService)
+        var identities: [String: DDKIdentity] = [:]
+        for device in devices.prefix(8) {
+            let attributes = DDKAttributes(strings: ["machine-id": device])
+            identities[device] = DDKIdentity(deviceID: device, attributes: attributes)
+            let outcome = try await h.enrollment(device, .ddk(attributes: attributes, seed: [])).run()
+            guard case .enrolled = outcome else { Issue.record("\(device) not enrolled: \(outcome)"); return }
+        }
+        #expect(try await Self.waitConfirmed(store, Array(devices.prefix(8))), "every enrollment reaches DPS")
+        let report = try await control.report()
+        #expect((report.injected[.dpsService] ?? 0) > 0, "faults were injected: \(report.injected)")
+        #expect(try await store.outboxItems(state: .deadLetter, deviceID: nil, limit: 10).isEmpty)
+        try await control.set(.init(rate: 0), surface: .dpsService)
+
+        // DPS "down": enrollments queue with the error; "up": they all go through.
+        try await control.set(.init(down: true), surface: .dpsService)
+        for device in devices.suffix(4) {
+            let attributes = DDKAttributes(strings: ["machine-id": device])
+            identities[device] = DDKIdentity(deviceID: device, attributes: attributes)
+            _ = try await h.enrollment(device, .ddk(attributes: attributes, seed: [])).run()
+        }
+        var queued: [OutboxItem] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        repeat {
+            try await Task.sleep(for: .milliseconds(250))
+            queued = try await store.outboxItems(state: .pending, deviceID: nil, limit: 10)
+        } while ContinuousClock.now < deadline && !queued.allSatisfy { $0.lastError != nil }
+        #expect(
+            queued.count == 4 && queued.allSatisfy { $0.lastError?.contains("azureUnavailable") == true }, "\(queued)")
+        #expect(try await store.enrollmentConfirmed(deviceID: devices[11]) == false)
+        try await control.set(.init(down: false), surface: .dpsService)
+        #expect(try await Self.waitConfirmed(store, devices), "after the outage every enrollment goes through")
+
+        // Exactly one enrollment per device in DPS, each with the certificate Keygate holds.
+        let inventory = try await control.inventory()
+        #expect(inventory.enrollments.filter { $0.kind == "individual" }.map(\.id).sorted() == devices.sorted())
+
+        // Steps 7-9: the first device registers with DPS over MQTT and sends telemetry to the hub.
+        let device = devices[0]
+        let chainPEM = try String(
+            contentsOfFile: h.folder.file("state-\(device)") + "/device.crt.pem", encoding: .utf8)
+        let chain = try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8))
+        let key = identities[device]!.tlsKey(generation: 0)
+        let identity = AzureDeviceIdentity(
+            certificateChain: chain,
+            privateKey: try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem),
+            trustRoots: try NIOSSLCertificate.fromPEMFile(sandbox.connection.caCertificate))
+        let port = try #require(sandbox.connection.dps.mqttPort)
+        let assignment = try await DPSMQTTRegistration.register(
+            endpoint: sandbox.connection.dps.deviceEndpoint, port: port, idScope: sandbox.connection.dps.idScope,
+            registrationID: device, identity: identity)
+        #expect(assignment.deviceId == device)
+        let hub = try await IoTHubDeviceConnection.connect(
+            hub: assignment.assignedHub, port: port, deviceID: device, identity: identity)
+        try await hub.send(Array("{\"kWh\": 12.5}".utf8))
+        await hub.close()
+        #expect(try await control.inventory().devices.first { $0.deviceId == device }?.telemetryMessages == 1)
+    }
+}
