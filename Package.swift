@@ -308,6 +308,9 @@ let package = Package(
             dependencies: [
                 "KeygateAzure", "KeygateSandbox", "KeygatePKI", "KeygateServer", "KeygateStore", "KeygateDomain",
                 "KeygateTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),

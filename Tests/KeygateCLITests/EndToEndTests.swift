@@ -15,7 +15,9 @@ import Testing
             ["allowlist", "add"],
             ["allowlist", "import"], ["allowlist", "list"], ["allowlist", "remove"], ["device"], ["device", "list"],
             ["device", "show"], ["device", "approve"], ["sandbox"], ["sandbox", "start"], ["sandbox", "inspect"],
-            ["sandbox", "faults"],
+            ["sandbox", "faults"], ["connector"], ["connector", "add"], ["connector", "list"], ["connector", "show"],
+            ["connector", "test"], ["connector", "remove"], ["outbox"], ["outbox", "list"], ["outbox", "retry"],
+            ["bench", "sandbox"],
         ]
         for command in commands {
             let result = try keygate.run(command + ["--help"])
