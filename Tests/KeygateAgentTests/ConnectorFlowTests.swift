@@ -127,4 +127,47 @@ import X509
         await hub.close()
         #expect(try await control.inventory().devices.first { $0.deviceId == device }?.telemetryMessages == 1)
     }
+
+    @Test func theAgentRunsStepsFourToNineOverHTTPSOrMQTTAndCarriesOnAfterARestart() async throws {
+        let folder = try TemporaryDirectory("agent-run")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let h = try await AgentEnrollmentTests.Harness.make(.init(), devices: ["boiler-9", "boiler-10"])
+        defer { Task { await h.stop() } }
+        try await Self.connect(h, sandbox: sandbox.connection)
+        let agent = try KeygateBinary.locate("keygate-agent")
+        let connection = sandbox.connection
+        let httpsPort = try #require(URL(string: connection.baseURL)?.port)
+        let mqttPort = try #require(connection.dps.mqttPort)
+        func run(_ device: String, transport: String, messages: Int) async throws -> ExternalTool.Output {
+            try await agent.run([
+                "run", "--server", h.server.httpsURL, "--ca-cert", h.kg.rootPath, "--device-id", device, "--state-dir",
+                folder.file("state-\(device)"), "--attribute", "machine-id=\(device)", "--azure-ca-cert",
+                connection.caCertificate, "--dps-transport", transport, "--dps-port", "\(httpsPort)", "--mqtt-port",
+                "\(mqttPort)", "--interval", "0.1", "--messages", "\(messages)",
+            ])
+        }
+        let first = try await run("boiler-9", transport: "https", messages: 3)
+        #expect(first.status == 0, "\(first.combined)")
+        for step in DeviceRunner.Step.allCases {
+            #expect(first.stdout.contains(step.rawValue), "timeline shows \(step): \(first.stdout)")
+        }
+        let certificates = try await h.kg.server.service.store.certificates(
+            matching: .init(status: nil, deviceID: "boiler-9", limit: 10))
+        #expect(certificates.count == 1)
+
+        // A restart carries on: no new certificate, no new enrollment, more telemetry.
+        let again = try await run("boiler-9", transport: "https", messages: 2)
+        #expect(again.status == 0, "\(again.combined)")
+        #expect(
+            try await h.kg.server.service.store.certificates(matching: .init(status: nil, deviceID: "boiler-9", limit: 10))
+                .count == 1)
+        #expect(try await h.kg.server.onboarding.store.outboxItems(state: nil, deviceID: "boiler-9", limit: 10).count == 1)
+
+        let overMQTT = try await run("boiler-10", transport: "mqtt", messages: 2)
+        #expect(overMQTT.status == 0, "\(overMQTT.combined)")
+        let inventory = try await SandboxControlClient(connection: connection).inventory()
+        #expect(inventory.devices.first { $0.deviceId == "boiler-9" }?.telemetryMessages == 5)
+        #expect(inventory.devices.first { $0.deviceId == "boiler-10" }?.telemetryMessages == 2)
+    }
 }

@@ -1,5 +1,8 @@
+import AsyncHTTPClient
 import Foundation
 public import KeygateMQTT
+import NIOCore
+import NIOHTTP1
 public import NIOSSL
 
 /// A device's X.509 identity for Azure: its certificate chain and key, and the CA that signs the
@@ -122,4 +125,49 @@ public struct IoTHubDeviceConnection: Sendable {
     public var isConnected: Bool { client.isConnected }
 
     public func close() async { await client.close() }
+}
+
+/// Registers a device with DPS over HTTPS (AZURE.md): PUT `register` with the client certificate,
+/// then poll the operation, honouring Retry-After.
+public enum DPSHTTPSRegistration {
+    public static func register(
+        endpoint: String, port: Int = 443, idScope: String, registrationID: String, identity: AzureDeviceIdentity,
+        maximumPolls: Int = 30
+    ) async throws -> DPSAssignment {
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: identity.tls))
+        defer { _ = http.shutdown() }
+        let host = endpoint.contains(":") && !endpoint.hasPrefix("[") ? "[\(endpoint)]" : endpoint
+        let base = "https://\(host):\(port)/\(idScope)/registrations/\(registrationID)"
+        var request = HTTPClientRequest(url: base + "/register?api-version=2021-06-01")
+        request.method = .PUT
+        request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+        request.body = .bytes(
+            ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["registrationId": registrationID])))
+        var (status, body, retryAfter) = try await send(request, http: http)
+        for _ in 0..<maximumPolls {
+            guard status == 202 || (status == 200 && body["status"] as? String == "assigning"),
+                let operation = body["operationId"] as? String
+            else { break }
+            try await Task.sleep(for: .seconds(retryAfter ?? 2))
+            var poll = HTTPClientRequest(url: base + "/operations/\(operation)?api-version=2021-06-01")
+            poll.method = .GET
+            (status, body, retryAfter) = try await send(poll, http: http)
+        }
+        let outcome = body["status"] as? String ?? "HTTP \(status)"
+        guard outcome == "assigned", let state = body["registrationState"] as? [String: Any],
+            let hub = state["assignedHub"] as? String, let deviceID = state["deviceId"] as? String
+        else {
+            let message = (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
+                ?? body["message"] as? String ?? "no assignment"
+            throw DPSRegistrationFailed(status: outcome, message: message)
+        }
+        return DPSAssignment(assignedHub: hub, deviceId: deviceID)
+    }
+
+    private static func send(_ request: HTTPClientRequest, http: HTTPClient) async throws -> (Int, [String: Any], Int?) {
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let data = try await response.body.collect(upTo: 1 << 20)
+        let body = (try? JSONSerialization.jsonObject(with: Data(data.readableBytesView))) as? [String: Any] ?? [:]
+        return (Int(response.status.code), body, response.headers.first(name: "Retry-After").flatMap(Int.init))
+    }
 }

@@ -2,6 +2,7 @@ public import ArgumentParser
 import Foundation
 import KeygateAttestation
 import KeygatePKI
+import NIOSSL
 
 /// `keygate-agent`: what runs on a device.
 public struct AgentCommand: AsyncParsableCommand {
@@ -14,7 +15,7 @@ public struct AgentCommand: AsyncParsableCommand {
             leaves it.
             """,
         version: "0.1.0",
-        subcommands: [Identity.self, Enroll.self, Status.self])
+        subcommands: [Identity.self, Enroll.self, Status.self, Run.self])
 
     public init() {}
 }
@@ -210,5 +211,60 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     } catch let error as AgentError {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The device's whole life: enroll, wait for Azure, register with DPS, connect to IoT Hub, send telemetry.",
+        discussion: """
+            Keeps its progress in STATE-DIR, so a restart carries on: an enrolled device is not enrolled again and
+            an assigned one connects without registering again. DPS over HTTPS by default (--dps-transport mqtt for
+            MQTT on --mqtt-port); the hub over MQTT with the certificate Keygate issued.
+            """)
+
+    @OptionGroup var options: DeviceOptions
+    @Option(help: "https (default) or mqtt.") var dpsTransport: String = "https"
+    @Option(help: "A PEM CA to trust for DPS and IoT Hub (the sandbox's); default: the system's roots.") var azureCaCert:
+        String?
+    @Option(help: "The DPS HTTPS port.") var dpsPort: Int = 443
+    @Option(help: "The MQTT port (DPS over MQTT and IoT Hub).") var mqttPort: Int = 8883
+    @Option(help: "Seconds between telemetry messages.") var interval: Double = 10
+    @Option(help: "Stop after this many messages (default: run until stopped).") var messages: Int?
+
+    func validate() throws {
+        guard DeviceRunner.Transport(rawValue: dpsTransport) != nil else {
+            throw ValidationError("--dps-transport is https or mqtt")
+        }
+        guard interval > 0 else { throw ValidationError("--interval must be positive") }
+    }
+
+    func run() async throws {
+        let enrollment = try options.enrollment()
+        var runnerOptions = DeviceRunner.Options()
+        runnerOptions.transport = DeviceRunner.Transport(rawValue: dpsTransport)!
+        runnerOptions.azureTrust = try azureCaCert.map { try NIOSSLCertificate.fromPEMFile($0) }
+        runnerOptions.dpsHTTPSPort = dpsPort
+        runnerOptions.mqttPort = mqttPort
+        runnerOptions.telemetryInterval = .milliseconds(Int(interval * 1000))
+        runnerOptions.messages = messages
+        let started = ContinuousClock.now
+        let runner = DeviceRunner(
+            enrollment: enrollment, options: runnerOptions,
+            onStep: { step, at in
+                print(String(format: "%8.3f s  %@", Double((at - started).components.attoseconds) / 1e18 + Double((at - started).components.seconds), step.rawValue))
+            },
+            log: { FileHandle.standardError.write(Data("\($0)\n".utf8)) })
+        do {
+            try await reportingErrors { try await runner.run() }
+            try await enrollment.client.shutdown()
+        } catch {
+            try? await enrollment.client.shutdown()
+            if let failure = error as? DPSRegistrationFailed {
+                FileHandle.standardError.write(Data("error: \(failure)\n".utf8))
+                throw ExitCode(1)
+            }
+            throw error
+        }
     }
 }

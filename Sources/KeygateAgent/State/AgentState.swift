@@ -14,6 +14,11 @@ public struct AgentState: Codable, Sendable {
     public var certificateSerial: String?
     public var certificateNotAfter: Date?
     public var state: String?
+    /// Where DPS assigned the device (kept so a restart connects without registering again).
+    public var assignedHub: String?
+    public var hubDeviceId: String?
+    /// The certificate serial the assignment was made with (a new certificate registers again).
+    public var assignedWithSerial: String?
 
     public init(deviceId: String, server: String, attestation: String) {
         self.deviceId = deviceId

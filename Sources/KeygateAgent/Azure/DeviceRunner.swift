@@ -1,0 +1,194 @@
+import Crypto
+import Foundation
+import KeygateAttestation
+import KeygateMQTT
+public import NIOSSL
+
+/// The whole life of a device after the allowlist (steps 4 to 9): enroll with Keygate, wait until
+/// its enrollment reached Azure, register with DPS (HTTPS or MQTT), connect to the assigned hub with
+/// the certificate Keygate issued, and send telemetry. It keeps going across restarts from its state
+/// folder: an enrolled device is not enrolled again, an assigned one does not register again.
+public struct DeviceRunner: Sendable {
+    public enum Transport: String, Sendable {
+        case https
+        case mqtt
+    }
+
+    /// The steps, as a timeline reports them.
+    public enum Step: String, Sendable, CaseIterable {
+        case enrolled = "enrolled with Keygate (certificate issued)"
+        case confirmed = "enrollment confirmed in Azure"
+        case registered = "registered with DPS"
+        case connected = "connected to IoT Hub"
+        case telemetry = "first telemetry acknowledged"
+    }
+
+    public struct Options: Sendable {
+        public var transport: Transport = .https
+        /// Trust for Azure's endpoints (the sandbox CA); `nil`: the system's roots.
+        public var azureTrust: [NIOSSLCertificate]?
+        public var dpsHTTPSPort = 443
+        public var mqttPort = 8883
+        public var telemetryInterval: Duration = .seconds(10)
+        /// Stop after this many messages (`nil`: run until cancelled).
+        public var messages: Int?
+        /// How long to wait for the enrollment to reach Azure before giving up.
+        public var confirmationTimeout: Duration = .seconds(300)
+
+        public init() {}
+    }
+
+    public let enrollment: Enrollment
+    public let options: Options
+    /// Called at each step, with the time it was reached.
+    public let onStep: @Sendable (Step, ContinuousClock.Instant) -> Void
+    public let log: @Sendable (String) -> Void
+
+    public init(
+        enrollment: Enrollment, options: Options, onStep: @escaping @Sendable (Step, ContinuousClock.Instant) -> Void = { _, _ in },
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.enrollment = enrollment
+        self.options = options
+        self.onStep = onStep
+        self.log = log
+    }
+
+    public func run() async throws {
+        var state = try await enrolled()
+        onStep(.enrolled, .now)
+        let provisioning = try await confirmed()
+        onStep(.confirmed, .now)
+        guard let idScope = provisioning.idScope else { throw AgentError("the connector does not know its ID scope yet") }
+        let identity = try tlsIdentity(state)
+        var sent = 0
+        var backoff = 1.0
+        while options.messages.map({ sent < $0 }) ?? true {
+            try Task.checkCancellation()
+            // Register unless this certificate was assigned already.
+            if state.assignedHub == nil || state.assignedWithSerial != state.certificateSerial {
+                let assignment = try await register(provisioning, idScope: idScope, identity: identity)
+                state.assignedHub = assignment.assignedHub
+                state.hubDeviceId = assignment.deviceId
+                state.assignedWithSerial = state.certificateSerial
+                try enrollment.folder.save(state)
+                log("registered with DPS: hub \(assignment.assignedHub), device \(assignment.deviceId)")
+            }
+            onStep(.registered, .now)
+            do {
+                let hub = try await IoTHubDeviceConnection.connect(
+                    hub: state.assignedHub!, port: options.mqttPort, deviceID: state.hubDeviceId!, identity: identity)
+                onStep(.connected, .now)
+                defer { Task { await hub.close() } }
+                backoff = 1
+                while options.messages.map({ sent < $0 }) ?? true {
+                    let payload = try JSONSerialization.data(withJSONObject: [
+                        "device": enrollment.deviceID, "sequence": sent, "time": ISO8601DateFormatter().string(from: Date()),
+                    ])
+                    try await hub.send(Array(payload))
+                    if sent == 0 { onStep(.telemetry, .now) }
+                    sent += 1
+                    if options.messages.map({ sent >= $0 }) ?? false { break }
+                    try await Task.sleep(for: options.telemetryInterval)
+                }
+            } catch let failure as MQTTClient.Failure where failure == .refused(returnCode: 5) {
+                // The hub does not know this certificate (re-provisioned, disabled): register again.
+                log("the hub refused the connection; registering with DPS again")
+                state.assignedHub = nil
+                try await Task.sleep(for: .seconds(backoff))
+                backoff = min(backoff * 2, 60)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                log("hub connection lost: \(error); reconnecting in \(Int(backoff)) s")
+                try await Task.sleep(for: .seconds(backoff))
+                backoff = min(backoff * 2, 60)
+            }
+        }
+    }
+
+    /// Enrolls unless the state folder holds a certificate; waits (with backoff) for approval.
+    private func enrolled() async throws -> AgentState {
+        if let state = enrollment.folder.load(), state.state == "enrolled", state.certificateSerial != nil,
+            FileManager.default.fileExists(atPath: enrollment.folder.certificateFile)
+        {
+            return state
+        }
+        var delay = 1.0
+        while true {
+            if case .enrolled = try await enrollment.run() { break }
+            log("waiting for an operator's approval")
+            try await Task.sleep(for: .seconds(delay))
+            delay = min(delay * 2, 60)
+        }
+        guard let state = enrollment.folder.load() else { throw AgentError("the state folder lost the enrollment") }
+        return state
+    }
+
+    /// Waits until Keygate says the enrollment reached Azure.
+    private func confirmed() async throws -> DeviceAPI.Provisioning {
+        let deadline = ContinuousClock.now + options.confirmationTimeout
+        var delay = 0.5
+        while true {
+            let status = try await enrollment.status()
+            guard let provisioning = status.provisioning else {
+                throw AgentError("the device's group has no Azure connector; nothing to register with")
+            }
+            if provisioning.confirmed, provisioning.idScope != nil { return provisioning }
+            guard ContinuousClock.now < deadline else {
+                throw AgentError(
+                    "the enrollment did not reach Azure in time" + (provisioning.lastError.map { ": \($0)" } ?? ""))
+            }
+            if let error = provisioning.lastError { log("enrollment not in Azure yet: \(error)") }
+            try await Task.sleep(for: .seconds(delay))
+            delay = min(delay * 2, 10)
+        }
+    }
+
+    private func register(_ provisioning: DeviceAPI.Provisioning, idScope: String, identity: AzureDeviceIdentity)
+        async throws -> DPSAssignment
+    {
+        var delay = 1.0
+        for attempt in 1...8 {
+            do {
+                switch options.transport {
+                case .mqtt:
+                    return try await DPSMQTTRegistration.register(
+                        endpoint: provisioning.globalEndpoint, port: options.mqttPort, idScope: idScope,
+                        registrationID: provisioning.registrationId, identity: identity)
+                case .https:
+                    return try await DPSHTTPSRegistration.register(
+                        endpoint: provisioning.globalEndpoint, port: options.dpsHTTPSPort, idScope: idScope,
+                        registrationID: provisioning.registrationId, identity: identity)
+                }
+            } catch let failure as DPSRegistrationFailed where failure.status == "disabled" {
+                throw failure
+            } catch {
+                guard attempt < 8 else { throw error }
+                log("DPS registration failed (\(error)); retrying in \(Int(delay)) s")
+                try await Task.sleep(for: .seconds(delay * Double.random(in: 0.5...1.5)))
+                delay = min(delay * 2, 30)
+            }
+        }
+        throw AgentError("DPS registration failed")
+    }
+
+    /// The certificate chain Keygate issued and the device's key (DDK: derived, never stored).
+    private func tlsIdentity(_ state: AgentState) throws -> AzureDeviceIdentity {
+        let chain = try NIOSSLCertificate.fromPEMFile(enrollment.folder.certificateFile)
+        let keyPEM: String
+        switch enrollment.credential {
+        case .ddk(let attributes, let seed):
+            keyPEM = DDKIdentity(deviceID: enrollment.deviceID, attributes: attributes, seed: seed)
+                .tlsKey(generation: UInt64(state.tlsGeneration)).pemRepresentation
+        case .x509, .symmetricKey:
+            guard let data = FileManager.default.contents(atPath: enrollment.folder.keyFile) else {
+                throw AgentError("the device key \(enrollment.folder.keyFile) is missing")
+            }
+            keyPEM = String(decoding: data, as: UTF8.self)
+        }
+        return AzureDeviceIdentity(
+            certificateChain: chain, privateKey: try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem),
+            trustRoots: options.azureTrust)
+    }
+}
