@@ -6,11 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in openssl:openssl curl:curl sqlite3:sqlite3 softhsm2-util:softhsm2 pkg-config:pkg-config; do
+scripts/build-deps.sh
+for pair in openssl:openssl curl:curl sqlite3:sqlite3 softhsm2-util:softhsm2; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
-dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
-dpkg -s libp11-kit-dev >/dev/null 2>&1 || need+=(libp11-kit-dev)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"

@@ -12,7 +12,7 @@ public struct KeygateCommand: AsyncParsableCommand {
             """,
         version: KeygateVersion.current,
         subcommands: [
-            InitCommand.self, ServeCommand.self, CACommand.self, CertCommand.self, GroupCommand.self,
+            DemoCommand.self, InitCommand.self, ServeCommand.self, CACommand.self, CertCommand.self, GroupCommand.self,
             AllowlistCommand.self, DeviceCommand.self, AuditCommand.self, SandboxCommand.self, ConnectorCommand.self,
             OutboxCommand.self, BenchCommand.self,
         ]

@@ -160,9 +160,12 @@ import X509
         let again = try await run("boiler-9", transport: "https", messages: 2)
         #expect(again.status == 0, "\(again.combined)")
         #expect(
-            try await h.kg.server.service.store.certificates(matching: .init(status: nil, deviceID: "boiler-9", limit: 10))
-                .count == 1)
-        #expect(try await h.kg.server.onboarding.store.outboxItems(state: nil, deviceID: "boiler-9", limit: 10).count == 1)
+            try await h.kg.server.service.store.certificates(
+                matching: .init(status: nil, deviceID: "boiler-9", limit: 10)
+            )
+            .count == 1)
+        #expect(
+            try await h.kg.server.onboarding.store.outboxItems(state: nil, deviceID: "boiler-9", limit: 10).count == 1)
 
         let overMQTT = try await run("boiler-10", transport: "mqtt", messages: 2)
         #expect(overMQTT.status == 0, "\(overMQTT.combined)")

@@ -157,14 +157,16 @@ public enum DPSHTTPSRegistration {
         guard outcome == "assigned", let state = body["registrationState"] as? [String: Any],
             let hub = state["assignedHub"] as? String, let deviceID = state["deviceId"] as? String
         else {
-            let message = (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
+            let message =
+                (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
                 ?? body["message"] as? String ?? "no assignment"
             throw DPSRegistrationFailed(status: outcome, message: message)
         }
         return DPSAssignment(assignedHub: hub, deviceId: deviceID)
     }
 
-    private static func send(_ request: HTTPClientRequest, http: HTTPClient) async throws -> (Int, [String: Any], Int?) {
+    private static func send(_ request: HTTPClientRequest, http: HTTPClient) async throws -> (Int, [String: Any], Int?)
+    {
         let response = try await http.execute(request, timeout: .seconds(30))
         let data = try await response.body.collect(upTo: 1 << 20)
         let body = (try? JSONSerialization.jsonObject(with: Data(data.readableBytesView))) as? [String: Any] ?? [:]

@@ -45,7 +45,8 @@ public struct DeviceRunner: Sendable {
     public let log: @Sendable (String) -> Void
 
     public init(
-        enrollment: Enrollment, options: Options, onStep: @escaping @Sendable (Step, ContinuousClock.Instant) -> Void = { _, _ in },
+        enrollment: Enrollment, options: Options,
+        onStep: @escaping @Sendable (Step, ContinuousClock.Instant) -> Void = { _, _ in },
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.enrollment = enrollment
@@ -59,7 +60,9 @@ public struct DeviceRunner: Sendable {
         onStep(.enrolled, .now)
         let provisioning = try await confirmed()
         onStep(.confirmed, .now)
-        guard let idScope = provisioning.idScope else { throw AgentError("the connector does not know its ID scope yet") }
+        guard let idScope = provisioning.idScope else {
+            throw AgentError("the connector does not know its ID scope yet")
+        }
         let identity = try tlsIdentity(state)
         var sent = 0
         var backoff = 1.0
@@ -83,7 +86,8 @@ public struct DeviceRunner: Sendable {
                 backoff = 1
                 while options.messages.map({ sent < $0 }) ?? true {
                     let payload = try JSONSerialization.data(withJSONObject: [
-                        "device": enrollment.deviceID, "sequence": sent, "time": ISO8601DateFormatter().string(from: Date()),
+                        "device": enrollment.deviceID, "sequence": sent,
+                        "time": ISO8601DateFormatter().string(from: Date()),
                     ])
                     try await hub.send(Array(payload))
                     if sent == 0 { onStep(.telemetry, .now) }
@@ -179,7 +183,8 @@ public struct DeviceRunner: Sendable {
         let keyPEM: String
         switch enrollment.credential {
         case .ddk(let attributes, let seed):
-            keyPEM = DDKIdentity(deviceID: enrollment.deviceID, attributes: attributes, seed: seed)
+            keyPEM =
+                DDKIdentity(deviceID: enrollment.deviceID, attributes: attributes, seed: seed)
                 .tlsKey(generation: UInt64(state.tlsGeneration)).pemRepresentation
         case .x509, .symmetricKey:
             guard let data = FileManager.default.contents(atPath: enrollment.folder.keyFile) else {

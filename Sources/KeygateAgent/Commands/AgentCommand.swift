@@ -216,7 +216,8 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The device's whole life: enroll, wait for Azure, register with DPS, connect to IoT Hub, send telemetry.",
+        abstract:
+            "The device's whole life: enroll, wait for Azure, register with DPS, connect to IoT Hub, send telemetry.",
         discussion: """
             Keeps its progress in STATE-DIR, so a restart carries on: an enrolled device is not enrolled again and
             an assigned one connects without registering again. DPS over HTTPS by default (--dps-transport mqtt for
@@ -225,8 +226,8 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var options: DeviceOptions
     @Option(help: "https (default) or mqtt.") var dpsTransport: String = "https"
-    @Option(help: "A PEM CA to trust for DPS and IoT Hub (the sandbox's); default: the system's roots.") var azureCaCert:
-        String?
+    @Option(help: "A PEM CA to trust for DPS and IoT Hub (the sandbox's); default: the system's roots.")
+    var azureCaCert: String?
     @Option(help: "The DPS HTTPS port.") var dpsPort: Int = 443
     @Option(help: "The MQTT port (DPS over MQTT and IoT Hub).") var mqttPort: Int = 8883
     @Option(help: "Seconds between telemetry messages.") var interval: Double = 10
@@ -252,7 +253,11 @@ struct Run: AsyncParsableCommand {
         let runner = DeviceRunner(
             enrollment: enrollment, options: runnerOptions,
             onStep: { step, at in
-                print(String(format: "%8.3f s  %@", Double((at - started).components.attoseconds) / 1e18 + Double((at - started).components.seconds), step.rawValue))
+                print(
+                    String(
+                        format: "%8.3f s  %@",
+                        Double((at - started).components.attoseconds) / 1e18
+                            + Double((at - started).components.seconds), step.rawValue))
             },
             log: { FileHandle.standardError.write(Data("\($0)\n".utf8)) })
         do {

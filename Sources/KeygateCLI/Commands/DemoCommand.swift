@@ -1,0 +1,223 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import KeygateAgent
+import KeygateAttestation
+import KeygateDomain
+import KeygatePKI
+import KeygateSandbox
+import KeygateServer
+import KeygateStore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+
+/// `keygate demo`: the whole flow on this machine with embedded defaults. A sandbox stands in for
+/// Azure, a Keygate server runs on a temporary data folder, a group enrolls N simulated devices
+/// through a DPS connector, and each device goes through the steps to sending telemetry.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the whole flow locally: sandbox Azure, a Keygate server and N simulated devices.",
+        discussion: """
+            Everything lives in a temporary folder (--keep to keep it): the sandbox (DPS, IoT Hub), a software CA,
+            SQLite. Steps: 1 group with a DPS connector, 2 allowlist, 3 the device attests (DDK), 4 Keygate signs
+            its CSR, 5 the outbox creates its DPS enrollment, 6 the device learns it is confirmed, 7 it registers
+            with DPS, 8 connects to the assigned IoT Hub with its certificate, 9 sends telemetry.
+            Prints the first device's timeline and, for all, how many reached each step with p50/p99.
+            Exits 0 only if every device reached every step and DPS holds exactly one enrollment per device.
+            """)
+
+    @Option(help: "How many simulated devices.") var devices: Int = 10
+    @Option(help: "Share of DPS service calls the sandbox fails (429, 500, 503, dropped connections).")
+    var faultRate: Double = 0
+    @Option(help: "How devices register with DPS: https or mqtt.") var dpsTransport: String = "https"
+    @Option(help: "Telemetry messages per device.") var messages: Int = 3
+    @Option(help: "Devices running at once.") var concurrency: Int = 50
+    @Flag(help: "Keep the temporary folder and print where it is.") var keep = false
+
+    func validate() throws {
+        guard (1...10_000).contains(devices) else { throw ValidationError("--devices must be 1 to 10,000") }
+        guard (0...0.9).contains(faultRate) else { throw ValidationError("--fault-rate must be 0 to 0.9") }
+        guard DeviceRunner.Transport(rawValue: dpsTransport) != nil else {
+            throw ValidationError("--dps-transport is https or mqtt")
+        }
+        guard (1...1000).contains(messages) else { throw ValidationError("--messages must be 1 to 1,000") }
+        guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 1,000") }
+    }
+
+    func run() async throws {
+        let folder = NSTemporaryDirectory() + "keygate-demo-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { if !keep { try? FileManager.default.removeItem(atPath: folder) } }
+        var logger = Logger(label: "keygate-demo")
+        logger.logLevel = .critical
+
+        // The sandbox: DPS, IoT Hub, Key Vault, on free ports.
+        say("starting the Azure sandbox")
+        var sandboxOptions = SandboxServer.Options(dataDirectory: folder + "/sandbox")
+        sandboxOptions.httpsPort = 0
+        sandboxOptions.mqttPort = 0
+        if faultRate > 0 {
+            sandboxOptions.faults = .init(
+                rate: faultRate, kinds: [.throttle, .serverError, .unavailable, .drop], retryAfterSeconds: 1)
+            sandboxOptions.faultSurfaces = [.dpsService]
+        }
+        let (sandboxStream, sandboxReady) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
+        let sandboxTask = Task {
+            try await SandboxServer(options: sandboxOptions, logger: logger).run { sandboxReady.yield($0) }
+        }
+        defer { sandboxTask.cancel() }
+        var sandboxIterator = sandboxStream.makeAsyncIterator()
+        guard let azure = await sandboxIterator.next() else { throw CLIError("the sandbox did not start") }
+
+        // Keygate: a software CA on a temporary data folder, served on free ports.
+        say("creating a Keygate CA and starting the server")
+        var options = KeygateInitializer.Options()
+        options.httpsPort = 0
+        options.httpPort = 0
+        options.passphrase = "demo-" + UUID().uuidString
+        let directory = DataDirectory(path: folder + "/keygate")
+        _ = try await KeygateInitializer(directory: directory, options: options).run()
+        let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
+        let (portStream, portsReady) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
+        let serverTask = Task { try await server.run { portsReady.yield($0) } }
+        defer { serverTask.cancel() }
+        var portIterator = portStream.makeAsyncIterator()
+        guard let ports = await portIterator.next() else { throw CLIError("the Keygate server did not start") }
+        let keygateURL = "https://127.0.0.1:\(ports.https)"
+        let rootFile = directory.path(server.configuration.root.certificate)
+
+        // Steps 1 and 2: a connector, a group that uses it, the allowlist.
+        let store = server.onboarding.store
+        let secrets = SecretBox(passphrase: options.passphrase!)
+        try await store.addConnector(
+            Connector(
+                name: "sandbox-dps", kind: .dps,
+                settings: .init(
+                    endpoint: azure.baseURL, idScope: azure.dps.idScope, globalEndpoint: azure.dps.deviceEndpoint,
+                    caCertificate: azure.caCertificate),
+                sealedSecrets: [
+                    "connectionString": try secrets.seal(azure.dps.serviceConnectionString),
+                    "hubConnectionString": try secrets.seal(azure.hub.registryConnectionString),
+                ]),
+            audit: .init(actor: "demo", action: "connector.added", subject: "sandbox-dps"))
+        try await store.createGroup(
+            Group(name: "demo", policy: .init(attestationMethods: ["ddk"], validityDays: 30, connector: "sandbox-dps")),
+            audit: .init(actor: "demo", action: "group.created", subject: "demo"))
+        let ids = (0..<devices).map { String(format: "demo-device-%04d", $0) }
+        _ = try await store.importAllowlist(ids.map { AllowlistEntry(deviceID: $0, group: "demo") }, actor: "demo")
+        say("group demo with connector sandbox-dps; \(devices) devices allowlisted")
+
+        // Steps 3 to 9, per device, in this process.
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(rootFile)
+        var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: tls)
+        httpConfiguration.connectionPool = .init(
+            idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        defer { _ = http.shutdown() }
+        var runner = DeviceRunner.Options()
+        runner.transport = DeviceRunner.Transport(rawValue: dpsTransport)!
+        runner.azureTrust = try NIOSSLCertificate.fromPEMFile(azure.caCertificate)
+        runner.dpsHTTPSPort = URL(string: azure.baseURL)?.port ?? 443
+        runner.mqttPort = azure.dps.mqttPort ?? 8883
+        runner.telemetryInterval = .milliseconds(100)
+        runner.messages = messages
+        let runnerOptions = runner
+        let timeline = Timeline()
+        let progress = ProgressBar(total: devices, label: "devices through all nine steps")
+        let started = ContinuousClock.now
+        let outcome = try await Measured.run(count: devices, concurrency: concurrency, progress: progress) { index in
+            let id = ids[index]
+            let begin = ContinuousClock.now
+            let enrollment = Enrollment(
+                deviceID: id,
+                credential: .ddk(
+                    attributes: DDKAttributes(strings: ["machine-id": "demo-\(index)", "model": "demo"]), seed: []),
+                client: try DeviceClient(baseURL: keygateURL, caCertificateFile: rootFile, http: http),
+                folder: try StateFolder(path: folder + "/devices/\(id)"))
+            try await DeviceRunner(
+                enrollment: enrollment, options: runnerOptions,
+                onStep: { step, at in timeline.record(device: index, step: step, after: at - begin) }
+            ).run()
+        }
+        progress.finish()
+        let elapsed = ContinuousClock.now - started
+
+        // What happened, checked against the sandbox.
+        print("")
+        print("Timeline of \(ids[0]):")
+        print(String(format: "  %8.1f ms  %@", 0.0, "allowlisted (steps 1-2)"))
+        for (step, duration) in timeline.steps(of: 0) {
+            print(String(format: "  %8.1f ms  %@", duration.milliseconds, step.rawValue))
+        }
+        print("")
+        print("All \(devices) devices (time from the device's start):")
+        printTable(
+            header: ["STEP", "REACHED", "P50 MS", "P99 MS"],
+            rows: DeviceRunner.Step.allCases.map { step in
+                let times = timeline.times(of: step)
+                return [
+                    step.rawValue, "\(times.count)/\(devices)", String(format: "%.0f", Self.percentile(times, 0.5)),
+                    String(format: "%.0f", Self.percentile(times, 0.99)),
+                ]
+            })
+        let seconds = elapsed.milliseconds / 1000
+        print(String(format: "%d devices in %.1f s: %.1f devices/s", devices, seconds, Double(devices) / seconds))
+
+        let inventory = try await SandboxControlClient(connection: azure).inventory()
+        let enrollments = inventory.enrollments.filter { $0.kind == "individual" }
+        let deadLetters = try await store.outboxItems(state: .deadLetter, deviceID: nil, limit: 10)
+        let faults = try await SandboxControlClient(connection: azure).report().injected[.dpsService] ?? 0
+        var problems: [String] = []
+        if outcome.failures > 0 { problems.append("\(outcome.failures) devices failed: \(outcome.firstError ?? "")") }
+        if Set(enrollments.map(\.id)) != Set(ids) || enrollments.count != devices {
+            problems.append("DPS holds \(enrollments.count) enrollments for \(devices) devices")
+        }
+        let short = inventory.devices.filter { $0.telemetryMessages < messages }
+        if !short.isEmpty { problems.append("\(short.count) devices sent fewer than \(messages) messages") }
+        if !deadLetters.isEmpty { problems.append("\(deadLetters.count) dead letters in the outbox") }
+        print(
+            "Sandbox: \(enrollments.count) DPS enrollments, \(inventory.devices.count) hub devices, "
+                + "\(inventory.devices.map(\.telemetryMessages).reduce(0, +)) messages; \(faults) injected DPS faults")
+        if keep { print("Kept: \(folder)") }
+        guard problems.isEmpty else {
+            for problem in problems { FileHandle.standardError.write(Data("demo failed: \(problem)\n".utf8)) }
+            throw ExitCode(1)
+        }
+        print("Demo passed: every device reached every step.")
+    }
+
+    private func say(_ text: String) {
+        print("==> \(text)")
+    }
+
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+}
+
+/// When each device reached each step.
+final class Timeline: Sendable {
+    private let entries = NIOLockedValueBox<[Int: [(DeviceRunner.Step, Duration)]]>([:])
+
+    func record(device: Int, step: DeviceRunner.Step, after: Duration) {
+        entries.withLockedValue { entries in
+            // The first time a step is reached counts (a reconnect reports `connected` again).
+            if entries[device]?.contains(where: { $0.0 == step }) != true {
+                entries[device, default: []].append((step, after))
+            }
+        }
+    }
+
+    func steps(of device: Int) -> [(DeviceRunner.Step, Duration)] { entries.withLockedValue { $0[device] ?? [] } }
+
+    func times(of step: DeviceRunner.Step) -> [Double] {
+        entries.withLockedValue { entries in
+            entries.values.compactMap { steps in steps.first { $0.0 == step }?.1.milliseconds }
+        }
+    }
+}
