@@ -17,7 +17,7 @@ import Testing
             ["device", "show"], ["device", "approve"], ["sandbox"], ["sandbox", "start"], ["sandbox", "inspect"],
             ["sandbox", "faults"], ["connector"], ["connector", "add"], ["connector", "list"], ["connector", "show"],
             ["connector", "test"], ["connector", "remove"], ["outbox"], ["outbox", "list"], ["outbox", "retry"],
-            ["bench", "sandbox"], ["demo"],
+            ["bench", "sandbox"], ["demo"], ["device", "quarantine"], ["device", "reauthorize"],
         ]
         for command in commands {
             let result = try keygate.run(command + ["--help"])

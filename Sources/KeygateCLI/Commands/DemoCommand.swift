@@ -1,9 +1,11 @@
 import ArgumentParser
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import KeygateAgent
 import KeygateAttestation
 import KeygateDomain
+import KeygateMQTT
 import KeygatePKI
 import KeygateSandbox
 import KeygateServer
@@ -129,17 +131,17 @@ struct DemoCommand: AsyncParsableCommand {
         let timeline = Timeline()
         let progress = ProgressBar(total: devices, label: "devices through all nine steps")
         let started = ContinuousClock.now
-        let outcome = try await Measured.run(count: devices, concurrency: concurrency, progress: progress) { index in
-            let id = ids[index]
-            let begin = ContinuousClock.now
-            let enrollment = Enrollment(
-                deviceID: id,
-                credential: .ddk(
-                    attributes: DDKAttributes(strings: ["machine-id": "demo-\(index)", "model": "demo"]), seed: []),
+        let deviceFolder = folder + "/devices"
+        @Sendable func enrollment(_ index: Int) throws -> Enrollment {
+            Enrollment(
+                deviceID: ids[index], credential: .ddk(attributes: Self.attributes(index), seed: []),
                 client: try DeviceClient(baseURL: keygateURL, caCertificateFile: rootFile, http: http),
-                folder: try StateFolder(path: folder + "/devices/\(id)"))
+                folder: try StateFolder(path: deviceFolder + "/\(ids[index])"))
+        }
+        let outcome = try await Measured.run(count: devices, concurrency: concurrency, progress: progress) { index in
+            let begin = ContinuousClock.now
             try await DeviceRunner(
-                enrollment: enrollment, options: runnerOptions,
+                enrollment: try enrollment(index), options: runnerOptions,
                 onStep: { step, at in timeline.record(device: index, step: step, after: at - begin) }
             ).run()
         }
@@ -182,12 +184,101 @@ struct DemoCommand: AsyncParsableCommand {
         print(
             "Sandbox: \(enrollments.count) DPS enrollments, \(inventory.devices.count) hub devices, "
                 + "\(inventory.devices.map(\.telemetryMessages).reduce(0, +)) messages; \(faults) injected DPS faults")
+        if problems.isEmpty {
+            problems += try await quarantineAndReauthorize(
+                server: server, azure: azure, enrollment: try enrollment(0), options: runnerOptions)
+        }
         if keep { print("Kept: \(folder)") }
         guard problems.isEmpty else {
             for problem in problems { FileHandle.standardError.write(Data("demo failed: \(problem)\n".utf8)) }
             throw ExitCode(1)
         }
         print("Demo passed: every device reached every step.")
+    }
+
+    static func attributes(_ index: Int) -> DDKAttributes {
+        DDKAttributes(strings: ["machine-id": "demo-\(index)", "model": "demo"])
+    }
+
+    /// Quarantines the first device (certificate on hold, DPS enrollment and hub identity disabled),
+    /// shows that DPS and the hub refuse it, re-authorizes it and shows it back with a new certificate.
+    private func quarantineAndReauthorize(
+        server: KeygateServer, azure: SandboxServer.Connection, enrollment: Enrollment, options: DeviceRunner.Options
+    ) async throws -> [String] {
+        let id = enrollment.deviceID
+        let store = server.onboarding.store
+        var problems: [String] = []
+        print("")
+        say("quarantining \(id)")
+        let before = enrollment.folder.load()
+        let oldSerial = before?.certificateSerial ?? ""
+        _ = try await server.onboarding.quarantine(deviceID: id, reason: "demo: suspected compromise", actor: "demo")
+        guard try await Self.outboxSettled(store, deviceID: id) else { return ["the quarantine did not reach Azure"] }
+        let held = try await server.service.store.certificate(serial: oldSerial)?.status
+        print("  certificate \(oldSerial.prefix(16))…  \(held?.rawValue ?? "unknown") (CRL and OCSP say so)")
+        if held != .onHold { problems.append("the quarantined device's certificate is not on hold") }
+        let chain = try NIOSSLCertificate.fromPEMFile(enrollment.folder.certificateFile)
+        let key = DDKIdentity(deviceID: id, attributes: Self.attributes(0))
+            .tlsKey(generation: UInt64(before?.tlsGeneration ?? 0))
+        let identity = AzureDeviceIdentity(
+            certificateChain: chain,
+            privateKey: try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem),
+            trustRoots: options.azureTrust)
+        do {
+            _ = try await DPSHTTPSRegistration.register(
+                endpoint: azure.dps.deviceEndpoint, port: options.dpsHTTPSPort, idScope: azure.dps.idScope,
+                registrationID: id, identity: identity)
+            problems.append("DPS still registers the quarantined device")
+        } catch let failure as DPSRegistrationFailed {
+            print("  DPS registration  refused: \(failure.status)")
+        }
+        do {
+            let connection = try await IoTHubDeviceConnection.connect(
+                hub: azure.hub.hostName, port: options.mqttPort, deviceID: id, identity: identity)
+            await connection.close()
+            problems.append("the hub still accepts the quarantined device")
+        } catch let failure as MQTTClient.Failure {
+            print("  IoT Hub connect   refused: \(failure)")
+        }
+
+        say("re-authorizing \(id)")
+        _ = try await server.onboarding.reauthorize(deviceID: id, actor: "demo")
+        // The device attests again and gets a new certificate.
+        if var state = enrollment.folder.load() {
+            state.state = nil
+            state.assignedHub = nil
+            try enrollment.folder.save(state)
+        }
+        var again = options
+        again.messages = 1
+        try await DeviceRunner(enrollment: enrollment, options: again).run()
+        let newSerial = enrollment.folder.load()?.certificateSerial ?? ""
+        let telemetry = try await SandboxControlClient(connection: azure).inventory().devices.first {
+            $0.deviceId == id
+        }
+        print(
+            "  new certificate   \(newSerial.prefix(16))…  registered and connected again; \(telemetry?.telemetryMessages ?? 0) messages in all"
+        )
+        if newSerial.isEmpty || newSerial == oldSerial {
+            problems.append("re-authorization did not issue a new certificate")
+        }
+        let audit = try await store.auditEvents(subject: id, since: nil, limit: 100).map(\.action)
+        print("  audit             \(audit.filter { $0.hasPrefix("device.") }.joined(separator: ", "))")
+        if !audit.contains("device.quarantined") || !audit.contains("device.reauthorized") {
+            problems.append("the audit log lacks the quarantine or the re-authorization")
+        }
+        return problems
+    }
+
+    /// Waits (bounded) until the device's outbox items are delivered.
+    static func outboxSettled(_ store: any ServerStore, deviceID: String) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let items = try await store.outboxItems(state: nil, deviceID: deviceID, limit: 20)
+            if items.allSatisfy({ $0.state == .delivered }) { return true }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return false
     }
 
     private func say(_ text: String) {

@@ -6,7 +6,7 @@ import NIOHTTP1
 struct DeviceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device", abstract: "Inspect devices and approve them.",
-        subcommands: [List.self, Show.self, Approve.self])
+        subcommands: [List.self, Show.self, Approve.self, Quarantine.self, Reauthorize.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List devices, by ID.")
@@ -87,6 +87,43 @@ struct DeviceCommand: AsyncParsableCommand {
                 try await AdminClient.with(try connection.resolve()) {
                     try await $0.send(
                         method: .POST, path: "/admin/v1/devices/\(id)/approve", body: nil, as: DeviceBody.self)
+                }
+            }
+            print("\(d.deviceId): \(d.state)")
+        }
+    }
+
+    struct Quarantine: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Quarantine a device: certificates on hold, DPS enrollment and hub identity disabled.",
+            discussion: "Azure is updated through the outbox (`keygate outbox list --device ID`).")
+        @OptionGroup var connection: AdminConnectionOptions
+        @Argument(help: "The device ID.") var id: String
+        @Option(help: "Why (kept in the audit log).") var reason: String = "manual"
+
+        func run() async throws {
+            struct Body: Encodable { var reason: String }
+            let d = try await runReportingErrors {
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.post(
+                        "/admin/v1/devices/\(id)/quarantine", body: Body(reason: reason), as: DeviceBody.self)
+                }
+            }
+            print("\(d.deviceId): \(d.state)")
+        }
+    }
+
+    struct Reauthorize: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Let a quarantined device attest again; its enrollment and hub identity are enabled again.")
+        @OptionGroup var connection: AdminConnectionOptions
+        @Argument(help: "The device ID.") var id: String
+
+        func run() async throws {
+            let d = try await runReportingErrors {
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.send(
+                        method: .POST, path: "/admin/v1/devices/\(id)/reauthorize", body: nil, as: DeviceBody.self)
                 }
             }
             print("\(d.deviceId): \(d.state)")

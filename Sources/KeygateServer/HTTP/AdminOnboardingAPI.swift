@@ -72,6 +72,22 @@ struct AdminOnboardingAPI {
             body.events = try await store.auditEvents(subject: id, since: nil, limit: 20).map(AuditEventBody.init)
             return try jsonResponse(body)
         }
+        group.post("devices/:id/quarantine") { request, context in
+            struct Body: Decodable { var reason: String? }
+            let body = try await request.keygateJSON(Body.self)
+            let reason = body.reason ?? "manual"
+            guard (1...200).contains(reason.count) else {
+                throw KeygateError(.malformedInput, "reason must be 1 to 200 characters")
+            }
+            let device = try await onboarding.quarantine(
+                deviceID: try context.parameters.require("id"), reason: reason, actor: actor(context))
+            return try jsonResponse(DeviceBody(device))
+        }
+        group.post("devices/:id/reauthorize") { _, context in
+            let device = try await onboarding.reauthorize(
+                deviceID: try context.parameters.require("id"), actor: actor(context))
+            return try jsonResponse(DeviceBody(device))
+        }
         group.post("devices/:id/approve") { _, context in
             let id = try context.parameters.require("id")
             let device = try await store.transition(

@@ -1,7 +1,7 @@
 import Crypto
 public import Foundation
 public import KeygateAttestation
-import KeygateDomain
+public import KeygateDomain
 import KeygatePKI
 public import KeygateStore
 import SwiftASN1
@@ -211,6 +211,7 @@ public final class OnboardingService: Sendable {
         }
         _ = try await store.quarantine(
             deviceID: device.id, reason: "cloneSuspected", at: now,
+            outbox: try await azureChange(.disable, deviceID: device.id, group: device.group),
             audit: .init(
                 actor: "system", action: "device.quarantined", subject: device.id,
                 details: [
@@ -384,6 +385,42 @@ public final class OnboardingService: Sendable {
         return DeviceAPI.StatusResponse(
             deviceId: device.id, state: device.state.rawValue, group: device.group, epoch: device.ddkEpoch,
             certificateSerial: latest?.serial, certificateNotAfter: latest?.notAfter, provisioning: provisioning)
+    }
+
+    // MARK: Quarantine and re-authorization
+
+    /// Quarantines a device: its certificates go on hold, and its DPS enrollment and hub identity
+    /// (IoT Central: `enabled: false`) are disabled through the outbox, in the same transaction.
+    public func quarantine(deviceID: String, reason: String, actor: String, now: Date = Date()) async throws -> Device {
+        guard let device = try await store.device(id: deviceID) else {
+            throw KeygateError(.deviceNotFound, "no device \(deviceID)")
+        }
+        let (quarantined, _) = try await store.quarantine(
+            deviceID: deviceID, reason: reason, at: now,
+            outbox: try await azureChange(.disable, deviceID: deviceID, group: device.group),
+            audit: .init(actor: actor, action: "device.quarantined", subject: deviceID, details: ["reason": reason]))
+        return quarantined
+    }
+
+    /// Lets a quarantined device attest again: it returns to `registered`, its enrollment and hub
+    /// identity are enabled again, and its next enrollment issues a new certificate.
+    public func reauthorize(deviceID: String, actor: String) async throws -> Device {
+        guard let device = try await store.device(id: deviceID) else {
+            throw KeygateError(.deviceNotFound, "no device \(deviceID)")
+        }
+        return try await store.transition(
+            deviceID: deviceID, event: .reauthorized, reason: "reauthorized by \(actor)", attestation: nil,
+            outbox: try await azureChange(.enable, deviceID: deviceID, group: device.group),
+            audit: .init(actor: actor, action: "device.reauthorized", subject: deviceID))
+    }
+
+    /// The outbox item for a change in Azure, when the device's group has a connector.
+    private func azureChange(_ action: OutboxItem.Action, deviceID: String, group: String) async throws -> [OutboxItem]
+    {
+        guard let group = try await store.group(named: group), let connector = try await connector(of: group) else {
+            return []
+        }
+        return [OutboxItem(connector: connector.name, deviceID: deviceID, action: action)]
     }
 
     // MARK: Azure

@@ -36,10 +36,11 @@ public protocol OnboardingStore: Sendable {
     ) async throws -> Device
     /// Resets the failure count after a successful attestation.
     func clearAttestationFailures(deviceID: String) async throws -> Device
-    /// Applies a lifecycle event (refusing transitions the state machine forbids) with its audit event.
+    /// Applies a lifecycle event (refusing transitions the state machine forbids) with its audit event
+    /// and the Azure changes it needs (queued in the same transaction).
     func transition(
         deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
-        audit: AuditEvent.Draft
+        outbox: [OutboxItem], audit: AuditEvent.Draft
     ) async throws -> Device
     /// Records a certificate and moves the device to `enrolled`, in one transaction; marks the
     /// one-time enrollment token used when `consumeToken`; queues `outbox` (its Azure enrollment) in
@@ -50,8 +51,20 @@ public protocol OnboardingStore: Sendable {
     ) async throws -> Device
     /// Quarantines the device and puts its active certificates on hold (`certificateHold`), in one
     /// transaction; returns the device and the serials held.
-    func quarantine(deviceID: String, reason: String, at date: Date, audit: AuditEvent.Draft) async throws
-        -> (Device, [String])
+    func quarantine(
+        deviceID: String, reason: String, at date: Date, outbox: [OutboxItem], audit: AuditEvent.Draft
+    ) async throws -> (Device, [String])
+}
+
+extension OnboardingStore {
+    /// A lifecycle event that needs nothing in Azure.
+    public func transition(
+        deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
+        audit: AuditEvent.Draft
+    ) async throws -> Device {
+        try await transition(
+            deviceID: deviceID, event: event, reason: reason, attestation: attestation, outbox: [], audit: audit)
+    }
 }
 
 /// What an allowlist import did.

@@ -308,10 +308,11 @@ extension SQLiteStore: OnboardingStore {
 
     public func transition(
         deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
-        audit: AuditEvent.Draft
+        outbox: [OutboxItem], audit: AuditEvent.Draft
     ) async throws -> Device {
         try await write { db in
             try Self.applyTransition(deviceID, event: event, reason: reason, attestation: attestation, in: db)
+            for item in outbox { try Self.insertOutbox(item, in: db) }
             _ = try Self.appendAudit(audit, at: Date(), in: db)
             return try Self.fetchDevice(deviceID, db)!
         }
@@ -337,11 +338,12 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
-    public func quarantine(deviceID: String, reason: String, at date: Date, audit: AuditEvent.Draft) async throws
-        -> (Device, [String])
-    {
+    public func quarantine(
+        deviceID: String, reason: String, at date: Date, outbox: [OutboxItem], audit: AuditEvent.Draft
+    ) async throws -> (Device, [String]) {
         try await write { db in
             try Self.applyTransition(deviceID, event: .quarantined, reason: reason, attestation: nil, in: db)
+            for item in outbox { try Self.insertOutbox(item, in: db) }
             let serials = try String.fetchAll(
                 db, sql: "SELECT serial FROM certificates WHERE device_id = ? AND status = 'active'",
                 arguments: [deviceID])
