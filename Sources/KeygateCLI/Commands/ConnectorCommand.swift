@@ -18,9 +18,9 @@ struct ConnectorCommand: AsyncParsableCommand {
             abstract: "Add a connector.",
             discussion: """
                 dps:          --type dps --connection-string "HostName=...;SharedAccessKeyName=...;SharedAccessKey=..."
-                              --id-scope S [--global-endpoint HOST] [--hub-connection-string CS] [--ca-cert FILE]
+                              --id-scope S [--global-endpoint HOST] [--hub-connection-string CS] [--azure-ca-cert FILE]
                 iot-central:  --type iot-central --app-url URL (--api-token T | --token-endpoint URL --client-id ID
-                              --client-secret-file FILE) [--id-scope S] [--global-endpoint HOST] [--ca-cert FILE]
+                              --client-secret-file FILE) [--id-scope S] [--global-endpoint HOST] [--azure-ca-cert FILE]
                 Secrets may also come from files: --connection-string @FILE, --api-token @FILE.
                 """)
         @OptionGroup var connection: AdminConnectionOptions
@@ -38,8 +38,10 @@ struct ConnectorCommand: AsyncParsableCommand {
         @Option(help: "iot-central with AAD: the token endpoint.") var tokenEndpoint: String?
         @Option(help: "iot-central with AAD: the client ID.") var clientId: String?
         @Option(help: "iot-central with AAD: a file holding the client secret.") var clientSecretFile: String?
-        @Option(help: "A PEM CA to trust for this connector (the sandbox's); default: the system's roots.") var caCert:
-            String?
+        @Option(
+            help: "A PEM CA to trust for this connector's Azure endpoints (the sandbox's); default: the system's roots."
+        )
+        var azureCaCert: String?
 
         func run() async throws {
             var request = ConnectorRequest(name: name, type: type)
@@ -52,7 +54,7 @@ struct ConnectorCommand: AsyncParsableCommand {
             request.tokenEndpoint = tokenEndpoint
             request.clientId = clientId
             request.clientSecret = try clientSecretFile.map { try Self.secret("@" + $0) }
-            request.caCertificate = caCert.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            request.caCertificate = azureCaCert.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             let added = try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) {
                     try await $0.post("/admin/v1/connectors", body: request, as: ConnectorBody.self)
