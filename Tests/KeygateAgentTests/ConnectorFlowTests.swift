@@ -173,4 +173,26 @@ import X509
         #expect(inventory.devices.first { $0.deviceId == "boiler-9" }?.telemetryMessages == 5)
         #expect(inventory.devices.first { $0.deviceId == "boiler-10" }?.telemetryMessages == 2)
     }
+
+    @Test func theFleetSimulatorRunsManyDevicesThroughTheWholeFlow() async throws {
+        let folder = try TemporaryDirectory("simulate")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let ids = (0..<20).map { String(format: "sim-%04d", $0) }
+        let h = try await AgentEnrollmentTests.Harness.make(.init(), devices: ids)
+        defer { Task { await h.stop() } }
+        try await Self.connect(h, sandbox: sandbox.connection)
+        let connection = sandbox.connection
+        let run = try await ExternalTool(path: try KeygateBinary.locate("keygate-agent").path).run(
+            [
+                "simulate", "--server", h.server.httpsURL, "--ca-cert", h.kg.rootPath, "--devices", "20", "--prefix",
+                "sim", "--concurrency", "10", "--state-dir", folder.file("fleet"), "--azure-ca-cert",
+                connection.caCertificate, "--dps-port", "\(try #require(URL(string: connection.baseURL)?.port))",
+                "--mqtt-port", "\(try #require(connection.dps.mqttPort))", "--messages", "2", "--dps-transport", "mqtt",
+            ], timeout: 300)
+        #expect(run.status == 0, "\(run.combined)")
+        #expect(run.stdout.contains("20/20") && run.stdout.contains("0 failed"), "\(run.stdout)")
+        let inventory = try await SandboxControlClient(connection: connection).inventory()
+        #expect(inventory.devices.filter { $0.deviceId.hasPrefix("sim-") && $0.telemetryMessages == 2 }.count == 20)
+    }
 }

@@ -15,7 +15,7 @@ public struct AgentCommand: AsyncParsableCommand {
             leaves it.
             """,
         version: "0.1.0",
-        subcommands: [Identity.self, Enroll.self, Status.self, Run.self])
+        subcommands: [Identity.self, Enroll.self, Status.self, Run.self, Simulate.self])
 
     public init() {}
 }
@@ -270,6 +270,81 @@ struct Run: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             throw error
+        }
+    }
+}
+
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run N simulated devices in this process through the whole flow, with a summary per step.",
+        discussion: """
+            Device IDs are PREFIX-0000, PREFIX-0001, ...; allowlist them first (`keygate allowlist import`),
+            in a group with a connector. Each device has its own DDK attributes (machine-id = its ID) and state
+            folder under STATE-DIR. Prints the first device's timeline and, for all, how many reached each step
+            with p50/p99; exits 1 if any device failed.
+            """)
+
+    @Option(help: "Keygate's HTTPS URL.") var server: String
+    @Option(help: "PEM file of the CA that signed Keygate's server certificate.") var caCert: String
+    @Option(help: "How many devices.") var devices: Int = 10
+    @Option(help: "Device ID prefix.") var prefix: String = "sim"
+    @Option(help: "How many devices at once.") var concurrency: Int = 50
+    @Option(help: "Folder for the devices' state folders.") var stateDir: String
+    @Option(help: "https (default) or mqtt.") var dpsTransport: String = "https"
+    @Option(help: "A PEM CA to trust for DPS and IoT Hub (the sandbox's).") var azureCaCert: String?
+    @Option(help: "The DPS HTTPS port.") var dpsPort: Int = 443
+    @Option(help: "The MQTT port.") var mqttPort: Int = 8883
+    @Option(help: "Telemetry messages per device.") var messages: Int = 3
+
+    func validate() throws {
+        guard (1...100_000).contains(devices) else { throw ValidationError("--devices must be 1 to 100,000") }
+        guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 1,000") }
+        guard DeviceRunner.Transport(rawValue: dpsTransport) != nil else {
+            throw ValidationError("--dps-transport is https or mqtt")
+        }
+        guard (1...1000).contains(messages) else { throw ValidationError("--messages must be 1 to 1,000") }
+    }
+
+    func run() async throws {
+        var options = DeviceRunner.Options()
+        options.transport = DeviceRunner.Transport(rawValue: dpsTransport)!
+        options.azureTrust = try azureCaCert.map { try NIOSSLCertificate.fromPEMFile($0) }
+        options.dpsHTTPSPort = dpsPort
+        options.mqttPort = mqttPort
+        options.telemetryInterval = .milliseconds(100)
+        options.messages = messages
+        let client = try DeviceClient(baseURL: server, caCertificateFile: caCert)
+        let ids = (0..<devices).map { String(format: "%@-%04d", prefix, $0) }
+        let root = stateDir
+        let interactive = isatty(STDERR_FILENO) == 1
+        let done = Counter()
+        let report = await FleetSimulator(
+            count: devices, concurrency: concurrency, options: options,
+            makeEnrollment: { index in
+                Enrollment(
+                    deviceID: ids[index],
+                    credential: .ddk(attributes: DDKAttributes(strings: ["machine-id": ids[index]]), seed: []),
+                    client: client, folder: try StateFolder(path: root + "/" + ids[index]))
+            },
+            onDeviceDone: { _, _ in
+                let count = done.increment()
+                if interactive { FileHandle.standardError.write(Data("\r\(count)/\(ids.count) devices done".utf8)) }
+            }
+        ).run()
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        try? await client.shutdown()
+        print(report.summary)
+        if report.failures > 0 { throw ExitCode(1) }
+    }
+}
+
+/// A counter for the progress line (bumped from the simulator's one collecting task).
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func increment() -> Int {
+        lock.withLock {
+            value += 1; return value
         }
     }
 }

@@ -128,9 +128,7 @@ struct DemoCommand: AsyncParsableCommand {
         runner.telemetryInterval = .milliseconds(100)
         runner.messages = messages
         let runnerOptions = runner
-        let timeline = Timeline()
         let progress = ProgressBar(total: devices, label: "devices through all nine steps")
-        let started = ContinuousClock.now
         let deviceFolder = folder + "/devices"
         @Sendable func enrollment(_ index: Int) throws -> Enrollment {
             Enrollment(
@@ -138,43 +136,20 @@ struct DemoCommand: AsyncParsableCommand {
                 client: try DeviceClient(baseURL: keygateURL, caCertificateFile: rootFile, http: http),
                 folder: try StateFolder(path: deviceFolder + "/\(ids[index])"))
         }
-        let outcome = try await Measured.run(count: devices, concurrency: concurrency, progress: progress) { index in
-            let begin = ContinuousClock.now
-            try await DeviceRunner(
-                enrollment: try enrollment(index), options: runnerOptions,
-                onStep: { step, at in timeline.record(device: index, step: step, after: at - begin) }
-            ).run()
-        }
+        let report = await FleetSimulator(
+            count: devices, concurrency: concurrency, options: runnerOptions, makeEnrollment: enrollment,
+            onDeviceDone: { _, _ in progress.advance() }
+        ).run()
         progress.finish()
-        let elapsed = ContinuousClock.now - started
-
-        // What happened, checked against the sandbox.
         print("")
-        print("Timeline of \(ids[0]):")
-        print(String(format: "  %8.1f ms  %@", 0.0, "allowlisted (steps 1-2)"))
-        for (step, duration) in timeline.steps(of: 0) {
-            print(String(format: "  %8.1f ms  %@", duration.milliseconds, step.rawValue))
-        }
-        print("")
-        print("All \(devices) devices (time from the device's start):")
-        printTable(
-            header: ["STEP", "REACHED", "P50 MS", "P99 MS"],
-            rows: DeviceRunner.Step.allCases.map { step in
-                let times = timeline.times(of: step)
-                return [
-                    step.rawValue, "\(times.count)/\(devices)", String(format: "%.0f", Self.percentile(times, 0.5)),
-                    String(format: "%.0f", Self.percentile(times, 0.99)),
-                ]
-            })
-        let seconds = elapsed.milliseconds / 1000
-        print(String(format: "%d devices in %.1f s: %.1f devices/s", devices, seconds, Double(devices) / seconds))
+        print(report.summary)
 
         let inventory = try await SandboxControlClient(connection: azure).inventory()
         let enrollments = inventory.enrollments.filter { $0.kind == "individual" }
         let deadLetters = try await store.outboxItems(state: .deadLetter, deviceID: nil, limit: 10)
         let faults = try await SandboxControlClient(connection: azure).report().injected[.dpsService] ?? 0
         var problems: [String] = []
-        if outcome.failures > 0 { problems.append("\(outcome.failures) devices failed: \(outcome.firstError ?? "")") }
+        if report.failures > 0 { problems.append("\(report.failures) devices failed: \(report.firstError ?? "")") }
         if Set(enrollments.map(\.id)) != Set(ids) || enrollments.count != devices {
             problems.append("DPS holds \(enrollments.count) enrollments for \(devices) devices")
         }
@@ -285,30 +260,4 @@ struct DemoCommand: AsyncParsableCommand {
         print("==> \(text)")
     }
 
-    static func percentile(_ values: [Double], _ p: Double) -> Double {
-        let sorted = values.sorted()
-        return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-    }
-}
-
-/// When each device reached each step.
-final class Timeline: Sendable {
-    private let entries = NIOLockedValueBox<[Int: [(DeviceRunner.Step, Duration)]]>([:])
-
-    func record(device: Int, step: DeviceRunner.Step, after: Duration) {
-        entries.withLockedValue { entries in
-            // The first time a step is reached counts (a reconnect reports `connected` again).
-            if entries[device]?.contains(where: { $0.0 == step }) != true {
-                entries[device, default: []].append((step, after))
-            }
-        }
-    }
-
-    func steps(of device: Int) -> [(DeviceRunner.Step, Duration)] { entries.withLockedValue { $0[device] ?? [] } }
-
-    func times(of step: DeviceRunner.Step) -> [Double] {
-        entries.withLockedValue { entries in
-            entries.values.compactMap { steps in steps.first { $0.0 == step }?.1.milliseconds }
-        }
-    }
 }
