@@ -12,3 +12,8 @@ swift build --build-tests
 swift package describe --type json > .build/package-description.json
 echo "==> swift test"
 KEYGATE_REQUIRE_TOOLS=1 swift test --skip-build "$@"
+# With a filter (`scripts/test.sh --filter X`) only those tests run; otherwise the crash test too.
+if [ $# -eq 0 ]; then
+    echo "==> crash test: SIGKILL the server while 500 devices onboard"
+    scripts/crash-test.sh 500 5
+fi

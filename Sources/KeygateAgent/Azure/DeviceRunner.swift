@@ -120,7 +120,7 @@ public struct DeviceRunner: Sendable {
         }
         var delay = 1.0
         while true {
-            if case .enrolled = try await enrollment.run() { break }
+            if case .enrolled = try await retryingWhileUnreachable({ try await enrollment.run() }) { break }
             log("waiting for an operator's approval")
             try await Task.sleep(for: .seconds(delay))
             delay = min(delay * 2, 60)
@@ -129,12 +129,33 @@ public struct DeviceRunner: Sendable {
         return state
     }
 
+    /// Retries while Keygate cannot be reached or answers 503 (restarting, busy): with backoff and
+    /// jitter, for up to `confirmationTimeout`. Refusals (4xx) are not retried.
+    private func retryingWhileUnreachable<T>(_ body: () async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + options.confirmationTimeout
+        var delay = 0.5
+        while true {
+            do {
+                return try await body()
+            } catch let error as DeviceClient.APIError where error.status < 500 && error.status != 429 {
+                throw error
+            } catch let error as AgentError {
+                throw error
+            } catch {
+                guard ContinuousClock.now < deadline else { throw error }
+                log("Keygate unreachable (\(error)); retrying")
+                try await Task.sleep(for: .seconds(delay * Double.random(in: 0.5...1.5)))
+                delay = min(delay * 2, 10)
+            }
+        }
+    }
+
     /// Waits until Keygate says the enrollment reached Azure.
     private func confirmed() async throws -> DeviceAPI.Provisioning {
         let deadline = ContinuousClock.now + options.confirmationTimeout
         var delay = 0.5
         while true {
-            let status = try await enrollment.status()
+            let status = try await retryingWhileUnreachable { try await enrollment.status() }
             guard let provisioning = status.provisioning else {
                 throw AgentError("the device's group has no Azure connector; nothing to register with")
             }
