@@ -35,6 +35,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Share of DPS service calls the sandbox fails (429, 500, 503, dropped connections).")
     var faultRate: Double = 0
     @Option(help: "How devices register with DPS: https or mqtt.") var dpsTransport: String = "https"
+    @Option(help: "Enroll through dps or iot-central.") var connector: String = "dps"
+    @Flag(help: "With --fault-rate: also answer some calls only after the client's timeout (slow).") var timeouts =
+        false
     @Option(help: "Telemetry messages per device.") var messages: Int = 3
     @Option(help: "Devices running at once.") var concurrency: Int = 50
     @Flag(help: "Keep the temporary folder and print where it is.") var keep = false
@@ -46,6 +49,9 @@ struct DemoCommand: AsyncParsableCommand {
             throw ValidationError("--dps-transport is https or mqtt")
         }
         guard (1...1000).contains(messages) else { throw ValidationError("--messages must be 1 to 1,000") }
+        guard connector == "dps" || connector == "iot-central" else {
+            throw ValidationError("--connector is dps or iot-central")
+        }
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 1,000") }
     }
 
@@ -62,9 +68,11 @@ struct DemoCommand: AsyncParsableCommand {
         sandboxOptions.httpsPort = 0
         sandboxOptions.mqttPort = 0
         if faultRate > 0 {
+            // Keygate's Azure clients give up on an attempt after 10 s: a timeout fault answers after 11.
             sandboxOptions.faults = .init(
-                rate: faultRate, kinds: [.throttle, .serverError, .unavailable, .drop], retryAfterSeconds: 1)
-            sandboxOptions.faultSurfaces = [.dpsService]
+                rate: faultRate, kinds: [.throttle, .serverError, .unavailable, .drop] + (timeouts ? [.timeout] : []),
+                timeoutSeconds: 11, retryAfterSeconds: 1)
+            sandboxOptions.faultSurfaces = [.dpsService, .central]
         }
         let (sandboxStream, sandboxReady) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
         let sandboxTask = Task {
@@ -94,23 +102,36 @@ struct DemoCommand: AsyncParsableCommand {
         // Steps 1 and 2: a connector, a group that uses it, the allowlist.
         let store = server.onboarding.store
         let secrets = SecretBox(passphrase: options.passphrase!)
-        try await store.addConnector(
-            Connector(
-                name: "sandbox-dps", kind: .dps,
-                settings: .init(
-                    endpoint: azure.baseURL, idScope: azure.dps.idScope, globalEndpoint: azure.dps.deviceEndpoint,
-                    caCertificate: azure.caCertificate),
-                sealedSecrets: [
-                    "connectionString": try secrets.seal(azure.dps.serviceConnectionString),
-                    "hubConnectionString": try secrets.seal(azure.hub.registryConnectionString),
-                ]),
-            audit: .init(actor: "demo", action: "connector.added", subject: "sandbox-dps"))
+        let connectorName = connector == "dps" ? "sandbox-dps" : "sandbox-central"
+        if connector == "dps" {
+            try await store.addConnector(
+                Connector(
+                    name: connectorName, kind: .dps,
+                    settings: .init(
+                        endpoint: azure.baseURL, idScope: azure.dps.idScope, globalEndpoint: azure.dps.deviceEndpoint,
+                        caCertificate: azure.caCertificate),
+                    sealedSecrets: [
+                        "connectionString": try secrets.seal(azure.dps.serviceConnectionString),
+                        "hubConnectionString": try secrets.seal(azure.hub.registryConnectionString),
+                    ]),
+                audit: .init(actor: "demo", action: "connector.added", subject: connectorName))
+        } else {
+            // IoT Central learns its ID scope from the first device's credentials.
+            try await store.addConnector(
+                Connector(
+                    name: connectorName, kind: .iotCentral,
+                    settings: .init(
+                        endpoint: azure.central.appURL, globalEndpoint: azure.dps.deviceEndpoint,
+                        caCertificate: azure.caCertificate),
+                    sealedSecrets: ["apiToken": try secrets.seal(azure.central.apiToken)]),
+                audit: .init(actor: "demo", action: "connector.added", subject: connectorName))
+        }
         try await store.createGroup(
-            Group(name: "demo", policy: .init(attestationMethods: ["ddk"], validityDays: 30, connector: "sandbox-dps")),
+            Group(name: "demo", policy: .init(attestationMethods: ["ddk"], validityDays: 30, connector: connectorName)),
             audit: .init(actor: "demo", action: "group.created", subject: "demo"))
         let ids = (0..<devices).map { String(format: "demo-device-%04d", $0) }
         _ = try await store.importAllowlist(ids.map { AllowlistEntry(deviceID: $0, group: "demo") }, actor: "demo")
-        say("group demo with connector sandbox-dps; \(devices) devices allowlisted")
+        say("group demo with connector \(connectorName) (\(connector)); \(devices) devices allowlisted")
 
         // Steps 3 to 9, per device, in this process.
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -147,7 +168,8 @@ struct DemoCommand: AsyncParsableCommand {
         let inventory = try await SandboxControlClient(connection: azure).inventory()
         let enrollments = inventory.enrollments.filter { $0.kind == "individual" }
         let deadLetters = try await store.outboxItems(state: .deadLetter, deviceID: nil, limit: 10)
-        let faults = try await SandboxControlClient(connection: azure).report().injected[.dpsService] ?? 0
+        let injected = try await SandboxControlClient(connection: azure).report().injected
+        let faults = (injected[.dpsService] ?? 0) + (injected[.central] ?? 0)
         var problems: [String] = []
         if report.failures > 0 { problems.append("\(report.failures) devices failed: \(report.firstError ?? "")") }
         if Set(enrollments.map(\.id)) != Set(ids) || enrollments.count != devices {
@@ -158,7 +180,7 @@ struct DemoCommand: AsyncParsableCommand {
         if !deadLetters.isEmpty { problems.append("\(deadLetters.count) dead letters in the outbox") }
         print(
             "Sandbox: \(enrollments.count) DPS enrollments, \(inventory.devices.count) hub devices, "
-                + "\(inventory.devices.map(\.telemetryMessages).reduce(0, +)) messages; \(faults) injected DPS faults")
+                + "\(inventory.devices.map(\.telemetryMessages).reduce(0, +)) messages; \(faults) injected faults")
         if problems.isEmpty {
             problems += try await quarantineAndReauthorize(
                 server: server, azure: azure, enrollment: try enrollment(0), options: runnerOptions)

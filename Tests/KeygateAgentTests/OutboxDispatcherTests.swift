@@ -1,0 +1,57 @@
+import Foundation
+import KeygateDomain
+import KeygatePKI
+import KeygateSandbox
+import KeygateServer
+import KeygateStore
+import KeygateTestSupport
+import Logging
+import Testing
+
+/// The dispatcher's dead letters: after the bounded number of attempts an item stops, keeps its last
+/// error, and `retry` puts it back; delivered once Azure is back.
+@Suite struct OutboxDispatcherTests {
+    @Test func anItemDeadLettersAfterItsAttemptsAndARetryDeliversIt() async throws {
+        let folder = try TemporaryDirectory("dead-letter")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let kg = try await TestKeygate.make()
+        let store = kg.server.onboarding.store
+        let secrets = try #require(kg.server.onboarding.secrets)
+        try await store.addConnector(
+            Connector(
+                name: "dps", kind: .dps,
+                settings: .init(
+                    endpoint: "sandbox", idScope: sandbox.connection.dps.idScope,
+                    caCertificate: sandbox.connection.caCertificate),
+                sealedSecrets: ["connectionString": try secrets.seal(sandbox.connection.dps.serviceConnectionString)]),
+            audit: .init(actor: "test", action: "connector.added", subject: "dps"))
+        let pem = try await TestPKI.make().root.certificate.pemString
+        try await store.enqueue(
+            OutboxItem(connector: "dps", deviceID: "late-1", action: .enroll, certificate: pem), audit: nil)
+
+        var policy = OutboxDispatcher.Policy()
+        policy.maximumAttempts = 2
+        policy.baseDelay = 0
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let dispatcher = OutboxDispatcher(store: store, secrets: secrets, policy: policy, logger: logger)
+        let control = SandboxControlClient(connection: sandbox.connection)
+        try await control.set(.init(down: true, retryAfterSeconds: 0), surface: .dpsService)
+        for _ in 0..<2 { try await dispatcher.deliverDue(now: Date() + 3600) }
+        let dead = try await store.outboxItems(state: .deadLetter, deviceID: "late-1", limit: 10)
+        #expect(dead.count == 1 && dead.first?.attempts == 2, "\(dead)")
+        #expect(dead.first?.lastError?.contains("azureUnavailable") == true)
+        #expect(try await dispatcher.deliverDue(now: Date() + 7200) == 0, "a dead letter is not retried by itself")
+        let audit = try await store.auditEvents(subject: "late-1", since: nil, limit: 10).map(\.action)
+        #expect(audit.contains("outbox.deadLetter"))
+
+        try await control.set(.init(down: false), surface: .dpsService)
+        let retried = try await store.retryOutboxItem(
+            id: try #require(dead.first?.id), audit: .init(actor: "test", action: "outbox.retried", subject: "late-1"))
+        #expect(retried.state == .pending && retried.attempts == 0)
+        try await dispatcher.deliverDue()
+        #expect(try await store.enrollmentConfirmed(deviceID: "late-1") == true)
+        #expect(try await control.inventory().enrollments.contains { $0.id == "late-1" })
+    }
+}
