@@ -44,7 +44,16 @@ public struct AzureJSONClient: Sendable {
     ) async throws -> AzureAnswer {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
-        request.headers.add(name: "Authorization", value: try await authorization())
+        let credential: String
+        do {
+            credential = try await authorization()
+        } catch let error as KeygateError where error.code == .signingFailed {
+            // The AAD token endpoint refused the client: the connector's credentials are wrong.
+            throw KeygateError(.azureUnauthorized, "\(service): \(error.message)")
+        } catch let error as KeygateError where error.code == .signerUnavailable {
+            throw KeygateError(.azureUnavailable, "\(service): \(error.message)", retryAfter: error.retryAfter)
+        }
+        request.headers.add(name: "Authorization", value: credential)
         request.headers.add(name: "Accept", value: "application/json")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body {

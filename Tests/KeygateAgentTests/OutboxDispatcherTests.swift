@@ -54,4 +54,35 @@ import Testing
         #expect(try await store.enrollmentConfirmed(deviceID: "late-1") == true)
         #expect(try await control.inventory().enrollments.contains { $0.id == "late-1" })
     }
+
+    @Test func anIoTCentralConnectorWithAADClientCredentialsEnrollsADevice() async throws {
+        let folder = try TemporaryDirectory("central-aad")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let kg = try await TestKeygate.make()
+        let secrets = try #require(kg.server.onboarding.secrets)
+        let kv = sandbox.connection.keyVault
+        let connector = Connector(
+            name: "central", kind: .iotCentral,
+            settings: .init(
+                endpoint: sandbox.connection.central.appURL, caCertificate: sandbox.connection.caCertificate,
+                tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId),
+            sealedSecrets: ["clientSecret": try secrets.seal(kv.clientSecret)])
+        let client = try ConnectorClient(connector, secrets: secrets)
+        #expect(try await client.test().contains("answered"))
+        let pem = try await TestPKI.make().root.certificate.pemString
+        let scope = try await client.deliver(
+            OutboxItem(connector: "central", deviceID: "aad-1", action: .enroll, certificate: pem))
+        #expect(scope == sandbox.connection.dps.idScope, "the ID scope comes from the device's credentials")
+        #expect(
+            try await SandboxControlClient(connection: sandbox.connection).inventory().enrollments.contains {
+                $0.id == "aad-1" && $0.provisioningStatus == "enabled"
+            })
+        // A wrong secret is refused as unauthorized, not retried forever as an outage.
+        let wrong = Connector(
+            name: "central", kind: .iotCentral, settings: connector.settings,
+            sealedSecrets: ["clientSecret": try secrets.seal("not-the-secret")])
+        let code = await errorCode { _ = try await ConnectorClient(wrong, secrets: secrets).test() }
+        #expect(code == "azureUnauthorized", "\(code)")
+    }
 }
