@@ -37,6 +37,21 @@ public struct AzureJSONClient: Sendable {
         self.authorization = authorization
     }
 
+    /// A client for a service that takes SAS tokens (DPS service API, IoT Hub registry).
+    public init(
+        sas credentials: SharedAccessSignatureToken.ConnectionString, service: String, http: HTTPClient,
+        policy: AzureRequestPolicy
+    ) {
+        self.init(
+            baseURL: "https://\(credentials.hostName)", service: service, http: http, policy: policy,
+            authorization: { try credentials.token() })
+    }
+
+    /// The error for an answer the service refused.
+    public func refused(_ answer: AzureAnswer, _ what: String) -> KeygateError {
+        KeygateError(.azureRefused, "\(service) refused \(what) (\(answer.status)): \(answer.text)")
+    }
+
     /// Sends `body` (JSON) to `path` (which carries its api-version); throws for 429/5xx after retries
     /// (`azureUnavailable` with Retry-After) and 401/403 (`azureUnauthorized`); other statuses are answered.
     public func call(

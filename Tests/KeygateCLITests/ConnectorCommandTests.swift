@@ -63,6 +63,19 @@ import Testing
         #expect(inUse.status != 0 && inUse.stderr.contains("connectorInUse"), "\(inUse.combined)")
         let outbox = try keygate.run(["outbox", "list", "--data-dir", data])
         #expect(outbox.status == 0 && outbox.stdout.contains("Totals: none"), "\(outbox.combined)")
+
+        // Quarantine and re-authorization queue the Azure changes.
+        let allowlisted = try keygate.run(["allowlist", "add", "dev-q", "--group", "fleet", "--data-dir", data])
+        #expect(allowlisted.status == 0, "\(allowlisted.combined)")
+        let quarantined = try keygate.run(["device", "quarantine", "dev-q", "--reason", "stolen", "--data-dir", data])
+        #expect(quarantined.stdout.contains("dev-q: quarantined"), "\(quarantined.combined)")
+        let back = try keygate.run(["device", "reauthorize", "dev-q", "--data-dir", data])
+        #expect(back.stdout.contains("dev-q: registered"), "\(back.combined)")
+        let queued = try keygate.run(["outbox", "list", "--device", "dev-q", "--data-dir", data])
+        #expect(queued.stdout.contains("disable") && queued.stdout.contains("enable"), "\(queued.combined)")
+        let audit = try keygate.run(["audit", "list", "--data-dir", data])
+        #expect(audit.stdout.contains("device.quarantined") && audit.stdout.contains("device.reauthorized"))
+
         let missing = try keygate.run(["outbox", "retry", "42", "--data-dir", data])
         #expect(missing.status != 0 && missing.stderr.contains("outboxItemNotFound"), "\(missing.combined)")
     }

@@ -38,6 +38,22 @@ public struct DPSAssignment: Sendable, Hashable, Codable {
         self.assignedHub = assignedHub
         self.deviceId = deviceId
     }
+
+    /// The assignment in DPS's final operation status (the same JSON over HTTPS and MQTT); anything
+    /// but `assigned` is a `DPSRegistrationFailed` with DPS's message. `status` names the answer when
+    /// it carries no status of its own.
+    init(operation body: [String: Any], status: String) throws {
+        let outcome = body["status"] as? String ?? status
+        guard outcome == "assigned", let state = body["registrationState"] as? [String: Any],
+            let hub = state["assignedHub"] as? String, let deviceID = state["deviceId"] as? String
+        else {
+            let message =
+                (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
+                ?? body["message"] as? String ?? "no assignment"
+            throw DPSRegistrationFailed(status: outcome, message: message)
+        }
+        self.init(assignedHub: hub, deviceId: deviceID)
+    }
 }
 
 /// Why DPS did not assign the device.
@@ -76,16 +92,7 @@ public enum DPSMQTTRegistration {
                 payload: Array(" ".utf8))
             (status, body, retryAfter) = try await next(&answers)
         }
-        let outcome = body["status"] as? String ?? "status \(status)"
-        guard outcome == "assigned", let state = body["registrationState"] as? [String: Any],
-            let hub = state["assignedHub"] as? String, let deviceID = state["deviceId"] as? String
-        else {
-            let message =
-                (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
-                ?? body["message"] as? String ?? "no assignment"
-            throw DPSRegistrationFailed(status: outcome, message: message)
-        }
-        return DPSAssignment(assignedHub: hub, deviceId: deviceID)
+        return try DPSAssignment(operation: body, status: "status \(status)")
     }
 
     /// The next response: status from `$dps/registrations/res/{status}/?$rid=…&retry-after=…`, JSON body.
@@ -153,16 +160,7 @@ public enum DPSHTTPSRegistration {
             poll.method = .GET
             (status, body, retryAfter) = try await send(poll, http: http)
         }
-        let outcome = body["status"] as? String ?? "HTTP \(status)"
-        guard outcome == "assigned", let state = body["registrationState"] as? [String: Any],
-            let hub = state["assignedHub"] as? String, let deviceID = state["deviceId"] as? String
-        else {
-            let message =
-                (body["registrationState"] as? [String: Any])?["errorMessage"] as? String
-                ?? body["message"] as? String ?? "no assignment"
-            throw DPSRegistrationFailed(status: outcome, message: message)
-        }
-        return DPSAssignment(assignedHub: hub, deviceId: deviceID)
+        return try DPSAssignment(operation: body, status: "HTTP \(status)")
     }
 
     private static func send(_ request: HTTPClientRequest, http: HTTPClient) async throws -> (Int, [String: Any], Int?)

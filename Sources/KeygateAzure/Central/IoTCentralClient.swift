@@ -36,14 +36,14 @@ public struct IoTCentralClient: Sendable {
         if let template { device["template"] = template }
         let path = "/api/devices/\(AzureJSONClient.segment(id))"
         let answer = try await client.call(.PUT, path + "?api-version=\(Self.apiVersion)", body: device)
-        guard answer.status == 200 || answer.status == 201 else { throw refused(answer, "writing device \(id)") }
+        guard answer.status == 200 || answer.status == 201 else { throw client.refused(answer, "writing device \(id)") }
         var certificates: [String: Any] = ["primary": ["certificate": certificate]]
         if let secondaryCertificate { certificates["secondary"] = ["certificate": secondaryCertificate] }
         let attestation = try await client.call(
             .PUT, path + "/attestation?api-version=\(Self.apiVersion)",
             body: ["type": "x509", "x509": ["clientCertificates": certificates]])
         guard attestation.status == 200 || attestation.status == 201 else {
-            throw refused(attestation, "writing the attestation of \(id)")
+            throw client.refused(attestation, "writing the attestation of \(id)")
         }
     }
 
@@ -52,14 +52,16 @@ public struct IoTCentralClient: Sendable {
         let answer = try await client.call(
             .PATCH, "/api/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)",
             body: ["enabled": enabled])
-        guard answer.status == 200 || answer.status == 404 else { throw refused(answer, "updating device \(id)") }
+        guard answer.status == 200 || answer.status == 404 else {
+            throw client.refused(answer, "updating device \(id)")
+        }
     }
 
     public func deleteDevice(_ id: String) async throws {
         let answer = try await client.call(
             .DELETE, "/api/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)")
         guard answer.status == 204 || answer.status == 200 || answer.status == 404 else {
-            throw refused(answer, "deleting device \(id)")
+            throw client.refused(answer, "deleting device \(id)")
         }
     }
 
@@ -68,17 +70,13 @@ public struct IoTCentralClient: Sendable {
         let answer = try await client.call(
             .GET, "/api/devices/\(AzureJSONClient.segment(deviceID))/credentials?api-version=\(Self.apiVersion)")
         if answer.status == 404 { return nil }
-        guard answer.status == 200 else { throw refused(answer, "reading the credentials of \(deviceID)") }
+        guard answer.status == 200 else { throw client.refused(answer, "reading the credentials of \(deviceID)") }
         return answer.json["idScope"] as? String
     }
 
     /// A harmless authenticated call: looks a device up by an ID no one uses.
     public func probe() async throws {
         let answer = try await client.call(.GET, "/api/devices/keygate-connector-test?api-version=\(Self.apiVersion)")
-        guard answer.status == 200 || answer.status == 404 else { throw refused(answer, "the test call") }
-    }
-
-    private func refused(_ answer: AzureAnswer, _ what: String) -> KeygateError {
-        KeygateError(.azureRefused, "IoT Central refused \(what) (\(answer.status)): \(answer.text)")
+        guard answer.status == 200 || answer.status == 404 else { throw client.refused(answer, "the test call") }
     }
 }

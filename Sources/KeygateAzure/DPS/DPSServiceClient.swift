@@ -13,9 +13,7 @@ public struct DPSServiceClient: Sendable {
     public init(connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard) throws {
         let credentials = try SharedAccessSignatureToken.ConnectionString(connectionString)
         self.credentials = credentials
-        client = AzureJSONClient(
-            baseURL: "https://\(credentials.hostName)", service: "DPS", http: http, policy: policy,
-            authorization: { try credentials.token() })
+        client = AzureJSONClient(sas: credentials, service: "DPS", http: http, policy: policy)
     }
 
     /// What Keygate puts in an individual enrollment.
@@ -60,7 +58,7 @@ public struct DPSServiceClient: Sendable {
         let answer = try await client.call(
             .GET, "/enrollments/\(AzureJSONClient.segment(registrationID))?api-version=\(Self.apiVersion)")
         if answer.status == 404 { return nil }
-        guard answer.status == 200 else { throw refused(answer, "reading enrollment \(registrationID)") }
+        guard answer.status == 200 else { throw client.refused(answer, "reading enrollment \(registrationID)") }
         return answer.json
     }
 
@@ -80,7 +78,7 @@ public struct DPSServiceClient: Sendable {
             if answer.status == 200 || answer.status == 201 { return answer.json["etag"] as? String ?? "" }
             // Someone changed it between our read and write: read again.
             if answer.status == 412 || answer.status == 409 { continue }
-            throw refused(answer, "writing enrollment \(enrollment.registrationID)")
+            throw client.refused(answer, "writing enrollment \(enrollment.registrationID)")
         }
         throw KeygateError(
             .azureUnavailable, "the enrollment \(enrollment.registrationID) keeps changing", retryAfter: 2)
@@ -98,7 +96,7 @@ public struct DPSServiceClient: Sendable {
             let answer = try await client.call(.PUT, path, body: current, headers: headers)
             if answer.status == 200 || answer.status == 201 { return true }
             if answer.status == 412 || answer.status == 409 { continue }
-            throw refused(answer, "updating enrollment \(registrationID)")
+            throw client.refused(answer, "updating enrollment \(registrationID)")
         }
         throw KeygateError(.azureUnavailable, "the enrollment \(registrationID) keeps changing", retryAfter: 2)
     }
@@ -108,7 +106,7 @@ public struct DPSServiceClient: Sendable {
         let answer = try await client.call(
             .DELETE, "/enrollments/\(AzureJSONClient.segment(registrationID))?api-version=\(Self.apiVersion)")
         guard answer.status == 204 || answer.status == 200 || answer.status == 404 else {
-            throw refused(answer, "deleting enrollment \(registrationID)")
+            throw client.refused(answer, "deleting enrollment \(registrationID)")
         }
     }
 
@@ -117,11 +115,7 @@ public struct DPSServiceClient: Sendable {
         let answer = try await client.call(
             .POST, "/enrollments/query?api-version=\(Self.apiVersion)", body: ["query": "*"],
             headers: [("x-ms-max-item-count", "10")])
-        guard answer.status == 200 else { throw refused(answer, "querying enrollments") }
+        guard answer.status == 200 else { throw client.refused(answer, "querying enrollments") }
         return ((try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [Any])?.count ?? 0
-    }
-
-    private func refused(_ answer: AzureAnswer, _ what: String) -> KeygateError {
-        KeygateError(.azureRefused, "DPS refused \(what) (\(answer.status)): \(answer.text)")
     }
 }

@@ -13,16 +13,14 @@ public struct IoTHubRegistryClient: Sendable {
     public init(connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard) throws {
         let credentials = try SharedAccessSignatureToken.ConnectionString(connectionString)
         self.credentials = credentials
-        client = AzureJSONClient(
-            baseURL: "https://\(credentials.hostName)", service: "IoT Hub", http: http, policy: policy,
-            authorization: { try credentials.token() })
+        client = AzureJSONClient(sas: credentials, service: "IoT Hub", http: http, policy: policy)
     }
 
     public func device(_ id: String) async throws -> [String: Any]? {
         let answer = try await client.call(
             .GET, "/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)")
         if answer.status == 404 { return nil }
-        guard answer.status == 200 else { throw refused(answer, "reading device \(id)") }
+        guard answer.status == 200 else { throw client.refused(answer, "reading device \(id)") }
         return answer.json
     }
 
@@ -39,7 +37,7 @@ public struct IoTHubRegistryClient: Sendable {
                 headers: [("If-Match", "\"\(etag.trimmingCharacters(in: CharacterSet(charactersIn: "\"")))\"")])
             if answer.status == 200 { return true }
             if answer.status == 412 { continue }
-            throw refused(answer, "updating device \(id)")
+            throw client.refused(answer, "updating device \(id)")
         }
         throw KeygateError(.azureUnavailable, "the device \(id) keeps changing", retryAfter: 2)
     }
@@ -49,11 +47,7 @@ public struct IoTHubRegistryClient: Sendable {
             .DELETE, "/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)",
             headers: [("If-Match", "*")])
         guard answer.status == 204 || answer.status == 200 || answer.status == 404 else {
-            throw refused(answer, "deleting device \(id)")
+            throw client.refused(answer, "deleting device \(id)")
         }
-    }
-
-    private func refused(_ answer: AzureAnswer, _ what: String) -> KeygateError {
-        KeygateError(.azureRefused, "IoT Hub refused \(what) (\(answer.status)): \(answer.text)")
     }
 }

@@ -83,13 +83,7 @@ struct DeviceCommand: AsyncParsableCommand {
         @Argument(help: "The device ID.") var id: String
 
         func run() async throws {
-            let d = try await runReportingErrors {
-                try await AdminClient.with(try connection.resolve()) {
-                    try await $0.send(
-                        method: .POST, path: "/admin/v1/devices/\(id)/approve", body: nil, as: DeviceBody.self)
-                }
-            }
-            print("\(d.deviceId): \(d.state)")
+            try await deviceAction("approve", id: id, connection: connection)
         }
     }
 
@@ -102,14 +96,8 @@ struct DeviceCommand: AsyncParsableCommand {
         @Option(help: "Why (kept in the audit log).") var reason: String = "manual"
 
         func run() async throws {
-            struct Body: Encodable { var reason: String }
-            let d = try await runReportingErrors {
-                try await AdminClient.with(try connection.resolve()) {
-                    try await $0.post(
-                        "/admin/v1/devices/\(id)/quarantine", body: Body(reason: reason), as: DeviceBody.self)
-                }
-            }
-            print("\(d.deviceId): \(d.state)")
+            let body = try JSONSerialization.data(withJSONObject: ["reason": reason])
+            try await deviceAction("quarantine", id: id, body: Array(body), connection: connection)
         }
     }
 
@@ -120,13 +108,19 @@ struct DeviceCommand: AsyncParsableCommand {
         @Argument(help: "The device ID.") var id: String
 
         func run() async throws {
-            let d = try await runReportingErrors {
-                try await AdminClient.with(try connection.resolve()) {
-                    try await $0.send(
-                        method: .POST, path: "/admin/v1/devices/\(id)/reauthorize", body: nil, as: DeviceBody.self)
-                }
-            }
-            print("\(d.deviceId): \(d.state)")
+            try await deviceAction("reauthorize", id: id, connection: connection)
         }
     }
+}
+
+/// `POST /admin/v1/devices/{id}/{action}`, then prints the device's new state.
+private func deviceAction(_ action: String, id: String, body: [UInt8]? = nil, connection: AdminConnectionOptions)
+    async throws
+{
+    let device = try await runReportingErrors {
+        try await AdminClient.with(try connection.resolve()) {
+            try await $0.send(method: .POST, path: "/admin/v1/devices/\(id)/\(action)", body: body, as: DeviceBody.self)
+        }
+    }
+    print("\(device.deviceId): \(device.state)")
 }
