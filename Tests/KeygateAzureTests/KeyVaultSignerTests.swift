@@ -72,13 +72,18 @@ import X509
         let connection = sandbox.connection
         let kv = connection.keyVault
 
+        // Both CAs in the vault: the root signs the issuing CA there, the issuing CA signs devices there.
+        let vault = KeygateInitializer.AzureKeyVaultSettings(
+            vaultURL: kv.vaultURL, tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId,
+            clientSecret: kv.clientSecret, caCertificate: connection.caCertificate)
         let kg = try await TestKeygate.make {
-            $0.issuingKeyStore = .azureKeyVault(
-                .init(
-                    vaultURL: kv.vaultURL, tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId,
-                    clientSecret: kv.clientSecret, caCertificate: connection.caCertificate))
+            $0.rootKeyStore = .azureKeyVault(vault)
+            $0.issuingKeyStore = .azureKeyVault(vault)
         }
         let configuration = kg.server.configuration
+        #expect(configuration.root.keyStore == "azure-key-vault" && configuration.root.keyFile == nil)
+        #expect(configuration.root.azureKeyVault?.keyID.contains("/keys/keygate-root-ca/") == true)
+        #expect(!FileManager.default.fileExists(atPath: kg.directory.path("ca/root.key.pem")), "no root key file")
         #expect(configuration.issuing.keyStore == "azure-key-vault")
         #expect(configuration.issuing.keyFile == nil)
         #expect(!FileManager.default.fileExists(atPath: kg.directory.path("ca/issuing.key.pem")), "no issuing key file")
