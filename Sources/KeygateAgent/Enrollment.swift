@@ -3,6 +3,7 @@ import CryptoExtras
 public import Foundation
 public import KeygateAttestation
 import KeygatePKI
+import NIOSSL
 import SwiftASN1
 import X509
 
@@ -64,7 +65,10 @@ public struct Enrollment: Sendable {
             try folder.save(state)
             challenge = try await client.challenge(deviceID)
         }
-        let csrPEM = try makeCSR(state: state)
+        // An enrolled device re-attesting renews: a new key, kept aside until the certificate arrives.
+        let renewing = state.certificateSerial != nil
+        let key = try newKey(state: state, renewing: renewing)
+        let csrPEM = try makeCSR(key.privateKey)
         let payload = DeviceAPI.payload(csrPEM: csrPEM)
         let attestation = try attest(challenge, payload: payload)
         let answer: DeviceAPI.EnrollResponse
@@ -85,11 +89,88 @@ public struct Enrollment: Sendable {
             try folder.save(state)
             return .pendingApproval
         }
+        try install(chain: chain, serial: serial, notAfter: notAfter, key: key, state: &state)
+        return .enrolled(serial: serial, notAfter: notAfter)
+    }
+
+    /// Renews over mTLS with the current certificate: a new key, a CSR, the new chain installed.
+    public func renew() async throws -> Outcome {
+        guard var state = folder.load(), state.certificateSerial != nil else {
+            throw AgentError("nothing to renew: the device has no certificate yet")
+        }
+        let key = try newKey(state: state, renewing: true)
+        let answer = try await client.renew(
+            DeviceAPI.RenewRequest(deviceId: deviceID, csr: try makeCSR(key.privateKey)),
+            identity: try currentIdentity(state))
+        guard let chain = answer.certificateChain, let serial = answer.serial, let notAfter = answer.notAfter else {
+            throw AgentError("the renewal answer has no certificate")
+        }
+        try install(chain: chain, serial: serial, notAfter: notAfter, key: key, state: &state)
+        return .enrolled(serial: serial, notAfter: notAfter)
+    }
+
+    /// When Keygate wants this device to renew, asked with its current certificate.
+    public func renewalInfo() async throws -> DeviceAPI.RenewalInfo {
+        guard let state = folder.load() else { throw AgentError("the device has no certificate yet") }
+        return try await client.renewalInfo(identity: try currentIdentity(state))
+    }
+
+    /// The operational key for the next certificate: DDK devices derive generation `g` (the next one
+    /// when renewing) and store nothing; other devices make a random key.
+    struct OperationalKey {
+        var privateKey: Certificate.PrivateKey
+        /// Non-DDK: the PEM to write once the certificate is installed.
+        var pem: String?
+        var generation: Int
+    }
+
+    func newKey(state: AgentState, renewing: Bool) throws -> OperationalKey {
+        let generation = renewing ? state.tlsGeneration + 1 : state.tlsGeneration
+        switch credential {
+        case .ddk(let attributes, let seed):
+            let identity = DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed)
+            return OperationalKey(
+                privateKey: Certificate.PrivateKey(identity.tlsKey(generation: UInt64(generation))), pem: nil,
+                generation: generation)
+        case .x509, .symmetricKey:
+            let fresh = P256.Signing.PrivateKey()
+            return OperationalKey(
+                privateKey: Certificate.PrivateKey(fresh), pem: fresh.pemRepresentation, generation: generation)
+        }
+    }
+
+    /// Writes the key (non-DDK) and the chain, then the state: a crash in between leaves either the
+    /// old pair or the new one usable, since the state names the generation and serial in use.
+    private func install(chain: String, serial: String, notAfter: Date, key: OperationalKey, state: inout AgentState)
+        throws
+    {
+        if let pem = key.pem { try folder.write(Data(pem.utf8), to: folder.keyFile, mode: 0o600) }
         try folder.write(Data(chain.utf8), to: folder.certificateFile, mode: 0o644)
         state.certificateSerial = serial
         state.certificateNotAfter = notAfter
+        state.tlsGeneration = key.generation
+        state.state = "enrolled"
+        state.renewAfter = nil
         try folder.save(state)
-        return .enrolled(serial: serial, notAfter: notAfter)
+    }
+
+    /// The certificate chain in use and its key, for TLS.
+    public func currentIdentity(_ state: AgentState) throws -> DeviceClient.TLSClientIdentity {
+        let chain = try NIOSSLCertificate.fromPEMFile(folder.certificateFile)
+        let keyPEM: String
+        switch credential {
+        case .ddk(let attributes, let seed):
+            keyPEM =
+                DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed)
+                .tlsKey(generation: UInt64(state.tlsGeneration)).pemRepresentation
+        case .x509, .symmetricKey:
+            guard let data = FileManager.default.contents(atPath: folder.keyFile) else {
+                throw AgentError("the device key \(folder.keyFile) is missing")
+            }
+            keyPEM = String(decoding: data, as: UTF8.self)
+        }
+        return .init(
+            certificateChain: chain, privateKey: try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
     }
 
     /// A status session.
@@ -141,18 +222,8 @@ public struct Enrollment: Sendable {
         }
     }
 
-    /// The operational key and its CSR: derived (DDK, nothing stored) or random (stored 0600).
-    func makeCSR(state: AgentState) throws -> String {
-        let key: Certificate.PrivateKey
-        switch credential {
-        case .ddk(let attributes, let seed):
-            let identity = DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed)
-            key = Certificate.PrivateKey(identity.tlsKey(generation: UInt64(state.tlsGeneration)))
-        case .x509, .symmetricKey:
-            let fresh = P256.Signing.PrivateKey()
-            try folder.write(Data(fresh.pemRepresentation.utf8), to: folder.keyFile, mode: 0o600)
-            key = Certificate.PrivateKey(fresh)
-        }
+    /// A CSR for the key, CN = the device ID.
+    func makeCSR(_ key: Certificate.PrivateKey) throws -> String {
         let csr = try CertificateSigningRequest(
             version: .v1, subject: try DistinguishedName { CommonName(deviceID) }, privateKey: key, attributes: .init())
         return try csr.serializeAsPEM().pemString

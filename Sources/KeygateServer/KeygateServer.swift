@@ -6,6 +6,7 @@ import KeygatePKI
 import KeygateStore
 public import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 import UnixSignals
 public import X509
@@ -84,8 +85,15 @@ public struct KeygateServer: Sendable {
     public func run(onReady: @escaping @Sendable (BoundPorts) -> Void = { _ in }) async throws {
         let ports = PortCollector(onReady: onReady)
         let tls = try ServerTLSIdentity(directory: directory, configuration: configuration).tlsConfiguration()
+        // Devices renew over mTLS with their current certificate; any certificate passes the
+        // handshake and the renewal routes decide what it proves (others ignore it).
         let https = Application(
-            router: try httpsRouter(), server: try .tls(.http1(), tlsConfiguration: tls),
+            router: try httpsRouter(),
+            server: try .tls(
+                .http1(),
+                configuration: TLSChannelConfiguration(
+                    tlsConfiguration: tls,
+                    customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })),
             configuration: .init(
                 address: .hostname(configuration.https.host, port: configuration.https.port), serverName: "keygate"),
             onServerRunning: { channel in ports.set(https: channel.localAddress?.port ?? 0) },
@@ -100,7 +108,9 @@ public struct KeygateServer: Sendable {
             configuration: .init(
                 services: [
                     .init(service: https), .init(service: http),
-                    .init(service: CRLRefreshService(publisher: service.crl, logger: logger)),
+                    .init(service: CRLRefreshService(publisher: service.crl, interval: .seconds(5), logger: logger)),
+                    .init(service: OCSPRefreshService(service: service, logger: logger)),
+                    .init(service: ExpiryScanner(service: service, logger: logger)),
                     .init(service: OutboxDispatcher(store: service.store, secrets: onboarding.secrets, logger: logger)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

@@ -34,6 +34,9 @@ public struct DeviceRunner: Sendable {
         public var messages: Int?
         /// How long to wait for the enrollment to reach Azure before giving up.
         public var confirmationTimeout: Duration = .seconds(300)
+        /// How often to ask Keygate whether the certificate should be renewed (its answer carries
+        /// the group's window with jitter, or the device's slot in a rotation).
+        public var renewalCheckInterval: Duration = .seconds(3600)
 
         public init() {}
     }
@@ -43,39 +46,50 @@ public struct DeviceRunner: Sendable {
     /// Called at each step, with the time it was reached.
     public let onStep: @Sendable (Step, ContinuousClock.Instant) -> Void
     public let log: @Sendable (String) -> Void
+    /// Called after each telemetry message the hub acknowledged: its sequence number and the
+    /// certificate serial of the connection that carried it.
+    public let onTelemetry: @Sendable (Int, String) -> Void
 
     public init(
         enrollment: Enrollment, options: Options,
         onStep: @escaping @Sendable (Step, ContinuousClock.Instant) -> Void = { _, _ in },
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        log: @escaping @Sendable (String) -> Void = { _ in },
+        onTelemetry: @escaping @Sendable (Int, String) -> Void = { _, _ in }
     ) {
         self.enrollment = enrollment
         self.options = options
         self.onStep = onStep
         self.log = log
+        self.onTelemetry = onTelemetry
     }
 
     public func run() async throws {
         var state = try await enrolled()
         onStep(.enrolled, .now)
-        let provisioning = try await confirmed()
+        var provisioning = try await confirmed()
         onStep(.confirmed, .now)
         guard let idScope = provisioning.idScope else {
             throw AgentError("the connector does not know its ID scope yet")
         }
-        let identity = try tlsIdentity(state)
+        var identity = try tlsIdentity(state)
         var sent = 0
         var backoff = 1.0
+        var nextRenewalCheck = ContinuousClock.now
         while options.messages.map({ sent < $0 }) ?? true {
             try Task.checkCancellation()
+            // Offline past expiry: re-attest (DDK, bootstrap certificate or symmetric key) within the
+            // group's grace; after it Keygate refuses until an operator re-authorizes the device.
+            if let notAfter = state.certificateNotAfter, notAfter < Date() {
+                log("the certificate expired; re-attesting to renew it")
+                _ = try await retryingWhileUnreachable { try await enrollment.run() }
+                state = try loadState()
+                identity = try tlsIdentity(state)
+                provisioning = try await confirmed()
+                nextRenewalCheck = ContinuousClock.now + options.renewalCheckInterval
+            }
             // Register unless this certificate was assigned already.
             if state.assignedHub == nil || state.assignedWithSerial != state.certificateSerial {
-                let assignment = try await register(provisioning, idScope: idScope, identity: identity)
-                state.assignedHub = assignment.assignedHub
-                state.hubDeviceId = assignment.deviceId
-                state.assignedWithSerial = state.certificateSerial
-                try enrollment.folder.save(state)
-                log("registered with DPS: hub \(assignment.assignedHub), device \(assignment.deviceId)")
+                try await assign(&state, provisioning: provisioning, idScope: idScope, identity: identity)
             }
             onStep(.registered, .now)
             do {
@@ -91,8 +105,19 @@ public struct DeviceRunner: Sendable {
                     ])
                     try await hub.send(Array(payload))
                     if sent == 0 { onStep(.telemetry, .now) }
+                    onTelemetry(sent, state.certificateSerial ?? "")
                     sent += 1
                     if options.messages.map({ sent >= $0 }) ?? false { break }
+                    if ContinuousClock.now >= nextRenewalCheck {
+                        nextRenewalCheck = ContinuousClock.now + options.renewalCheckInterval
+                        if let renewed = await renewIfDue(state, provisioning: provisioning, idScope: idScope) {
+                            // The old connection carried telemetry until now; reconnect with the new certificate.
+                            state = renewed
+                            identity = try tlsIdentity(state)
+                            log("switching the hub connection to certificate \(state.certificateSerial ?? "?")")
+                            break
+                        }
+                    }
                     try await Task.sleep(for: options.telemetryInterval)
                 }
             } catch let failure as MQTTClient.Failure where failure == .refused(returnCode: 5) {
@@ -109,6 +134,61 @@ public struct DeviceRunner: Sendable {
                 backoff = min(backoff * 2, 60)
             }
         }
+    }
+
+    /// Registers with DPS using `identity` and remembers the assignment.
+    private func assign(
+        _ state: inout AgentState, provisioning: DeviceAPI.Provisioning, idScope: String,
+        identity: AzureDeviceIdentity
+    ) async throws {
+        let assignment = try await register(provisioning, idScope: idScope, identity: identity)
+        state.assignedHub = assignment.assignedHub
+        state.hubDeviceId = assignment.deviceId
+        state.assignedWithSerial = state.certificateSerial
+        try enrollment.folder.save(state)
+        log("registered with DPS: hub \(assignment.assignedHub), device \(assignment.deviceId)")
+    }
+
+    /// Asks Keygate (mTLS) whether to renew; if so renews with a new key, waits until the new
+    /// certificate is in the Azure enrollment and registers with it, all while the current hub
+    /// connection keeps sending. Returns the new state, or `nil` when nothing changed. A failure
+    /// leaves the current certificate in use and is retried at the next check.
+    private func renewIfDue(_ state: AgentState, provisioning: DeviceAPI.Provisioning, idScope: String) async
+        -> AgentState?
+    {
+        do {
+            let info = try await enrollment.renewalInfo()
+            var current = state
+            current.renewAfter = info.renewAfter
+            try enrollment.folder.save(current)
+            guard Date() >= info.renewAfter else { return nil }
+            log("renewing certificate \(info.serial) (\(info.reason))")
+            _ = try await enrollment.renew()
+        } catch {
+            log("renewal check failed: \(error); keeping the current certificate")
+            return nil
+        }
+        guard var renewed = try? loadState() else { return nil }
+        log("renewed: certificate \(renewed.certificateSerial ?? "?")")
+        do {
+            let deadline = ContinuousClock.now + options.confirmationTimeout
+            var delay = 0.5
+            while ContinuousClock.now < deadline {
+                let info = try await enrollment.renewalInfo()
+                if info.provisioning?.confirmed ?? true { break }
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 10)
+            }
+            try await assign(&renewed, provisioning: provisioning, idScope: idScope, identity: try tlsIdentity(renewed))
+        } catch {
+            log("the new certificate is not registered yet (\(error)); the next connection registers it")
+        }
+        return renewed
+    }
+
+    private func loadState() throws -> AgentState {
+        guard let state = enrollment.folder.load() else { throw AgentError("the state folder lost the enrollment") }
+        return state
     }
 
     /// Enrolls unless the state folder holds a certificate; waits (with backoff) for approval.
@@ -200,21 +280,8 @@ public struct DeviceRunner: Sendable {
 
     /// The certificate chain Keygate issued and the device's key (DDK: derived, never stored).
     private func tlsIdentity(_ state: AgentState) throws -> AzureDeviceIdentity {
-        let chain = try NIOSSLCertificate.fromPEMFile(enrollment.folder.certificateFile)
-        let keyPEM: String
-        switch enrollment.credential {
-        case .ddk(let attributes, let seed):
-            keyPEM =
-                DDKIdentity(deviceID: enrollment.deviceID, attributes: attributes, seed: seed)
-                .tlsKey(generation: UInt64(state.tlsGeneration)).pemRepresentation
-        case .x509, .symmetricKey:
-            guard let data = FileManager.default.contents(atPath: enrollment.folder.keyFile) else {
-                throw AgentError("the device key \(enrollment.folder.keyFile) is missing")
-            }
-            keyPEM = String(decoding: data, as: UTF8.self)
-        }
+        let current = try enrollment.currentIdentity(state)
         return AzureDeviceIdentity(
-            certificateChain: chain, privateKey: try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem),
-            trustRoots: options.azureTrust)
+            certificateChain: current.certificateChain, privateKey: current.privateKey, trustRoots: options.azureTrust)
     }
 }

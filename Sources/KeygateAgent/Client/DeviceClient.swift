@@ -3,12 +3,14 @@ import Foundation
 public import KeygateAttestation
 import NIOCore
 import NIOHTTP1
-import NIOSSL
+public import NIOSSL
 
 /// Talks to `/device/v1` over HTTPS, trusting only the CA given.
 public struct DeviceClient: Sendable {
     public let baseURL: String
     let http: HTTPClient
+    /// Trust for Keygate's listener (also used for the mTLS renewal calls).
+    let caCertificateFile: String?
 
     /// An error answer from Keygate, with its stable code.
     public struct APIError: Error, CustomStringConvertible, Sendable {
@@ -21,6 +23,7 @@ public struct DeviceClient: Sendable {
 
     public init(baseURL: String, caCertificateFile: String?, http: HTTPClient? = nil) throws {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.caCertificateFile = caCertificateFile
         if let http {
             self.http = http
         } else {
@@ -55,11 +58,52 @@ public struct DeviceClient: Sendable {
         let _: DeviceAPI.ErrorBody = try await post("/device/v1/fork-proof", request)
     }
 
-    func post<Body: Encodable, Answer: Decodable>(_ path: String, _ body: Body) async throws -> Answer {
+    /// Renews over mTLS: the TLS client certificate is the device's current one.
+    public func renew(_ request: DeviceAPI.RenewRequest, identity: TLSClientIdentity) async throws
+        -> DeviceAPI.EnrollResponse
+    {
+        try await post("/device/v1/renew", request, tls: tls(identity))
+    }
+
+    /// When to renew, asked over mTLS with the device's current certificate.
+    public func renewalInfo(identity: TLSClientIdentity) async throws -> DeviceAPI.RenewalInfo {
+        var request = HTTPClientRequest(url: baseURL + "/device/v1/renewal")
+        request.tlsConfiguration = try tls(identity)
+        return try await execute(request)
+    }
+
+    /// A certificate chain and its private key, to present as a TLS client.
+    public struct TLSClientIdentity: Sendable {
+        public var certificateChain: [NIOSSLCertificate]
+        public var privateKey: NIOSSLPrivateKey
+
+        public init(certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey) {
+            self.certificateChain = certificateChain
+            self.privateKey = privateKey
+        }
+    }
+
+    private func tls(_ identity: TLSClientIdentity) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let caCertificateFile { tls.trustRoots = .file(caCertificateFile) }
+        tls.certificateChain = identity.certificateChain.map { .certificate($0) }
+        tls.privateKey = .privateKey(identity.privateKey)
+        return tls
+    }
+
+    func post<Body: Encodable, Answer: Decodable>(_ path: String, _ body: Body, tls: TLSConfiguration? = nil)
+        async throws -> Answer
+    {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        request.tlsConfiguration = tls
+        return try await execute(request)
+    }
+
+    private func execute<Answer: Decodable>(_ request: HTTPClientRequest) async throws -> Answer {
         let response = try await http.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 4 << 20)
         let data = Data(bytes.readableBytesView)

@@ -8,14 +8,14 @@ import NIOSSL
 public struct AgentCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "keygate-agent",
-        abstract: "The Keygate device agent: identity, attested enrollment, status.",
+        abstract: "The Keygate device agent: identity, attested enrollment, renewal, status.",
         discussion: """
             A device proves who it is with DDK (keys derived from its attributes, never stored), an X.509
             bootstrap certificate, or a DPS-style symmetric key, and gets a certificate for a key that never
             leaves it.
             """,
         version: "0.1.0",
-        subcommands: [Identity.self, Enroll.self, Status.self, Run.self, Simulate.self])
+        subcommands: [Identity.self, Enroll.self, Status.self, Renew.self, Run.self, Simulate.self])
 
     public init() {}
 }
@@ -202,6 +202,42 @@ struct Status: AsyncParsableCommand {
     }
 }
 
+struct Renew: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Renew the certificate now: over mTLS with the current one, or by re-attesting once it expired.",
+        discussion: """
+            `run` renews by itself when Keygate's window opens; this is for scripts and manual checks. \
+            --check only prints when Keygate wants the certificate renewed.
+            """)
+
+    @OptionGroup var options: DeviceOptions
+    @Flag(help: "Only print when to renew (GET /device/v1/renewal).") var check = false
+
+    func run() async throws {
+        let enrollment = try options.enrollment()
+        defer { Task { try? await enrollment.client.shutdown() } }
+        guard let state = enrollment.folder.load(), state.certificateSerial != nil else {
+            FileHandle.standardError.write(Data("error: no certificate yet; run `keygate-agent enroll` first\n".utf8))
+            throw ExitCode(1)
+        }
+        let formatter = ISO8601DateFormatter()
+        if check {
+            let info = try await reportingErrors { try await enrollment.renewalInfo() }
+            print(
+                "certificate \(info.serial) until \(formatter.string(from: info.notAfter)); renew after \(formatter.string(from: info.renewAfter)) (\(info.reason))"
+            )
+            return
+        }
+        let expired = (state.certificateNotAfter ?? .distantFuture) < Date()
+        let outcome = try await reportingErrors { expired ? try await enrollment.run() : try await enrollment.renew() }
+        if case .enrolled(let serial, let notAfter) = outcome {
+            print(
+                "renewed\(expired ? " by re-attesting" : ""): certificate \(serial) until \(formatter.string(from: notAfter))"
+            )
+        }
+    }
+}
+
 func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
@@ -232,8 +268,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The MQTT port (DPS over MQTT and IoT Hub).") var mqttPort: Int = 8883
     @Option(help: "Seconds between telemetry messages.") var interval: Double = 10
     @Option(help: "Stop after this many messages (default: run until stopped).") var messages: Int?
+    @Option(help: "Seconds between renewal checks with Keygate (mTLS).") var renewalCheck: Double = 3600
 
     func validate() throws {
+        guard renewalCheck >= 1 else { throw ValidationError("--renewal-check must be at least 1 second") }
         guard DeviceRunner.Transport(rawValue: dpsTransport) != nil else {
             throw ValidationError("--dps-transport is https or mqtt")
         }
@@ -249,6 +287,7 @@ struct Run: AsyncParsableCommand {
         runnerOptions.mqttPort = mqttPort
         runnerOptions.telemetryInterval = .milliseconds(Int(interval * 1000))
         runnerOptions.messages = messages
+        runnerOptions.renewalCheckInterval = .milliseconds(Int(renewalCheck * 1000))
         let started = ContinuousClock.now
         let runner = DeviceRunner(
             enrollment: enrollment, options: runnerOptions,

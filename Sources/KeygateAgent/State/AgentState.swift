@@ -19,6 +19,8 @@ public struct AgentState: Codable, Sendable {
     public var hubDeviceId: String?
     /// The certificate serial the assignment was made with (a new certificate registers again).
     public var assignedWithSerial: String?
+    /// When Keygate wants the current certificate renewed (from `GET /device/v1/renewal`).
+    public var renewAfter: Date?
 
     public init(deviceId: String, server: String, attestation: String) {
         self.deviceId = deviceId

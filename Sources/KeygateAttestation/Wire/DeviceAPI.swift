@@ -180,6 +180,45 @@ public enum DeviceAPI {
         }
     }
 
+    /// `POST /device/v1/renew`, authenticated by the device's current certificate (mTLS).
+    public struct RenewRequest: Codable, Sendable {
+        /// Optional: when given, it must be the device the client certificate names.
+        public var deviceId: String?
+        /// PEM CERTIFICATE REQUEST, for a new key unless the group allows reuse.
+        public var csr: String
+
+        public init(deviceId: String? = nil, csr: String) {
+            self.deviceId = deviceId
+            self.csr = csr
+        }
+    }
+
+    /// `GET /device/v1/renewal` (mTLS): when the device should renew its certificate.
+    public struct RenewalInfo: Codable, Sendable, Hashable {
+        public var deviceId: String
+        public var serial: String
+        public var notAfter: Date
+        /// Renew at or after this time (the group's window with per-certificate jitter, or the
+        /// device's slot in a rotation campaign, whichever is first).
+        public var renewAfter: Date
+        /// `window` or `rotation`.
+        public var reason: String
+        /// Where the device registers, and whether this certificate's enrollment reached Azure.
+        public var provisioning: Provisioning?
+
+        public init(
+            deviceId: String, serial: String, notAfter: Date, renewAfter: Date, reason: String,
+            provisioning: Provisioning? = nil
+        ) {
+            self.provisioning = provisioning
+            self.deviceId = deviceId
+            self.serial = serial
+            self.notAfter = notAfter
+            self.renewAfter = renewAfter
+            self.reason = reason
+        }
+    }
+
     public struct StatusResponse: Codable, Sendable {
         public var deviceId: String
         public var state: String

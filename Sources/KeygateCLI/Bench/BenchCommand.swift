@@ -7,7 +7,8 @@ import KeygateServer
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure Keygate on this machine.", subcommands: [Issue.self, Sandbox.self])
+        commandName: "bench", abstract: "Measure Keygate on this machine.",
+        subcommands: [Issue.self, Sandbox.self, Revocation.self])
 
     struct Issue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -121,6 +122,46 @@ struct BenchCommand: AsyncParsableCommand {
             let result = try await SandboxBenchmark(
                 connection: client.connection, devices: devices, concurrency: concurrency, hold: hold
             ).run()
+            if json { return try printJSON(result) }
+            print(result.summary)
+        }
+    }
+
+    struct Revocation: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revocation at scale: revoke many certificates, then time the CRL and measure OCSP.",
+            discussion: """
+                Starts a temporary server, records --certificates device certificates (records only; signing \
+                is what `bench issue` measures), revokes every one through the certificate service, builds \
+                and signs the CRL of all of them, then sends OCSP requests without a nonce (served from \
+                answers signed ahead) in process and over HTTP to /pki/ocsp.
+                """)
+
+        @Option(help: "How many certificates to record and revoke.") var certificates: Int = 100_000
+        @Option(help: "Revocations at once.") var concurrency: Int = 8
+        @Option(help: "OCSP requests to send (each way).") var ocspRequests: Int = 100_000
+        @Option(help: "OCSP requests at once.") var ocspConcurrency: Int = 64
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func validate() throws {
+            guard (100...2_000_000).contains(certificates) else {
+                throw ValidationError("--certificates must be 100 to 2,000,000")
+            }
+            guard (1...1024).contains(concurrency), (1...1024).contains(ocspConcurrency) else {
+                throw ValidationError("--concurrency and --ocsp-concurrency must be 1 to 1024")
+            }
+            guard (1...10_000_000).contains(ocspRequests) else {
+                throw ValidationError("--ocsp-requests must be 1 to 10,000,000")
+            }
+        }
+
+        func run() async throws {
+            let benchmark = RevocationBenchmark(
+                count: certificates, concurrency: concurrency, ocspRequests: ocspRequests,
+                ocspConcurrency: ocspConcurrency)
+            let result = try await runReportingErrors {
+                try await benchmark.run { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
+            }
             if json { return try printJSON(result) }
             print(result.summary)
         }

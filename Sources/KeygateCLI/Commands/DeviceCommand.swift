@@ -6,7 +6,7 @@ import NIOHTTP1
 struct DeviceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device", abstract: "Inspect devices and approve them.",
-        subcommands: [List.self, Show.self, Approve.self, Quarantine.self, Reauthorize.self])
+        subcommands: [List.self, Show.self, Approve.self, Quarantine.self, Reauthorize.self, Retire.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List devices, by ID.")
@@ -89,8 +89,12 @@ struct DeviceCommand: AsyncParsableCommand {
 
     struct Quarantine: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Quarantine a device: certificates on hold, DPS enrollment and hub identity disabled.",
-            discussion: "Azure is updated through the outbox (`keygate outbox list --device ID`).")
+            abstract: "Quarantine a device: certificates on hold or revoked, DPS enrollment and hub identity disabled.",
+            discussion: """
+                The group's quarantineAction decides hold (certificateHold, released on re-authorization when \
+                releaseHeldOnReauthorize) or revoke. The device's calls get deviceQuarantined. Azure is updated \
+                through the outbox (`keygate outbox list --device ID`).
+                """)
         @OptionGroup var connection: AdminConnectionOptions
         @Argument(help: "The device ID.") var id: String
         @Option(help: "Why (kept in the audit log).") var reason: String = "manual"
@@ -103,12 +107,32 @@ struct DeviceCommand: AsyncParsableCommand {
 
     struct Reauthorize: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Let a quarantined device attest again; its enrollment and hub identity are enabled again.")
+            abstract: "Let a quarantined device attest again; its enrollment and hub identity are enabled again.",
+            discussion: """
+                The device returns to registered: its next attested enrollment issues a new certificate that \
+                replaces the one in Azure. Held certificates are released or revoked per the group's policy.
+                """)
         @OptionGroup var connection: AdminConnectionOptions
         @Argument(help: "The device ID.") var id: String
+        @Flag(help: "DDK: forget the device's keys so it registers again (its attributes changed).")
+        var allowReregistration = false
 
         func run() async throws {
-            try await deviceAction("reauthorize", id: id, connection: connection)
+            let body = try JSONSerialization.data(withJSONObject: ["allowReregistration": allowReregistration])
+            try await deviceAction("reauthorize", id: id, body: Array(body), connection: connection)
+        }
+    }
+
+    struct Retire: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Retire a device for good: certificates revoked, DPS enrollment and hub identity deleted.")
+        @OptionGroup var connection: AdminConnectionOptions
+        @Argument(help: "The device ID.") var id: String
+        @Option(help: "Why (kept in the audit log).") var reason: String?
+
+        func run() async throws {
+            let body = try JSONSerialization.data(withJSONObject: reason.map { ["reason": $0] } ?? [:])
+            try await deviceAction("retire", id: id, body: Array(body), connection: connection)
         }
     }
 }

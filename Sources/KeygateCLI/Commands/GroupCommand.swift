@@ -6,7 +6,7 @@ import NIOHTTP1
 struct GroupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "group", abstract: "Create and inspect device groups and their policies.",
-        subcommands: [Create.self, List.self, Show.self, Update.self])
+        subcommands: [Create.self, List.self, Show.self, Update.self, Rotate.self])
 
     /// Policy options shared by create and update; unset options leave the policy as it is.
     struct PolicyOptions: ParsableArguments {
@@ -17,6 +17,15 @@ struct GroupCommand: AsyncParsableCommand {
         @Option(help: "Allowed device key algorithms, comma-separated (ecdsa-p256, ecdsa-p384, rsa-3072, ed25519).")
         var keyAlgorithm: String?
         @Option(help: "Certificate validity in days.") var validityDays: Int?
+        @Option(
+            help: "Certificate validity as a duration (e.g. 10m, 12h), for short-lived certificates (at least 60s).")
+        var validity: String?
+        @Option(help: "What quarantine does to certificates: hold (certificateHold) or revoke.")
+        var quarantineAction: String?
+        @Option(help: "Whether re-authorization releases held certificates (true) or revokes them (false).")
+        var releaseHeld: Bool?
+        @Option(help: "Whether a renewal may keep the current key (default false: a new key each time).")
+        var allowKeyReuse: Bool?
         @Option(help: "Renewal opens after this fraction of the lifetime (0-1).") var renewAfter: Double?
         @Option(help: "Days after expiry a device may still renew by re-attesting.") var renewAfterExpiryDays: Int?
         @Option(help: "auto or manual (devices wait for `keygate device approve`).") var approval: String?
@@ -37,6 +46,15 @@ struct GroupCommand: AsyncParsableCommand {
                 $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             }
             request.validityDays = validityDays
+            if let validity {
+                guard let seconds = try? parseDuration(validity) else {
+                    throw ValidationError("--validity takes a duration like 90s, 10m, 12h or 30d")
+                }
+                request.validitySeconds = Int(seconds)
+            }
+            request.quarantineAction = quarantineAction
+            request.releaseHeldOnReauthorize = releaseHeld
+            request.allowKeyReuse = allowKeyReuse
             request.renewAfterFraction = renewAfter
             request.renewAfterExpiryDays = renewAfterExpiryDays
             request.approval = approval
@@ -130,14 +148,72 @@ struct GroupCommand: AsyncParsableCommand {
     }
 }
 
+extension GroupCommand {
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Renew every enrolled device of a group, as a paced campaign.",
+            discussion: """
+                Devices whose certificate predates the campaign are asked to renew, --per-minute devices per \
+                minute in device-ID order (their agents learn it from GET /device/v1/renewal). Use it after a \
+                CA or policy change. The command follows the progress until every device renewed, or until \
+                --timeout; the campaign goes on on the server either way.
+                """)
+        @OptionGroup var connection: AdminConnectionOptions
+        @Argument(help: "The group name.") var name: String
+        @Option(help: "Devices asked to renew per minute.") var perMinute: Int = 60
+        @Option(help: "Why (kept in the audit log).") var reason: String = "rotation"
+        @Flag(help: "Start the campaign and return without following it.") var noWait = false
+        @Option(help: "Stop following after this long (e.g. 30m).") var timeout: String = "24h"
+
+        func run() async throws {
+            let limit = try parseDuration(timeout)
+            let body = try JSONSerialization.data(withJSONObject: ["perMinute": perMinute, "reason": reason])
+            let started = try await runReportingErrors {
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.send(
+                        method: .POST, path: "/admin/v1/groups/\(name)/rotation", body: Array(body),
+                        as: RotationBody.self)
+                }
+            }
+            let minutes = Double(started.devices) / Double(max(1, perMinute))
+            print(
+                "Rotation of \(name) started: \(started.devices) enrolled device(s), \(perMinute) per minute "
+                    + String(format: "(all asked within %.1f min)", minutes))
+            if noWait { return }
+            let bar = ProgressBar(total: started.devices, label: "renewed")
+            let deadline = Date() + limit
+            var latest = started
+            while latest.renewed < latest.devices && Date() < deadline {
+                try await Task.sleep(for: .seconds(2))
+                latest = try await runReportingErrors {
+                    try await AdminClient.with(try connection.resolve()) {
+                        try await $0.get("/admin/v1/groups/\(name)/rotation", as: RotationBody.self)
+                    }
+                }
+                bar.update(latest.renewed)
+            }
+            bar.finish()
+            print("\(latest.renewed) of \(latest.devices) device(s) renewed; \(latest.asked) asked so far")
+            if latest.renewed < latest.devices {
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
 func printGroup(_ g: GroupBody) {
     print("Group \(g.name)")
     print("  attestation     \(g.attestationMethods.joined(separator: ", ")) (minimum assurance \(g.minimumAssurance))")
-    print("  certificate     profile \(g.profile), \(g.keyAlgorithms.joined(separator: ", ")), \(g.validityDays) days")
+    let validity = g.validitySeconds.map { "\($0) seconds" } ?? "\(g.validityDays) days"
+    print("  certificate     profile \(g.profile), \(g.keyAlgorithms.joined(separator: ", ")), \(validity)")
     print(
         "  renewal         after \(Int(g.renewAfterFraction * 100))% of the lifetime; \(g.renewAfterExpiryDays) days of grace after expiry"
     )
     print("  approval        \(g.approval)")
+    print(
+        "  quarantine      \(g.quarantineAction) certificates; re-authorization "
+            + (g.releaseHeldOnReauthorize ? "releases held ones" : "revokes held ones"))
+    if g.allowKeyReuse { print("  key reuse       allowed on renewal") }
     if let connector = g.connector { print("  connector       \(connector)") }
     if !g.bootstrapCAs.isEmpty { print("  bootstrap CAs   \(g.bootstrapCAs.count)") }
     if g.hasSymmetricKey { print("  group key       set (sealed)") }

@@ -83,14 +83,21 @@ public struct CertificateQuery: Sendable, Hashable {
     public var profile: String?
     /// Only certificates whose `notAfter` is before this date.
     public var expiringBefore: Date?
+    /// Only certificates that have not expired at this date.
+    public var unexpiredAt: Date?
+    /// Only active device certificates that no newer certificate of the same device replaced.
+    public var unrenewedOnly: Bool
     /// Keyset paging: serials after this one in creation order.
     public var after: String?
     public var limit: Int
 
     public init(
         status: CertificateRecord.Status? = nil, deviceID: String? = nil, profile: String? = nil,
-        expiringBefore: Date? = nil, after: String? = nil, limit: Int = 100
+        expiringBefore: Date? = nil, unexpiredAt: Date? = nil, unrenewedOnly: Bool = false, after: String? = nil,
+        limit: Int = 100
     ) {
+        self.unexpiredAt = unexpiredAt
+        self.unrenewedOnly = unrenewedOnly
         self.status = status
         self.deviceID = deviceID
         self.profile = profile

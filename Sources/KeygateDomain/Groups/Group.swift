@@ -34,7 +34,11 @@ extension Group {
         /// Key algorithms a device CSR may use.
         public var keyAlgorithms: [String]
         public var validityDays: Int
-        /// Renewal opens after this fraction of the lifetime (for the lifecycle).
+        /// A validity in seconds that overrides `validityDays` (short-lived certificates: tests,
+        /// demos, fleets that renew hourly); at least 60.
+        public var validitySeconds: Int?
+        /// Renewal opens after this fraction of the lifetime, plus a per-certificate jitter of up
+        /// to a tenth of the lifetime so a fleet does not renew in one burst.
         public var renewAfterFraction: Double
         /// How long after expiry a device may still renew by re-attesting, in days.
         public var renewAfterExpiryDays: Int
@@ -46,13 +50,22 @@ extension Group {
         public var bootstrapCAs: [String]
         /// symmetric-key: the group key, sealed (never returned by the API).
         public var sealedGroupKey: String?
+        /// What quarantine does to the device's certificates: `hold` (certificateHold, can be
+        /// released) or `revoke` (for good).
+        public var quarantineAction: String
+        /// Whether re-authorization releases the certificates a quarantine put on hold (otherwise
+        /// they are revoked then, and the device lives on its new certificate only).
+        public var releaseHeldOnReauthorize: Bool
+        /// Whether a renewal may keep the current key (by default every renewal needs a new one).
+        public var allowKeyReuse: Bool
 
         public init(
             attestationMethods: [String] = ["ddk"], minimumAssurance: Int = 1, profile: String = "device",
             keyAlgorithms: [String] = ["ecdsa-p256"], validityDays: Int = 365, renewAfterFraction: Double = 2.0 / 3.0,
             renewAfterExpiryDays: Int = 30, approval: String = "auto", connector: String? = nil,
             bootstrapCAs: [String] = [],
-            sealedGroupKey: String? = nil
+            sealedGroupKey: String? = nil, validitySeconds: Int? = nil, quarantineAction: String = "hold",
+            releaseHeldOnReauthorize: Bool = true, allowKeyReuse: Bool = false
         ) {
             self.attestationMethods = attestationMethods
             self.minimumAssurance = minimumAssurance
@@ -65,9 +78,56 @@ extension Group {
             self.connector = connector
             self.bootstrapCAs = bootstrapCAs
             self.sealedGroupKey = sealedGroupKey
+            self.validitySeconds = validitySeconds
+            self.quarantineAction = quarantineAction
+            self.releaseHeldOnReauthorize = releaseHeldOnReauthorize
+            self.allowKeyReuse = allowKeyReuse
+        }
+
+        /// Policies stored before a field existed decode with its default.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Policy()
+            attestationMethods =
+                try c.decodeIfPresent([String].self, forKey: .attestationMethods) ?? d.attestationMethods
+            minimumAssurance = try c.decodeIfPresent(Int.self, forKey: .minimumAssurance) ?? d.minimumAssurance
+            profile = try c.decodeIfPresent(String.self, forKey: .profile) ?? d.profile
+            keyAlgorithms = try c.decodeIfPresent([String].self, forKey: .keyAlgorithms) ?? d.keyAlgorithms
+            validityDays = try c.decodeIfPresent(Int.self, forKey: .validityDays) ?? d.validityDays
+            validitySeconds = try c.decodeIfPresent(Int.self, forKey: .validitySeconds)
+            renewAfterFraction = try c.decodeIfPresent(Double.self, forKey: .renewAfterFraction) ?? d.renewAfterFraction
+            renewAfterExpiryDays =
+                try c.decodeIfPresent(Int.self, forKey: .renewAfterExpiryDays) ?? d.renewAfterExpiryDays
+            approval = try c.decodeIfPresent(String.self, forKey: .approval) ?? d.approval
+            connector = try c.decodeIfPresent(String.self, forKey: .connector)
+            bootstrapCAs = try c.decodeIfPresent([String].self, forKey: .bootstrapCAs) ?? d.bootstrapCAs
+            sealedGroupKey = try c.decodeIfPresent(String.self, forKey: .sealedGroupKey)
+            quarantineAction = try c.decodeIfPresent(String.self, forKey: .quarantineAction) ?? d.quarantineAction
+            releaseHeldOnReauthorize =
+                try c.decodeIfPresent(Bool.self, forKey: .releaseHeldOnReauthorize) ?? d.releaseHeldOnReauthorize
+            allowKeyReuse = try c.decodeIfPresent(Bool.self, forKey: .allowKeyReuse) ?? d.allowKeyReuse
         }
 
         public var requiresManualApproval: Bool { approval == "manual" }
+
+        /// The lifetime of the group's certificates.
+        public var validity: TimeInterval { TimeInterval(validitySeconds ?? validityDays * 86_400) }
+
+        /// How long after expiry a device may still renew by re-attesting.
+        public var renewalGrace: TimeInterval { TimeInterval(renewAfterExpiryDays) * 86_400 }
+
+        /// Whether quarantine revokes (rather than holds) the device's certificates.
+        public var quarantineRevokes: Bool { quarantineAction == "revoke" }
+
+        /// When the renewal window of a certificate opens: after `renewAfterFraction` of its lifetime
+        /// plus a jitter of up to a tenth of it, fixed per serial so every answer agrees.
+        public func renewalOpens(issuedAt: Date, notAfter: Date, serial: String) -> Date {
+            let lifetime = max(0, notAfter.timeIntervalSince(issuedAt))
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in serial.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            let jitter = Double(hash % 10_000) / 10_000 * min(0.1, 1 - renewAfterFraction)
+            return issuedAt + lifetime * min(renewAfterFraction + jitter, 0.95)
+        }
     }
 }
 
@@ -88,6 +148,12 @@ extension Group.Policy {
             throw fail("unknown key algorithm '\(unknown)'")
         }
         guard (1...3650).contains(validityDays) else { throw fail("validityDays must be 1 to 3650") }
+        if let validitySeconds, !(60...(3650 * 86_400)).contains(validitySeconds) {
+            throw fail("validitySeconds must be 60 to 315360000")
+        }
+        guard quarantineAction == "hold" || quarantineAction == "revoke" else {
+            throw fail("quarantineAction must be hold or revoke")
+        }
         guard renewAfterFraction > 0, renewAfterFraction < 1 else {
             throw fail("renewAfterFraction must be between 0 and 1")
         }
@@ -123,4 +189,10 @@ extension KeygateError.Code {
     public static let pinnedKeyMismatch = Self("pinnedKeyMismatch", kind: .forbidden)
     public static let enrollmentTokenInvalid = Self("enrollmentTokenInvalid", kind: .forbidden)
     public static let pendingApproval = Self("pendingApproval", kind: .conflict)
+    public static let renewalGraceExpired = Self("renewalGraceExpired", kind: .forbidden)
+    public static let clientCertificateRequired = Self("clientCertificateRequired", kind: .unauthorized)
+    public static let clientCertificateInvalid = Self("clientCertificateInvalid", kind: .unauthorized)
+    public static let keyReuse = Self("keyReuse", kind: .invalidInput)
+    public static let notEnrolled = Self("notEnrolled", kind: .conflict)
+    public static let rotationNotFound = Self("rotationNotFound", kind: .notFound)
 }

@@ -79,6 +79,21 @@ public struct OCSPRequest: Sendable {
         }
     }
 
+    /// Encodes a request for `ids` without a nonce or signature (what most devices send).
+    public static func encode(_ ids: [CertID]) -> [UInt8] {
+        var coder = DER.Serializer()
+        coder.appendConstructedNode(identifier: .sequence) { coder in
+            coder.appendConstructedNode(identifier: .sequence) { coder in
+                coder.appendConstructedNode(identifier: .sequence) { coder in
+                    for id in ids {
+                        coder.appendConstructedNode(identifier: .sequence) { $0.serializeRawBytes(id.der) }
+                    }
+                }
+            }
+        }
+        return coder.serializedBytes
+    }
+
     private static func parseRequestList(_ node: ASN1Node) throws -> [CertID] {
         try DER.sequence(node, identifier: .sequence) { nodes in
             var ids: [CertID] = []

@@ -91,6 +91,24 @@ public struct OCSPResponder: Sendable {
         nameHashes[id.hashAlgorithm] == id.issuerNameHash && keyHashes[id.hashAlgorithm] == id.issuerKeyHash
     }
 
+    /// The `CertID` most clients send for `serial` (SHA-1, NULL parameters, as OpenSSL and most
+    /// device stacks build it), so an answer can be signed before anyone asks.
+    public func certID(serial: Certificate.SerialNumber) throws -> OCSPRequest.CertID {
+        var coder = DER.Serializer()
+        try coder.appendConstructedNode(identifier: .sequence) { coder in
+            try coder.appendConstructedNode(identifier: .sequence) { coder in
+                try coder.serialize(ASN1ObjectIdentifier.Keygate.sha1)
+                try coder.serialize(ASN1Null())
+            }
+            try coder.serialize(ASN1OctetString(contentBytes: nameHashes[.sha1]![...]))
+            try coder.serialize(ASN1OctetString(contentBytes: sha1KeyHash[...]))
+            try coder.serialize(serial.bytes)
+        }
+        return OCSPRequest.CertID(
+            hashAlgorithm: .sha1, issuerNameHash: nameHashes[.sha1]!, issuerKeyHash: sha1KeyHash, serialNumber: serial,
+            der: coder.serializedBytes)
+    }
+
     /// Answers a DER request. Never throws: a bad request gets a `malformedRequest` answer,
     /// a lookup failure `tryLater`, a CertID for another CA `unauthorized`.
     public func respond(

@@ -68,6 +68,7 @@ struct ServerTLSIdentity {
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
+        tls.certificateVerification = .optionalVerification
         return tls
     }
 

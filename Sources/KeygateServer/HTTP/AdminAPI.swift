@@ -89,7 +89,11 @@ struct AdminAPI {
         filter.deviceID = query.get("deviceId")
         filter.after = query.get("after")
         if let within = query.get("expiringWithin") {
-            filter.expiringBefore = Date() + (try parseDuration(within))
+            // Close to expiry and not replaced by a renewal: what the expiry scanner counts.
+            let now = Date()
+            filter.expiringBefore = now + (try parseDuration(within))
+            filter.unexpiredAt = now
+            filter.unrenewedOnly = true
         }
         let records = try await service.store.certificates(matching: filter)
         return try jsonResponse(

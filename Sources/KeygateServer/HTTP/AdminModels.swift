@@ -141,6 +141,27 @@ public struct AuditVerifyBody: Codable, Sendable {
 
 // MARK: Groups, allowlist, devices
 
+/// A group's renewal campaign and how far it got.
+public struct RotationBody: Codable, Sendable {
+    public var group: String
+    public var startedAt: Date
+    public var perMinute: Int
+    public var reason: String
+    public var devices: Int
+    public var renewed: Int
+    public var asked: Int
+
+    public init(_ rotation: Rotation, _ progress: RotationProgress) {
+        group = rotation.group
+        startedAt = rotation.startedAt
+        perMinute = rotation.perMinute
+        reason = rotation.reason
+        devices = progress.devices
+        renewed = progress.renewed
+        asked = progress.asked
+    }
+}
+
 public struct GroupRequest: Codable, Sendable {
     public var name: String?
     public var attestationMethods: [String]?
@@ -148,6 +169,10 @@ public struct GroupRequest: Codable, Sendable {
     public var profile: String?
     public var keyAlgorithms: [String]?
     public var validityDays: Int?
+    public var validitySeconds: Int?
+    public var quarantineAction: String?
+    public var releaseHeldOnReauthorize: Bool?
+    public var allowKeyReuse: Bool?
     public var renewAfterFraction: Double?
     public var renewAfterExpiryDays: Int?
     public var approval: String?
@@ -167,6 +192,10 @@ public struct GroupBody: Codable, Sendable {
     public var profile: String
     public var keyAlgorithms: [String]
     public var validityDays: Int
+    public var validitySeconds: Int?
+    public var quarantineAction: String
+    public var releaseHeldOnReauthorize: Bool
+    public var allowKeyReuse: Bool
     public var renewAfterFraction: Double
     public var renewAfterExpiryDays: Int
     public var approval: String
@@ -184,6 +213,10 @@ public struct GroupBody: Codable, Sendable {
         profile = group.policy.profile
         keyAlgorithms = group.policy.keyAlgorithms
         validityDays = group.policy.validityDays
+        validitySeconds = group.policy.validitySeconds
+        quarantineAction = group.policy.quarantineAction
+        releaseHeldOnReauthorize = group.policy.releaseHeldOnReauthorize
+        allowKeyReuse = group.policy.allowKeyReuse
         renewAfterFraction = group.policy.renewAfterFraction
         renewAfterExpiryDays = group.policy.renewAfterExpiryDays
         approval = group.policy.approval

@@ -83,10 +83,41 @@ struct AdminOnboardingAPI {
                 deviceID: try context.parameters.require("id"), reason: reason, actor: actor(context))
             return try jsonResponse(DeviceBody(device))
         }
-        group.post("devices/:id/reauthorize") { _, context in
+        group.post("devices/:id/reauthorize") { request, context in
+            struct Body: Decodable { var allowReregistration: Bool? }
+            let body = try await request.keygateOptionalJSON(Body.self)
             let device = try await onboarding.reauthorize(
-                deviceID: try context.parameters.require("id"), actor: actor(context))
+                deviceID: try context.parameters.require("id"), actor: actor(context),
+                allowReregistration: body?.allowReregistration ?? false)
             return try jsonResponse(DeviceBody(device))
+        }
+        group.post("devices/:id/retire") { request, context in
+            struct Body: Decodable { var reason: String? }
+            let body = try await request.keygateOptionalJSON(Body.self)
+            if let reason = body?.reason, !(1...200).contains(reason.count) {
+                throw KeygateError(.malformedInput, "reason must be 1 to 200 characters")
+            }
+            let device = try await onboarding.retire(
+                deviceID: try context.parameters.require("id"), reason: body?.reason, actor: actor(context))
+            return try jsonResponse(DeviceBody(device))
+        }
+        group.post("groups/:name/rotation") { request, context in
+            struct Body: Decodable {
+                var perMinute: Int?
+                var reason: String?
+            }
+            let body = try await request.keygateOptionalJSON(Body.self)
+            let (rotation, progress) = try await onboarding.startRotation(
+                group: try context.parameters.require("name"), perMinute: body?.perMinute ?? 60,
+                reason: body?.reason ?? "rotation", actor: actor(context))
+            return try jsonResponse(RotationBody(rotation, progress), status: .created)
+        }
+        group.get("groups/:name/rotation") { _, context in
+            let name = try context.parameters.require("name")
+            guard let rotation = try await store.rotation(group: name) else {
+                throw KeygateError(.rotationNotFound, "group \(name) has no rotation")
+            }
+            return try jsonResponse(RotationBody(rotation, try await store.rotationProgress(rotation, now: Date())))
         }
         group.post("devices/:id/approve") { _, context in
             let id = try context.parameters.require("id")
@@ -156,7 +187,14 @@ struct AdminOnboardingAPI {
                 return algorithm.rawValue
             }
         }
-        if let value = body.validityDays { policy.validityDays = value }
+        if let value = body.validityDays {
+            policy.validityDays = value
+            policy.validitySeconds = nil
+        }
+        if let value = body.validitySeconds { policy.validitySeconds = value == 0 ? nil : value }
+        if let value = body.quarantineAction { policy.quarantineAction = value }
+        if let value = body.releaseHeldOnReauthorize { policy.releaseHeldOnReauthorize = value }
+        if let value = body.allowKeyReuse { policy.allowKeyReuse = value }
         if let value = body.renewAfterFraction { policy.renewAfterFraction = value }
         if let value = body.renewAfterExpiryDays { policy.renewAfterExpiryDays = value }
         if let value = body.approval { policy.approval = value }
@@ -251,6 +289,8 @@ extension Group.Policy {
         [
             "methods": attestationMethods.joined(separator: ","), "minimumAssurance": "\(minimumAssurance)",
             "approval": approval, "validityDays": "\(validityDays)",
+            "validitySeconds": validitySeconds.map { "\($0)" } ?? "",
+            "quarantineAction": quarantineAction, "releaseHeldOnReauthorize": "\(releaseHeldOnReauthorize)",
             "keyAlgorithms": keyAlgorithms.joined(separator: ","),
         ]
     }

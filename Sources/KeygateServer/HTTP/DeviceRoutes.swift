@@ -28,6 +28,14 @@ struct DeviceRoutes {
             let body = try await request.keygateJSON(DeviceAPI.ForkProofRequest.self, limit: Self.bodyLimit)
             try await onboarding.forkProof(body)
         }
+        group.post("renew") { request, context in
+            let body = try await request.keygateJSON(DeviceAPI.RenewRequest.self, limit: Self.bodyLimit)
+            let result = try await onboarding.renew(body, clientCertificate: await context.clientCertificate())
+            return try jsonResponse(result, status: .created)
+        }
+        group.get("renewal") { _, context in
+            try jsonResponse(try await onboarding.renewalInfo(clientCertificate: await context.clientCertificate()))
+        }
         group.post("status") { request, _ in
             let body = try await request.keygateJSON(DeviceAPI.StatusRequest.self, limit: Self.bodyLimit)
             return try jsonResponse(try await onboarding.status(body))

@@ -92,6 +92,17 @@ extension Request {
     }
 
     /// Decodes a JSON body into `T`, with `malformedJSON` for anything that does not fit.
+    /// An optional JSON body: `nil` when the request has none.
+    func keygateOptionalJSON<T: Decodable>(_ type: T.Type, limit: Int = 64 * 1024) async throws -> T? {
+        let bytes = try await keygateBody(limit: limit)
+        guard !bytes.isEmpty else { return nil }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch {
+            throw KeygateError(.malformedJSON, "the request body is not valid JSON for this call: \(error)")
+        }
+    }
+
     func keygateJSON<T: Decodable>(_ type: T.Type, limit: Int = 64 * 1024) async throws -> T {
         let bytes = try await keygateBody(limit: limit)
         guard !bytes.isEmpty else { throw KeygateError(.malformedJSON, "the request body is empty; JSON expected") }

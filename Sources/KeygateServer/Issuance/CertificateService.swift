@@ -16,6 +16,7 @@ public final class CertificateService: Sendable {
     public let metrics: KeygateMetrics
     public let crl: CRLPublisher
     public let ocsp: OCSPResponder
+    let ocspCache: OCSPCache
 
     public init(
         store: any ServerStore, authority: CertificateAuthority, revocation: RevocationPointers,
@@ -29,6 +30,7 @@ public final class CertificateService: Sendable {
         self.metrics = metrics
         self.crl = CRLPublisher(store: store, authority: authority, validity: crlValidity, metrics: metrics)
         self.ocsp = try OCSPResponder(authority: authority, validity: ocspValidity)
+        self.ocspCache = OCSPCache(freshFor: ocspValidity / 2)
     }
 
     /// The issuer name under which records and CRLs are kept.
@@ -124,6 +126,7 @@ public final class CertificateService: Sendable {
             audit: .init(
                 actor: actor, action: "certificate.revoked", subject: normalized, details: ["reason": reason.name]))
         metrics.certificateRevoked(reason: reason.name)
+        await statusChanged([normalized])
         return record
     }
 
@@ -136,17 +139,79 @@ public final class CertificateService: Sendable {
         return record
     }
 
-    /// Answers an OCSP request (DER) from the store.
-    public func answerOCSP(_ request: [UInt8]) async -> [UInt8] {
-        let store = self.store
-        let issuer = issuerName
-        let answer = await ocsp.respond(to: request) { serial in
-            guard let record = try await store.certificate(serial: serial.hex), record.issuer == issuer else {
-                return .unknown
-            }
-            return record.ocspStatus
+    /// Answers an OCSP request (DER). A request without a nonce for one certificate is served from
+    /// answers signed ahead of time; a nonce (or several certificates) gets an answer signed now.
+    public func answerOCSP(_ requestDER: [UInt8], now: Date = Date()) async -> [UInt8] {
+        guard let request = try? OCSPRequest(derBytes: requestDER), request.certIDs.count == 1,
+            request.nonceExtensionValue == nil, ocsp.isIssuedByThisCA(request.certIDs[0])
+        else {
+            let answer = await ocsp.respond(to: requestDER, now: now) { try await self.ocspStatus($0.hex) }
+            metrics.ocspAnswered(cached: false, successful: answer.count > 5)
+            return answer
         }
-        metrics.ocspAnswered(status: answer.count > 5 ? "successful" : "error")
+        let id = request.certIDs[0]
+        let serial = id.serialNumber.hex
+        if let bytes = ocspCache.answer(serial: serial, id: id, now: now) {
+            metrics.ocspAnswered(cached: true, successful: true)
+            return bytes
+        }
+        let answer =
+            await presign(serial: serial, ids: [id], now: now).first ?? OCSPResponder.unsignedResponse(.tryLater)
+        metrics.ocspAnswered(cached: false, successful: answer.count > 5)
         return answer
     }
+
+    private func ocspStatus(_ serial: String) async throws -> OCSPCertificateStatus {
+        guard let record = try await store.certificate(serial: serial), record.issuer == issuerName else {
+            return .unknown
+        }
+        return record.ocspStatus
+    }
+
+    /// Signs the answers for `serial` and keeps them; returns them in the order of `ids`.
+    @discardableResult
+    func presign(serial: String, ids: [OCSPRequest.CertID], now: Date = Date()) async -> [[UInt8]] {
+        let version = ocspCache.version(serial: serial)
+        do {
+            let status = try await ocspStatus(serial)
+            var answers: [[UInt8]] = []
+            for id in ids {
+                let bytes = try await ocsp.signedResponse([(id, status)], nonce: nil, now: now)
+                // "unknown" is not kept: the serial may be recorded a moment later.
+                if status != .unknown {
+                    ocspCache.put(serial: serial, id: id, entry: .init(bytes: bytes, producedAt: now), version: version)
+                }
+                answers.append(bytes)
+            }
+            return answers
+        } catch {
+            return ids.map { _ in OCSPResponder.unsignedResponse(.tryLater) }
+        }
+    }
+
+    /// After certificates changed status (revoked, held, released): drops their kept OCSP answers
+    /// and signs new ones, for the CertIDs clients asked with and the common SHA-1 form.
+    public func statusChanged(_ serials: [String], now: Date = Date()) async {
+        for serial in serials {
+            var ids = ocspCache.invalidate(serial: serial)
+            if let parsed = Certificate.SerialNumber(hex: serial), let common = try? ocsp.certID(serial: parsed),
+                !ids.contains(common)
+            {
+                ids.append(common)
+            }
+            await presign(serial: serial, ids: ids, now: now)
+        }
+    }
+
+    /// Signs again the kept answers that passed a third of their validity, before they go stale.
+    /// Returns how many were refreshed.
+    @discardableResult
+    public func refreshOCSPAnswers(now: Date = Date(), limit: Int = 50_000) async -> Int {
+        let aging = ocspCache.aging(olderThan: ocsp.validity / 3, now: now, limit: limit)
+        for (serial, id) in aging { await presign(serial: serial, ids: [id], now: now) }
+        return aging.count
+    }
+
+    /// How many OCSP answers are kept signed.
+    public var keptOCSPAnswers: Int { ocspCache.count }
 }

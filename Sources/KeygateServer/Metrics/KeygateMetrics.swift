@@ -11,6 +11,10 @@ public final class KeygateMetrics: Sendable {
     let issuanceDuration: Metrics.Timer
     let crlAge: Metrics.Gauge
     let crlEntries: Metrics.Gauge
+    let ocspCached: Metrics.Counter
+    let ocspSigned: Metrics.Counter
+    let ocspError: Metrics.Counter
+    let expiringCertificates: Metrics.Gauge
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -23,6 +27,15 @@ public final class KeygateMetrics: Sendable {
         issuanceDuration = Metrics.Timer(label: "keygate_issuance_duration_seconds", factory: factory)
         crlAge = Metrics.Gauge(label: "keygate_crl_age_seconds", factory: factory)
         crlEntries = Metrics.Gauge(label: "keygate_crl_entries", factory: factory)
+        func ocsp(_ status: String, _ source: String) -> Metrics.Counter {
+            Counter(
+                label: "keygate_ocsp_responses_total", dimensions: [("status", status), ("source", source)],
+                factory: factory)
+        }
+        ocspCached = ocsp("successful", "presigned")
+        ocspSigned = ocsp("successful", "signed")
+        ocspError = ocsp("error", "none")
+        expiringCertificates = Metrics.Gauge(label: "keygate_certificates_expiring", factory: factory)
     }
 
     func certificateIssued(profile: String, duration: Duration) {
@@ -44,8 +57,17 @@ public final class KeygateMetrics: Sendable {
         if let entries { crlEntries.record(entries) }
     }
 
-    func ocspAnswered(status: String) {
-        Counter(label: "keygate_ocsp_responses_total", dimensions: [("status", status)], factory: factory).increment()
+    func ocspAnswered(cached: Bool, successful: Bool) {
+        (successful ? (cached ? ocspCached : ocspSigned) : ocspError).increment()
+    }
+
+    /// Certificates close to expiry that no newer certificate replaced (the expiry scanner's count).
+    func expiringObserved(_ count: Int) {
+        expiringCertificates.record(count)
+    }
+
+    func renewal(kind: String) {
+        Counter(label: "keygate_renewals_total", dimensions: [("kind", kind)], factory: factory).increment()
     }
 
     /// The Prometheus text exposition.

@@ -1,7 +1,7 @@
 import Crypto
 public import Foundation
 public import KeygateAttestation
-public import KeygateDomain
+import KeygateDomain
 import KeygatePKI
 public import KeygateStore
 import SwiftASN1
@@ -81,11 +81,13 @@ public final class OnboardingService: Sendable {
             throw try await fail(device, .attestationFailed, "the registration signature does not verify", now: now)
         }
         let entry = try await store.allowlistEntry(deviceID: device.id)
+        // A device that held certificates registers again only after an operator allowed it.
+        let reregistration = try await store.latestCertificate(deviceID: device.id) != nil
         if let pinned = entry?.pinnedKey, Base64URL.decode(pinned) != p0 {
             throw try await fail(
                 device, .pinnedKeyMismatch, "the epoch-0 key is not the one pinned at staging", now: now)
         }
-        if let tokenHash = entry?.tokenHash {
+        if let tokenHash = entry?.tokenHash, !reregistration {
             guard let token = request.enrollmentToken, !(entry?.tokenUsed ?? false),
                 AdminTokenSecret.hash(token) == tokenHash
             else {
@@ -97,7 +99,10 @@ public final class OnboardingService: Sendable {
             deviceID: device.id, publicKey: p0, nextPublicKey: p1,
             audit: .init(
                 actor: "device:\(device.id)", action: "device.registered", subject: device.id,
-                details: ["method": "ddk", "pinned": entry?.pinnedKey == nil ? "no" : "yes"]))
+                details: [
+                    "method": "ddk", "pinned": entry?.pinnedKey == nil ? "no" : "yes",
+                    "reregistration": reregistration ? "yes" : "no",
+                ]))
         return try await status(of: registered)
     }
 
@@ -114,6 +119,19 @@ public final class OnboardingService: Sendable {
         let (admitted, admittedGroup) = try await admit(request.deviceId, now: now)
         _ = try certificates.csrPolicy.check(
             csr, allowed: Set(admittedGroup.policy.keyAlgorithms.compactMap(KeyAlgorithm.init(rawValue:))))
+        // An enrolled device re-attesting renews; past its group's grace after expiry it needs an
+        // operator's re-authorization first. Checked before the session moves the DDK epoch.
+        let current = admitted.state == .enrolled ? try await store.latestCertificate(deviceID: admitted.id) : nil
+        if let current, current.notAfter + admittedGroup.policy.renewalGrace < now {
+            _ = try await store.appendAudit(
+                .init(
+                    actor: "device:\(admitted.id)", action: "device.refused", subject: admitted.id,
+                    details: ["reason": "renewalGraceExpired", "serial": current.serial]))
+            throw KeygateError(
+                .renewalGraceExpired,
+                "the certificate of \(admitted.id) expired more than \(admittedGroup.policy.renewAfterExpiryDays) day(s) ago; an operator must re-authorize it (keygate device reauthorize)"
+            )
+        }
         // A one-time enrollment token guards the first contact, whatever the method.
         var consumeToken = false
         if admitted.state == .allowlisted, let entry = try await store.allowlistEntry(deviceID: admitted.id),
@@ -146,11 +164,15 @@ public final class OnboardingService: Sendable {
         profile.allowedKeyAlgorithms = Set(session.group.policy.keyAlgorithms.compactMap(KeyAlgorithm.init(rawValue:)))
         let issued = try await certificates.sign(
             csr: csr, profile: profile, identity: CertificateIdentity(commonName: device.id),
-            validity: TimeInterval(session.group.policy.validityDays) * 86_400, deviceID: device.id)
+            validity: session.group.policy.validity, deviceID: device.id)
         let actor = "device:\(device.id)"
         let connector = try await connector(of: session.group)
+        // A renewal keeps the previous certificate as the enrollment's secondary until it expires.
+        let previous = current.flatMap { $0.status == .active && $0.notAfter > now ? $0.pem : nil }
         let outbox = connector.map {
-            OutboxItem(connector: $0.name, deviceID: device.id, action: .enroll, certificate: issued.record.pem)
+            OutboxItem(
+                connector: $0.name, deviceID: device.id, action: .enroll, certificate: issued.record.pem,
+                previousCertificate: previous)
         }
         _ = try await store.enroll(
             deviceID: device.id, certificate: issued.record, attestation: attestation, consumeToken: consumeToken,
@@ -158,12 +180,14 @@ public final class OnboardingService: Sendable {
             audit: [
                 certificates.issuanceAudit(issued.record, actor: actor),
                 .init(
-                    actor: actor, action: "device.enrolled", subject: device.id,
+                    actor: actor, action: current == nil ? "device.enrolled" : "certificate.renewed",
+                    subject: device.id,
                     details: [
                         "serial": issued.record.serial, "method": attestation.method,
-                        "assurance": "\(attestation.level)",
+                        "assurance": "\(attestation.level)", "previous": current?.serial ?? "",
                     ]),
             ])
+        if current != nil { certificates.metrics.renewal(kind: current!.notAfter < now ? "afterExpiry" : "attested") }
         certificates.recordIssuanceMetrics(profile: profile.name, since: started)
         return DeviceAPI.EnrollResponse(
             status: Device.State.enrolled.rawValue, serial: issued.record.serial, certificateChain: issued.chainPEM,
@@ -209,16 +233,11 @@ public final class OnboardingService: Sendable {
         else {
             throw try await fail(device, .attestationFailed, "the device could not prove its identity", now: now)
         }
-        _ = try await store.quarantine(
-            deviceID: device.id, reason: "cloneSuspected", at: now,
-            outbox: try await azureChange(.disable, deviceID: device.id, group: device.group),
-            audit: .init(
-                actor: "system", action: "device.quarantined", subject: device.id,
-                details: [
-                    "reason": "cloneSuspected", "epoch": "\(device.ddkEpoch)", "provenEpoch": "\(proofEpoch)",
-                    "evidence":
-                        "the device proved epoch \(proofEpoch) but holds a different epoch-\(proofEpoch + 1) key than the one another party registered",
-                ]))
+        let evidence =
+            "the device proved epoch \(proofEpoch) but holds a different epoch-\(proofEpoch + 1) key than the one another party registered"
+        _ = try await quarantine(
+            device: device, group: group, reason: "cloneSuspected", actor: "system",
+            details: ["epoch": "\(device.ddkEpoch)", "provenEpoch": "\(proofEpoch)", "evidence": evidence], now: now)
         throw KeygateError(
             .deviceQuarantined, "two parties have used this identity; the device is quarantined (cloneSuspected)")
     }
@@ -314,7 +333,7 @@ public final class OnboardingService: Sendable {
     }
 
     /// The device and its group, if the device may open a session at all.
-    private func admit(_ deviceID: String, now: Date) async throws -> (Device, Group) {
+    func admit(_ deviceID: String, now: Date) async throws -> (Device, Group) {
         guard AllowlistEntry.isValidDeviceID(deviceID) else {
             throw KeygateError(.invalidDeviceID, "device IDs are 1 to 128 letters, digits and : . _ -")
         }
@@ -356,7 +375,7 @@ public final class OnboardingService: Sendable {
     }
 
     /// Counts a failed attestation (and locks after too many), then returns the error to throw.
-    private func fail(_ device: Device, _ code: KeygateError.Code, _ reason: String, now: Date) async throws
+    func fail(_ device: Device, _ code: KeygateError.Code, _ reason: String, now: Date) async throws
         -> KeygateError
     {
         let updated = try await store.recordAttestationFailure(
@@ -375,7 +394,7 @@ public final class OnboardingService: Sendable {
         return try await store.clearAttestationFailures(deviceID: device.id)
     }
 
-    private func status(of device: Device) async throws -> DeviceAPI.StatusResponse {
+    func status(of device: Device) async throws -> DeviceAPI.StatusResponse {
         let latest = try await store.certificates(matching: .init(status: .active, deviceID: device.id, limit: 1000))
             .last
         var provisioning: DeviceAPI.Provisioning?
@@ -387,36 +406,8 @@ public final class OnboardingService: Sendable {
             certificateSerial: latest?.serial, certificateNotAfter: latest?.notAfter, provisioning: provisioning)
     }
 
-    // MARK: Quarantine and re-authorization
-
-    /// Quarantines a device: its certificates go on hold, and its DPS enrollment and hub identity
-    /// (IoT Central: `enabled: false`) are disabled through the outbox, in the same transaction.
-    public func quarantine(deviceID: String, reason: String, actor: String, now: Date = Date()) async throws -> Device {
-        guard let device = try await store.device(id: deviceID) else {
-            throw KeygateError(.deviceNotFound, "no device \(deviceID)")
-        }
-        let (quarantined, _) = try await store.quarantine(
-            deviceID: deviceID, reason: reason, at: now,
-            outbox: try await azureChange(.disable, deviceID: deviceID, group: device.group),
-            audit: .init(actor: actor, action: "device.quarantined", subject: deviceID, details: ["reason": reason]))
-        return quarantined
-    }
-
-    /// Lets a quarantined device attest again: it returns to `registered`, its enrollment and hub
-    /// identity are enabled again, and its next enrollment issues a new certificate.
-    public func reauthorize(deviceID: String, actor: String) async throws -> Device {
-        guard let device = try await store.device(id: deviceID) else {
-            throw KeygateError(.deviceNotFound, "no device \(deviceID)")
-        }
-        return try await store.transition(
-            deviceID: deviceID, event: .reauthorized, reason: "reauthorized by \(actor)", attestation: nil,
-            outbox: try await azureChange(.enable, deviceID: deviceID, group: device.group),
-            audit: .init(actor: actor, action: "device.reauthorized", subject: deviceID))
-    }
-
     /// The outbox item for a change in Azure, when the device's group has a connector.
-    private func azureChange(_ action: OutboxItem.Action, deviceID: String, group: String) async throws -> [OutboxItem]
-    {
+    func azureChange(_ action: OutboxItem.Action, deviceID: String, group: String) async throws -> [OutboxItem] {
         guard let group = try await store.group(named: group), let connector = try await connector(of: group) else {
             return []
         }
@@ -426,7 +417,7 @@ public final class OnboardingService: Sendable {
     // MARK: Azure
 
     /// The group's connector, if it names one.
-    private func connector(of group: Group) async throws -> Connector? {
+    func connector(of group: Group) async throws -> Connector? {
         guard let name = group.policy.connector else { return nil }
         guard let connector = try await store.connector(named: name) else {
             throw KeygateError(
@@ -436,7 +427,7 @@ public final class OnboardingService: Sendable {
     }
 
     /// Where the device registers and whether its enrollment reached Azure.
-    private func provisioning(of deviceID: String, connector: Connector?) async throws -> DeviceAPI.Provisioning? {
+    func provisioning(of deviceID: String, connector: Connector?) async throws -> DeviceAPI.Provisioning? {
         guard let connector else { return nil }
         let confirmed = try await store.enrollmentConfirmed(deviceID: deviceID) ?? false
         let lastError =

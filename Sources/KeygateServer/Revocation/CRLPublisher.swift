@@ -63,7 +63,8 @@ public actor CRLPublisher {
     }
 }
 
-/// Refreshes the CRL on a schedule, so it never passes `nextUpdate` even when nobody fetches it.
+/// Refreshes the CRL on a schedule, so it never passes `nextUpdate` even when nobody fetches it,
+/// and within one tick of a revocation (a tick only reads the revocation counter unless it moved).
 public struct CRLRefreshService: Service {
     let publisher: CRLPublisher
     let interval: Duration

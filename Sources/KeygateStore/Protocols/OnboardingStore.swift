@@ -49,11 +49,6 @@ public protocol OnboardingStore: Sendable {
         deviceID: String, certificate: CertificateRecord, attestation: (method: String, level: Int),
         consumeToken: Bool, outbox: OutboxItem?, audit: [AuditEvent.Draft]
     ) async throws -> Device
-    /// Quarantines the device and puts its active certificates on hold (`certificateHold`), in one
-    /// transaction; returns the device and the serials held.
-    func quarantine(
-        deviceID: String, reason: String, at date: Date, outbox: [OutboxItem], audit: AuditEvent.Draft
-    ) async throws -> (Device, [String])
 }
 
 extension OnboardingStore {

@@ -83,7 +83,7 @@ public struct AuditChainBreak: Sendable, Hashable, Error {
 
 /// Everything the server needs from persistence.
 public typealias ServerStore = CertificateRecordStore & RevocationListStore & AdminTokenStore & AuditStore
-    & OnboardingStore & ConnectorStore
+    & OnboardingStore & ConnectorStore & LifecycleStore
 
 /// Connectors (where groups enrol their devices in Azure) and the outbox of Azure changes.
 public protocol ConnectorStore: Sendable {

@@ -56,6 +56,11 @@ extension SQLiteStore: CertificateRecordStore {
                 clauses.append("not_after < ?")
                 arguments += [before.unixSeconds]
             }
+            if let date = query.unexpiredAt {
+                clauses.append("not_after >= ?")
+                arguments += [date.unixSeconds]
+            }
+            if query.unrenewedOnly { clauses.append(Self.unrenewedClause) }
             if let after = query.after {
                 clauses.append(
                     """

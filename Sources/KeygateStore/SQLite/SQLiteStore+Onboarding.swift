@@ -338,37 +338,6 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
-    public func quarantine(
-        deviceID: String, reason: String, at date: Date, outbox: [OutboxItem], audit: AuditEvent.Draft
-    ) async throws -> (Device, [String]) {
-        try await write { db in
-            try Self.applyTransition(deviceID, event: .quarantined, reason: reason, attestation: nil, in: db)
-            for item in outbox { try Self.insertOutbox(item, in: db) }
-            let serials = try String.fetchAll(
-                db, sql: "SELECT serial FROM certificates WHERE device_id = ? AND status = 'active'",
-                arguments: [deviceID])
-            var issuers = Set<String>()
-            for serial in serials {
-                try db.execute(
-                    sql:
-                        "UPDATE certificates SET status = 'onHold', revoked_at = ?, revocation_reason = ? WHERE serial = ?",
-                    arguments: [date.unixSeconds, RevocationReason.certificateHold.rawValue, serial])
-                if let issuer = try String.fetchOne(
-                    db, sql: "SELECT issuer FROM certificates WHERE serial = ?", arguments: [serial])
-                {
-                    issuers.insert(issuer)
-                }
-            }
-            for issuer in issuers { try Self.bumpRevocationRevision(issuer: issuer, in: db) }
-            var details = audit.details
-            details["heldCertificates"] = serials.joined(separator: ",")
-            _ = try Self.appendAudit(
-                .init(actor: audit.actor, action: audit.action, subject: audit.subject, details: details), at: date,
-                in: db)
-            return (try Self.fetchDevice(deviceID, db)!, serials)
-        }
-    }
-
     static func applyTransition(
         _ deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
         in db: Database

@@ -134,6 +134,7 @@ public final class SQLiteStore: Sendable {
                     """)
         }
         registerConnectorMigration(&migrator)
+        registerLifecycleMigration(&migrator)
         return migrator
     }
 

@@ -1,0 +1,147 @@
+import AsyncHTTPClient
+import Foundation
+import KeygateDomain
+import KeygatePKI
+import KeygateServer
+import KeygateStore
+import Logging
+import NIOCore
+import NIOHTTP1
+import X509
+
+/// Revocation at scale: records `count` device certificates, revokes them all through the
+/// certificate service (as `keygate cert revoke` does), then times a CRL of every entry and
+/// measures OCSP answers per second in process and over HTTP.
+struct RevocationBenchmark {
+    let count: Int
+    let concurrency: Int
+    let ocspRequests: Int
+    let ocspConcurrency: Int
+
+    struct Result: Codable {
+        var certificates: Int
+        var revokeSeconds: Double
+        var revocationsPerSecond: Double
+        /// p99 latency of the first and the last tenth of the revocations: equal when revoking
+        /// does not grow with what is revoked already.
+        var revokeFirstTenthP99Milliseconds: Double
+        var revokeLastTenthP99Milliseconds: Double
+        var crlSeconds: Double
+        var crlEntries: Int
+        var crlBytes: Int
+        var ocspPresigned: Int
+        var ocspInProcessPerSecond: Double
+        var ocspHTTPPerSecond: Double
+        var ocspHTTPP99Milliseconds: Double
+        var ocspHTTPFailures: Int
+        var cores: Int
+
+        var summary: String {
+            String(
+                format: """
+                    revoked %d certificates in %.1f s (%.0f/s; p99 %.2f ms for the first tenth, %.2f ms for the last)
+                    CRL of %d entries built and signed in %.3f s (%d bytes)
+                    OCSP: %d answers signed ahead; %.0f answers/s in process, %.0f/s over HTTP (p99 %.2f ms, %d failures)
+                    %d cores
+                    """, certificates, revokeSeconds, revocationsPerSecond, revokeFirstTenthP99Milliseconds,
+                revokeLastTenthP99Milliseconds, crlEntries, crlSeconds, crlBytes, ocspPresigned,
+                ocspInProcessPerSecond, ocspHTTPPerSecond, ocspHTTPP99Milliseconds, ocspHTTPFailures, cores)
+        }
+    }
+
+    func run(log: @escaping @Sendable (String) -> Void) async throws -> Result {
+        let folder = NSTemporaryDirectory() + "keygate-bench-revocation-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var options = KeygateInitializer.Options()
+        options.httpsPort = 0
+        options.httpPort = 0
+        options.passphrase = "benchmark-passphrase"
+        let directory = DataDirectory(path: folder + "/data")
+        _ = try await KeygateInitializer(directory: directory, options: options).run()
+        var logger = Logger(label: "keygate-bench")
+        logger.logLevel = .warning
+        let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
+        let service = server.service
+        let (ports, continuation) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
+        let serverTask = Task { try await server.run { continuation.yield($0) } }
+        defer { serverTask.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        guard let bound = await iterator.next() else { throw CLIError("the benchmark server did not start") }
+
+        // Records only: signing is measured by `bench issue`; here what matters is how many exist.
+        log("recording \(count) certificates")
+        let serials = (0..<count).map { _ in
+            Certificate.SerialNumber(bytes: [0x01] + (0..<15).map { _ in UInt8.random(in: 0...255) }).hex
+        }
+        let issuer = service.issuerName
+        let now = Date()
+        let recording = ProgressBar(total: count, label: "recorded")
+        _ = try await Measured.run(count: count, concurrency: 64, progress: recording) { index in
+            try await service.store.insertCertificate(
+                CertificateRecord(
+                    serial: serials[index], subject: "CN=bench-\(index)", issuer: issuer, notBefore: now,
+                    notAfter: now + 365 * 86_400, profile: "device", pem: "", deviceID: "bench-\(index)"),
+                audit: .init(actor: "bench", action: "certificate.issued", subject: serials[index]))
+        }
+        recording.finish()
+
+        log("revoking them")
+        // In three runs (first tenth, the middle, last tenth) so the latency of the last revocations,
+        // with nearly everything revoked already, can be compared with the first ones.
+        let revoking = ProgressBar(total: count, label: "revoked")
+        let tenth = max(1, count / 10)
+        let phases = [0..<tenth, tenth..<max(tenth, count - tenth), max(tenth, count - tenth)..<count]
+        var runs: [Measured] = []
+        for phase in phases where !phase.isEmpty {
+            let run = try await Measured.run(count: phase.count, concurrency: concurrency, progress: revoking) {
+                index in
+                _ = try await service.revoke(
+                    serial: serials[phase.lowerBound + index], reason: .keyCompromise, actor: "bench")
+            }
+            guard run.failures == 0 else { throw CLIError("revocations failed: \(run.firstError ?? "?")") }
+            runs.append(run)
+        }
+        revoking.finish()
+        let revokeSeconds = runs.reduce(0) { $0 + $1.seconds }
+
+        log("building the CRL")
+        let clock = ContinuousClock()
+        let crlStart = clock.now
+        let crl = try await service.crl.current()
+        let crlSeconds = (clock.now - crlStart).milliseconds / 1000
+        guard crl.entryCount == count else { throw CLIError("the CRL has \(crl.entryCount) entries, not \(count)") }
+
+        log("measuring OCSP")
+        let requests = try serials.prefix(min(count, 10_000)).map {
+            OCSPRequest.encode([try service.ocsp.certID(serial: Certificate.SerialNumber(hex: $0)!)])
+        }
+        let inProcess = try await Measured.run(count: ocspRequests, concurrency: ocspConcurrency) { index in
+            let answer = await service.answerOCSP(requests[index % requests.count])
+            guard answer.count > 5 else { throw CLIError("OCSP error answer") }
+        }
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)))
+        defer { _ = client.shutdown() }
+        let url = "http://127.0.0.1:\(bound.http)/pki/ocsp"
+        let http = try await Measured.run(count: ocspRequests, concurrency: ocspConcurrency) { index in
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/ocsp-request")
+            request.body = .bytes(ByteBuffer(bytes: requests[index % requests.count]))
+            let response = try await client.execute(request, timeout: .seconds(30))
+            let body = try await response.body.collect(upTo: 1 << 16)
+            guard response.status == .ok, body.readableBytes > 5 else { throw CLIError("OCSP over HTTP failed") }
+        }
+        return Result(
+            certificates: count, revokeSeconds: revokeSeconds, revocationsPerSecond: Double(count) / revokeSeconds,
+            revokeFirstTenthP99Milliseconds: runs.first!.percentile(0.99),
+            revokeLastTenthP99Milliseconds: runs.last!.percentile(0.99),
+            crlSeconds: crlSeconds, crlEntries: crl.entryCount, crlBytes: crl.der.count,
+            ocspPresigned: service.keptOCSPAnswers, ocspInProcessPerSecond: inProcess.perSecond,
+            ocspHTTPPerSecond: http.perSecond, ocspHTTPP99Milliseconds: http.percentile(0.99),
+            ocspHTTPFailures: http.failures, cores: ProcessInfo.processInfo.activeProcessorCount)
+    }
+}

@@ -1,0 +1,211 @@
+public import Foundation
+import GRDB
+public import KeygateDomain
+import KeygatePKI
+
+extension SQLiteStore: LifecycleStore {
+    static func registerLifecycleMigration(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v4-lifecycle") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE certificates ADD COLUMN expiry_flagged_at INTEGER;
+                    CREATE INDEX certificates_by_device_creation ON certificates(device_id, created_at);
+                    CREATE TABLE rotations (
+                        group_name TEXT PRIMARY KEY NOT NULL,
+                        started_at INTEGER NOT NULL,
+                        per_minute INTEGER NOT NULL,
+                        reason TEXT NOT NULL
+                    );
+                    """)
+        }
+    }
+
+    // MARK: Device changes
+
+    public func changeDevice(_ change: DeviceChange) async throws -> (Device, [String]) {
+        try await write { db in
+            try Self.applyTransition(
+                change.deviceID, event: change.event, reason: change.reason, attestation: nil, in: db)
+            if change.resetDDK {
+                try db.execute(sql: "DELETE FROM ddk_keys WHERE device_id = ?", arguments: [change.deviceID])
+                try db.execute(
+                    sql: "UPDATE devices SET state = 'allowlisted', ddk_epoch = 0 WHERE id = ?",
+                    arguments: [change.deviceID])
+            }
+            for item in change.outbox { try Self.insertOutbox(item, in: db) }
+            var changed: [String] = []
+            if let certificates = change.certificates {
+                changed = try Self.apply(certificates, deviceID: change.deviceID, at: change.at, in: db)
+            }
+            var details = change.audit.details
+            if !changed.isEmpty {
+                details["certificates"] = changed.joined(separator: ",")
+                details["certificateChange"] = change.certificates.map(Self.describe) ?? ""
+            }
+            _ = try Self.appendAudit(
+                .init(
+                    actor: change.audit.actor, action: change.audit.action, subject: change.audit.subject,
+                    details: details), at: change.at, in: db)
+            return (try Self.fetchDevice(change.deviceID, db)!, changed)
+        }
+    }
+
+    private static func describe(_ change: CertificateChange) -> String {
+        switch change {
+        case .hold: return "hold"
+        case .revoke(let reason): return "revoke:\(reason.name)"
+        case .release: return "release"
+        case .revokeHeld(let reason): return "revokeHeld:\(reason.name)"
+        }
+    }
+
+    /// Changes the statuses; returns the serials changed and bumps their issuers' revision.
+    private static func apply(_ change: CertificateChange, deviceID: String, at date: Date, in db: Database) throws
+        -> [String]
+    {
+        let statuses: String
+        switch change {
+        case .hold: statuses = "('active')"
+        case .revoke: statuses = "('active', 'onHold')"
+        case .release, .revokeHeld: statuses = "('onHold')"
+        }
+        let rows = try Row.fetchAll(
+            db,
+            sql: "SELECT serial, issuer, not_after FROM certificates WHERE device_id = ? AND status IN \(statuses)",
+            arguments: [deviceID])
+        var issuers = Set<String>()
+        for row in rows {
+            let serial: String = row["serial"]
+            let expired = Date(unixSeconds: row["not_after"]) < date
+            switch change {
+            case .hold:
+                try setStatus(serial, .onHold, reason: .certificateHold, at: date, in: db)
+            case .revoke(let reason), .revokeHeld(let reason):
+                // A revocation for good keeps the time the certificate stopped being trusted.
+                try db.execute(
+                    sql: """
+                        UPDATE certificates SET status = 'revoked', revocation_reason = ?,
+                            revoked_at = COALESCE(revoked_at, ?) WHERE serial = ?
+                        """,
+                    arguments: [reason.rawValue, date.unixSeconds, serial])
+            case .release where expired:
+                try db.execute(
+                    sql: "UPDATE certificates SET status = 'revoked', revocation_reason = ? WHERE serial = ?",
+                    arguments: [RevocationReason.cessationOfOperation.rawValue, serial])
+            case .release:
+                try db.execute(
+                    sql:
+                        "UPDATE certificates SET status = 'active', revoked_at = NULL, revocation_reason = NULL WHERE serial = ?",
+                    arguments: [serial])
+            }
+            issuers.insert(row["issuer"])
+        }
+        for issuer in issuers { try bumpRevocationRevision(issuer: issuer, in: db) }
+        return rows.map { $0["serial"] }
+    }
+
+    private static func setStatus(
+        _ serial: String, _ status: CertificateRecord.Status, reason: RevocationReason, at date: Date, in db: Database
+    ) throws {
+        try db.execute(
+            sql: "UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ? WHERE serial = ?",
+            arguments: [status.rawValue, date.unixSeconds, reason.rawValue, serial])
+    }
+
+    public func latestCertificate(deviceID: String) async throws -> CertificateRecord? {
+        try await read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT * FROM certificates WHERE device_id = ? ORDER BY created_at DESC, serial DESC LIMIT 1",
+                arguments: [deviceID]
+            ).map(Self.certificateRecord)
+        }
+    }
+
+    // MARK: Expiry watch
+
+    /// Active device certificates that no newer certificate of the same device replaced.
+    static let unrenewedClause = """
+        status = 'active' AND device_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM certificates AS newer
+            WHERE newer.device_id = certificates.device_id AND newer.created_at > certificates.created_at)
+        """
+
+    public func flagExpiring(before: Date, now: Date) async throws -> (
+        newlyFlagged: [CertificateRecord], flagged: Int
+    ) {
+        try await write { db in
+            let window = "not_after < ? AND not_after >= ? AND \(Self.unrenewedClause)"
+            let fresh = try Row.fetchAll(
+                db, sql: "SELECT * FROM certificates WHERE \(window) AND expiry_flagged_at IS NULL LIMIT 10000",
+                arguments: [before.unixSeconds, now.unixSeconds]
+            ).map(Self.certificateRecord)
+            for record in fresh {
+                try db.execute(
+                    sql: "UPDATE certificates SET expiry_flagged_at = ? WHERE serial = ?",
+                    arguments: [now.unixSeconds, record.serial])
+            }
+            let flagged =
+                try Int.fetchOne(
+                    db,
+                    sql: "SELECT COUNT(*) FROM certificates WHERE \(window) AND expiry_flagged_at IS NOT NULL",
+                    arguments: [before.unixSeconds, now.unixSeconds]) ?? 0
+            return (fresh, flagged)
+        }
+    }
+
+    // MARK: Rotations
+
+    public func startRotation(_ rotation: Rotation, audit: AuditEvent.Draft) async throws {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO rotations (group_name, started_at, per_minute, reason) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (group_name) DO UPDATE SET started_at = excluded.started_at,
+                        per_minute = excluded.per_minute, reason = excluded.reason
+                    """,
+                arguments: [
+                    rotation.group, rotation.startedAt.unixMilliseconds, rotation.perMinute, rotation.reason,
+                ])
+            _ = try Self.appendAudit(audit, at: rotation.startedAt, in: db)
+        }
+    }
+
+    public func rotation(group: String) async throws -> Rotation? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM rotations WHERE group_name = ?", arguments: [group]).map {
+                Rotation(
+                    group: $0["group_name"], startedAt: Date(unixMilliseconds: $0["started_at"]),
+                    perMinute: $0["per_minute"], reason: $0["reason"])
+            }
+        }
+    }
+
+    public func rotationProgress(_ rotation: Rotation, now: Date) async throws -> RotationProgress {
+        try await read { db in
+            let devices =
+                try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM devices WHERE group_name = ? AND state = 'enrolled'",
+                    arguments: [rotation.group]) ?? 0
+            let renewed =
+                try Int.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COUNT(*) FROM devices WHERE group_name = ? AND state = 'enrolled' AND EXISTS (
+                            SELECT 1 FROM certificates WHERE certificates.device_id = devices.id
+                            AND certificates.created_at >= ?)
+                        """,
+                    arguments: [rotation.group, rotation.startedAt.unixMilliseconds]) ?? 0
+            let elapsed = max(0, now.timeIntervalSince(rotation.startedAt))
+            let asked = min(devices, Int(elapsed / 60 * Double(rotation.perMinute)) + 1)
+            return RotationProgress(devices: devices, renewed: renewed, asked: asked)
+        }
+    }
+
+    public func rotationPosition(deviceID: String, group: String) async throws -> Int {
+        try await read { db in
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM devices WHERE group_name = ? AND id < ?", arguments: [group, deviceID])
+                ?? 0
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import KeygateAgent
+import KeygateAttestation
+import KeygateAzure
+import KeygateDomain
+import KeygatePKI
+import KeygateSandbox
+import KeygateServer
+import KeygateStore
+import KeygateTestSupport
+import Logging
+import NIOSSL
+import SwiftASN1
+import Synchronization
+import Testing
+import X509
+
+/// Renewal by policy with a running agent: a certificate of one minute, the agent renewing over
+/// mTLS when the window opens, the DPS enrollment switching to the new certificate (the old one
+/// secondary), and the hub connection carrying on with the new certificate.
+@Suite struct RenewalTests {
+    /// Telemetry as the runner reported it: when, which message, on which certificate.
+    final class Telemetry: Sendable {
+        struct Message: Sendable {
+            var at: Date
+            var sequence: Int
+            var serial: String
+        }
+        private let messages = Mutex<[Message]>([])
+        func add(_ sequence: Int, _ serial: String) {
+            messages.withLock { $0.append(Message(at: Date(), sequence: sequence, serial: serial)) }
+        }
+        var all: [Message] { messages.withLock { $0 } }
+    }
+
+    static func sha256Thumbprint(_ pem: String) throws -> String {
+        let der = try Certificate(pemEncoded: pem).serializeAsPEM().derBytes
+        return SHA256.hash(data: der).map { String(format: "%02X", $0) }.joined()
+    }
+
+    @Test func aRunningAgentRenewsBeforeExpiryAndTheHubConnectionCarriesOnWithTheNewCertificate() async throws {
+        let folder = try TemporaryDirectory("renewal")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let h = try await AgentEnrollmentTests.Harness.make(.init(validitySeconds: 60), devices: ["pump-1"])
+        defer { Task { await h.stop() } }
+        try await ConnectorFlowTests.connect(h, sandbox: sandbox.connection)
+        let connection = sandbox.connection
+
+        var options = DeviceRunner.Options()
+        options.transport = .mqtt
+        options.azureTrust = try NIOSSLCertificate.fromPEMFile(connection.caCertificate)
+        options.mqttPort = try #require(connection.dps.mqttPort)
+        options.telemetryInterval = .milliseconds(500)
+        options.renewalCheckInterval = .seconds(2)
+        let enrollment = try h.enrollment(
+            "pump-1", .ddk(attributes: DDKAttributes(strings: ["machine-id": "p1"]), seed: []))
+        let telemetry = Telemetry()
+        let log = Mutex<[String]>([])
+        let runner = DeviceRunner(
+            enrollment: enrollment, options: options, log: { line in log.withLock { $0.append(line) } },
+            onTelemetry: { telemetry.add($0, $1) })
+        let task = Task { try await runner.run() }
+        defer { task.cancel() }
+
+        // Wait (bounded) until messages flow on a second certificate.
+        let deadline = ContinuousClock.now + .seconds(150)
+        var serials: [String] = []
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            serials = telemetry.all.map(\.serial).reduce(into: []) { if $0.last != $1 { $0.append($1) } }
+            if serials.count >= 2, telemetry.all.filter({ $0.serial == serials[1] }).count >= 6 { break }
+        }
+        task.cancel()
+        _ = await task.result
+        try #require(serials.count >= 2, "the agent renewed: \(log.withLock { $0 })")
+        let (old, new) = (serials[0], serials[1])
+
+        // Renewed before expiry, over mTLS, with a new key.
+        let store = h.kg.server.service.store
+        let oldRecord = try #require(try await store.certificate(serial: old))
+        let newRecord = try #require(try await store.certificate(serial: new))
+        let switched = try #require(telemetry.all.first { $0.serial == new }?.at)
+        #expect(switched < oldRecord.notAfter, "the switch happened before the old certificate expired")
+        #expect(newRecord.createdAt > oldRecord.createdAt && newRecord.status == .active)
+        #expect(
+            try Certificate(pemEncoded: oldRecord.pem).publicKey != Certificate(pemEncoded: newRecord.pem).publicKey,
+            "a new key")
+        let events = try await store.auditEvents(subject: "pump-1", since: nil, limit: 50)
+        #expect(events.contains { $0.action == "certificate.renewed" && $0.details["method"] == "mtls" })
+
+        // The sandbox DPS enrollment: the new certificate primary, the old one secondary.
+        let dps = try DPSServiceClient(
+            connectionString: connection.dps.serviceConnectionString,
+            http: AzureHTTPClients.client(trusting: connection.caCertificate))
+        let enrollmentJSON = try #require(try await dps.enrollment("pump-1"))
+        let certificates =
+            ((enrollmentJSON["attestation"] as? [String: Any])?["x509"] as? [String: Any])?["clientCertificates"]
+            as? [String: Any]
+        func thumbprint(_ which: String) -> String? {
+            ((certificates?[which] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
+        }
+        #expect(thumbprint("primary") == (try Self.sha256Thumbprint(newRecord.pem)))
+        #expect(thumbprint("secondary") == (try Self.sha256Thumbprint(oldRecord.pem)))
+
+        // The hub carried every message, and no gap was longer than one reconnect.
+        let all = telemetry.all
+        let gaps = zip(all.dropFirst(), all).map { $0.at.timeIntervalSince($1.at) }
+        let longest = gaps.max() ?? 0
+        #expect(longest < 5, "longest telemetry gap \(longest) s (interval 0.5 s)")
+        #expect(Array(all.map(\.sequence)) == Array(0..<all.count), "no message lost or repeated")
+        let inventory = try await SandboxControlClient(connection: connection).inventory()
+        #expect(inventory.devices.first { $0.deviceId == "pump-1" }?.telemetryMessages ?? 0 >= all.count)
+    }
+}
