@@ -63,7 +63,10 @@ import X509
     }
 
     /// The CRL the server publishes, once it reflects `predicate` (bounded wait): its text, linted.
-    static func crl(_ h: Harness, label: String, until predicate: (String) -> Bool) async throws -> String {
+    static func crl(
+        _ h: Harness, label: String, reflectedAt: ((ContinuousClock.Instant) -> Void)? = nil,
+        until predicate: (String) -> Bool
+    ) async throws -> String {
         let deadline = ContinuousClock.now + .seconds(15)
         var text = ""
         repeat {
@@ -77,6 +80,7 @@ import X509
                 "crl", "-in", pem, "-noout", "-text", "-CAfile", h.kg.chainPath,
             ]).combined
             if predicate(text) {
+                reflectedAt?(ContinuousClock.now)
                 if ExternalTool.available("lint_crl") {
                     let lint = try await ExternalTool.require("lint_crl").run([
                         "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", pem,
@@ -336,20 +340,21 @@ import X509
                     notAfter: notAfter, profile: "device", pem: "", deviceID: nil),
                 audit: .init(actor: "test", action: "certificate.issued", subject: serial))
         }
+        // CRLs built at chosen times (thisUpdate), so the test does not depend on how busy the machine is.
+        let t0 = Date()
         let expiring = "0a01", lasting = "0a02", later = "0a03"
-        try await record(expiring, notAfter: Date() + 2)
-        try await record(lasting, notAfter: Date() + 86_400)
-        try await record(later, notAfter: Date() + 86_400)
+        try await record(expiring, notAfter: t0 + 100)
+        try await record(lasting, notAfter: t0 + 86_400)
+        try await record(later, notAfter: t0 + 86_400)
         _ = try await service.revoke(serial: expiring, reason: .keyCompromise, actor: "test")
         _ = try await service.revoke(serial: lasting, reason: .certificateHold, actor: "test")
-        let crl1 = try await service.crl.current()
-        try await Task.sleep(for: .seconds(3))
+        let crl1 = try await service.crl.current(now: t0 + 10)
         // The first CRL after the expiry still lists it...
         _ = try await service.revoke(serial: later, reason: .superseded, actor: "test")
-        let crl2 = try await service.crl.current()
+        let crl2 = try await service.crl.current(now: t0 + 200)
         // ...the one after that no longer does.
         _ = try await service.revoke(serial: lasting, reason: .keyCompromise, actor: "test")
-        let crl3 = try await service.crl.current()
+        let crl3 = try await service.crl.current(now: t0 + 300)
         #expect(crl1.entryCount == 2 && crl2.entryCount == 3 && crl3.entryCount == 2)
         #expect(crl1.number < crl2.number && crl2.number < crl3.number)
         for (label, crl) in [("first", crl1), ("second", crl2), ("third", crl3)] {

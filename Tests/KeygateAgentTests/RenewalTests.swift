@@ -105,11 +105,15 @@ import X509
         #expect(thumbprint("primary") == (try Self.sha256Thumbprint(newRecord.pem)))
         #expect(thumbprint("secondary") == (try Self.sha256Thumbprint(oldRecord.pem)))
 
-        // The hub carried every message, and no gap was longer than one reconnect.
+        // The hub carried every message. Renewing (asking Keygate, waiting for Azure, registering
+        // with DPS) never held telemetry up; the one gap beyond the interval is the reconnect.
         let all = telemetry.all
+        let switchIndex = try #require(all.firstIndex { $0.serial == new })
         let gaps = zip(all.dropFirst(), all).map { $0.at.timeIntervalSince($1.at) }
-        let longest = gaps.max() ?? 0
-        #expect(longest < 5, "longest telemetry gap \(longest) s (interval 0.5 s)")
+        let switchGap = gaps[switchIndex - 1]
+        let otherGaps = gaps.enumerated().filter { $0.offset != switchIndex - 1 }.map(\.element)
+        #expect((otherGaps.max() ?? 0) < 3, "telemetry kept its pace while renewing: \(otherGaps.max() ?? 0) s")
+        #expect(switchGap < 8, "the switch took one reconnect: \(switchGap) s")
         #expect(Array(all.map(\.sequence)) == Array(0..<all.count), "no message lost or repeated")
         let inventory = try await SandboxControlClient(connection: connection).inventory()
         #expect(inventory.devices.first { $0.deviceId == "pump-1" }?.telemetryMessages ?? 0 >= all.count)

@@ -3,6 +3,7 @@ import Foundation
 import KeygateAttestation
 import KeygateMQTT
 public import NIOSSL
+import Synchronization
 
 /// The whole life of a device after the allowlist (steps 4 to 9): enroll with Keygate, wait until
 /// its enrollment reached Azure, register with DPS (HTTPS or MQTT), connect to the assigned hub with
@@ -75,6 +76,10 @@ public struct DeviceRunner: Sendable {
         var sent = 0
         var backoff = 1.0
         var nextRenewalCheck = ContinuousClock.now
+        // A renewal runs beside the telemetry loop (asking Keygate, waiting for Azure, registering
+        // with DPS can take a while); the loop switches connections once it finished.
+        var renewal: (task: Task<Void, Never>, outcome: RenewalOutcome)?
+        defer { renewal?.task.cancel() }
         while options.messages.map({ sent < $0 }) ?? true {
             try Task.checkCancellation()
             // Offline past expiry: re-attest (DDK, bootstrap certificate or symmetric key) within the
@@ -108,15 +113,24 @@ public struct DeviceRunner: Sendable {
                     onTelemetry(sent, state.certificateSerial ?? "")
                     sent += 1
                     if options.messages.map({ sent >= $0 }) ?? false { break }
-                    if ContinuousClock.now >= nextRenewalCheck {
-                        nextRenewalCheck = ContinuousClock.now + options.renewalCheckInterval
-                        if let renewed = await renewIfDue(state, provisioning: provisioning, idScope: idScope) {
+                    if let pending = renewal, let result = pending.outcome.result {
+                        renewal = nil
+                        if let renewed = result {
                             // The old connection carried telemetry until now; reconnect with the new certificate.
                             state = renewed
                             identity = try tlsIdentity(state)
                             log("switching the hub connection to certificate \(state.certificateSerial ?? "?")")
                             break
                         }
+                    }
+                    if renewal == nil, ContinuousClock.now >= nextRenewalCheck {
+                        nextRenewalCheck = ContinuousClock.now + options.renewalCheckInterval
+                        let outcome = RenewalOutcome()
+                        let (current, registration) = (state, provisioning)
+                        let task = Task {
+                            outcome.finish(await renewIfDue(current, provisioning: registration, idScope: idScope))
+                        }
+                        renewal = (task, outcome)
                     }
                     try await Task.sleep(for: options.telemetryInterval)
                 }
@@ -283,5 +297,19 @@ public struct DeviceRunner: Sendable {
         let current = try enrollment.currentIdentity(state)
         return AzureDeviceIdentity(
             certificateChain: current.certificateChain, privateKey: current.privateKey, trustRoots: options.azureTrust)
+    }
+}
+
+/// What a renewal running beside the telemetry loop ended with.
+final class RenewalOutcome: Sendable {
+    private let value = Mutex<(done: Bool, state: AgentState?)>((false, nil))
+
+    func finish(_ state: AgentState?) {
+        value.withLock { $0 = (true, state) }
+    }
+
+    /// `nil` while it runs; then the new state, or `.some(nil)` when nothing changed.
+    var result: AgentState?? {
+        value.withLock { $0.done ? .some($0.state) : nil }
     }
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Revocation at scale: records CERTIFICATES device certificates, revokes every one through the
+# certificate service, then times the CRL of all of them and measures OCSP answers per second
+# (in process, and over HTTP to /pki/ocsp on the same two cores as the load generator).
+# Usage: scripts/bench-revocation.sh [CERTIFICATES] [OCSP_REQUESTS] [OCSP_CONCURRENCY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CERTIFICATES=${1:-100000}
+OCSP_REQUESTS=${2:-200000}
+OCSP_CONCURRENCY=${3:-64}
+
+scripts/build-deps.sh >/dev/null
+echo "==> building keygate (release)"
+swift build -c release --product keygate 2>&1 | grep -E "error|Build complete" || true
+KEYGATE="$(swift build -c release --show-bin-path)/keygate"
+
+echo "==> machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+"$KEYGATE" bench revocation --certificates "$CERTIFICATES" --ocsp-requests "$OCSP_REQUESTS" \
+    --ocsp-concurrency "$OCSP_CONCURRENCY"
