@@ -11,7 +11,9 @@ struct AuditCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List audit events, oldest first.")
 
         @OptionGroup var connection: AdminConnectionOptions
-        @Option(name: .long, help: "Only events about this subject (a serial, a device ID).") var subject: String?
+        @Option(
+            name: [.customLong("subject"), .customLong("device")],
+            help: "Only events about this subject (a device ID, a serial, a group).") var subject: String?
         @Option(name: .long, help: "Only events since this time (ISO 8601) or duration ago (24h).") var since: String?
         @Option(name: .long, help: "At most this many, the newest.") var limit: Int = 100
         @Flag(help: "Print the API's JSON.") var json = false

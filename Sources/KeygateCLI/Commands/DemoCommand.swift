@@ -4,6 +4,7 @@ import Crypto
 import Foundation
 import KeygateAgent
 import KeygateAttestation
+import KeygateAzure
 import KeygateDomain
 import KeygateMQTT
 import KeygatePKI
@@ -14,6 +15,8 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
+import SwiftASN1
+import X509
 
 /// `keygate demo`: the whole flow on this machine with embedded defaults. A sandbox stands in for
 /// Azure, a Keygate server runs on a temporary data folder, a group enrolls N simulated devices
@@ -185,6 +188,11 @@ struct DemoCommand: AsyncParsableCommand {
             problems += try await quarantineAndReauthorize(
                 server: server, azure: azure, enrollment: try enrollment(0), options: runnerOptions)
         }
+        if problems.isEmpty && devices >= 3 {
+            problems += try await renewAndRetire(
+                server: server, azure: azure, renewing: try enrollment(1), retiring: try enrollment(2),
+                options: runnerOptions)
+        }
         if keep { print("Kept: \(folder)") }
         guard problems.isEmpty else {
             for problem in problems { FileHandle.standardError.write(Data("demo failed: \(problem)\n".utf8)) }
@@ -265,6 +273,77 @@ struct DemoCommand: AsyncParsableCommand {
             problems.append("the audit log lacks the quarantine or the re-authorization")
         }
         return problems
+    }
+
+    /// Renews the second device's certificate over mTLS (the DPS enrollment gets it as primary, the old
+    /// one as secondary; the device registers and connects with it), then retires the third device
+    /// (certificate revoked, enrollment and hub identity deleted).
+    private func renewAndRetire(
+        server: KeygateServer, azure: SandboxServer.Connection, renewing: Enrollment, retiring: Enrollment,
+        options: DeviceRunner.Options
+    ) async throws -> [String] {
+        var problems: [String] = []
+        let store = server.onboarding.store
+        print("")
+        say("renewing \(renewing.deviceID) over mTLS")
+        let oldSerial = renewing.folder.load()?.certificateSerial ?? ""
+        guard case .enrolled(let newSerial, let notAfter) = try await renewing.renew() else {
+            return ["the renewal gave no certificate"]
+        }
+        guard try await Self.outboxSettled(store, deviceID: renewing.deviceID) else {
+            return ["the renewal did not reach Azure"]
+        }
+        let dps = try DPSServiceClient(
+            connectionString: azure.dps.serviceConnectionString,
+            http: AzureHTTPClients.client(trusting: azure.caCertificate))
+        let certificates =
+            ((try await dps.enrollment(renewing.deviceID)?["attestation"] as? [String: Any])?["x509"] as? [String: Any])?[
+                "clientCertificates"] as? [String: Any]
+        func thumbprint(_ which: String) -> String {
+            ((certificates?[which] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
+                ?? "none"
+        }
+        let (primary, secondary) = (thumbprint("primary"), thumbprint("secondary"))
+        print("  certificate       \(oldSerial.prefix(16))… → \(newSerial.prefix(16))…  until \(notAfter)")
+        print("  DPS enrollment    primary \(primary.prefix(16))… (new), secondary \(secondary.prefix(16))… (old)")
+        let newRecord = try await server.service.store.certificate(serial: newSerial)
+        let oldRecord = try await server.service.store.certificate(serial: oldSerial)
+        let expectedPrimary = try newRecord.map { try Self.sha256Thumbprint(pem: $0.pem) }
+        let expectedSecondary = try oldRecord.map { try Self.sha256Thumbprint(pem: $0.pem) }
+        if primary != expectedPrimary || secondary != expectedSecondary {
+            problems.append("the DPS enrollment does not hold the new certificate as primary and the old as secondary")
+        }
+        var once = options
+        once.messages = 1
+        try await DeviceRunner(enrollment: renewing, options: once).run()
+        print("  IoT Hub           connected with the new certificate and sent a message")
+
+        say("retiring \(retiring.deviceID)")
+        let retiredSerial = retiring.folder.load()?.certificateSerial ?? ""
+        _ = try await server.onboarding.retire(deviceID: retiring.deviceID, reason: "demo: end of life", actor: "demo")
+        guard try await Self.outboxSettled(store, deviceID: retiring.deviceID) else {
+            return problems + ["the retirement did not reach Azure"]
+        }
+        let record = try await server.service.store.certificate(serial: retiredSerial)
+        let inventory = try await SandboxControlClient(connection: azure).inventory()
+        let enrollmentGone = !inventory.enrollments.contains { $0.id == retiring.deviceID }
+        let hubGone = !inventory.devices.contains { $0.deviceId == retiring.deviceID }
+        print(
+            "  certificate       \(retiredSerial.prefix(16))…  \(record?.status.rawValue ?? "?") (\(record?.revocationReason?.name ?? "-"))"
+        )
+        print(
+            "  DPS enrollment    \(enrollmentGone ? "deleted" : "still there"); hub identity \(hubGone ? "deleted" : "still there")"
+        )
+        if record?.status != .revoked || !enrollmentGone || !hubGone {
+            problems.append("the retirement did not revoke the certificate and delete the Azure identity")
+        }
+        return problems
+    }
+
+    /// The SHA-256 thumbprint DPS shows for a certificate (upper-case hex of the DER).
+    static func sha256Thumbprint(pem: String) throws -> String {
+        let der = try Certificate(pemEncoded: pem).serializeAsPEM().derBytes
+        return SHA256.hash(data: der).map { String(format: "%02X", $0) }.joined()
     }
 
     /// Waits (bounded) until the device's outbox items are delivered.
