@@ -10,10 +10,15 @@ OCSP_REQUESTS=${2:-200000}
 OCSP_CONCURRENCY=${3:-64}
 
 scripts/build-deps.sh >/dev/null
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "==> installing wrk (the HTTP load generator)"
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
+fi
 echo "==> building keygate (release)"
 swift build -c release --product keygate 2>&1 | grep -E "error|Build complete" || true
 KEYGATE="$(swift build -c release --show-bin-path)/keygate"
 
 echo "==> machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 "$KEYGATE" bench revocation --certificates "$CERTIFICATES" --ocsp-requests "$OCSP_REQUESTS" \
-    --ocsp-concurrency "$OCSP_CONCURRENCY"
+    --ocsp-concurrency "$OCSP_CONCURRENCY" --wrk "$(command -v wrk)"

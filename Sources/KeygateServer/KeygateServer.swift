@@ -108,9 +108,9 @@ public struct KeygateServer: Sendable {
             configuration: .init(
                 services: [
                     .init(service: https), .init(service: http),
-                    .init(service: CRLRefreshService(publisher: service.crl, interval: .seconds(5), logger: logger)),
-                    .init(service: OCSPRefreshService(service: service, logger: logger)),
-                    .init(service: ExpiryScanner(service: service, logger: logger)),
+                    .init(service: PeriodicService.crlRefresh(service, logger: logger)),
+                    .init(service: PeriodicService.ocspRefresh(service, logger: logger)),
+                    .init(service: PeriodicService.expiryScan(ExpiryScanner(service: service, logger: logger))),
                     .init(service: OutboxDispatcher(store: service.store, secrets: onboarding.secrets, logger: logger)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

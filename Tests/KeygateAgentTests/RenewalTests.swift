@@ -119,3 +119,77 @@ import X509
         #expect(inventory.devices.first { $0.deviceId == "pump-1" }?.telemetryMessages ?? 0 >= all.count)
     }
 }
+
+extension RenewalTests {
+    @Test func aRunningAgentIsCutOffByQuarantineAndComesBackWithANewCertificateAfterReauthorization() async throws {
+        let folder = try TemporaryDirectory("quarantine-run")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let h = try await AgentEnrollmentTests.Harness.make(.init(), devices: ["valve-9"])
+        defer { Task { await h.stop() } }
+        try await ConnectorFlowTests.connect(h, sandbox: sandbox.connection)
+        let connection = sandbox.connection
+        let control = SandboxControlClient(connection: connection)
+
+        var options = DeviceRunner.Options()
+        options.transport = .https
+        options.dpsHTTPSPort = try #require(URL(string: connection.baseURL)?.port)
+        options.azureTrust = try NIOSSLCertificate.fromPEMFile(connection.caCertificate)
+        options.mqttPort = try #require(connection.dps.mqttPort)
+        options.telemetryInterval = .milliseconds(300)
+        options.quarantineCheckLimit = .seconds(1)
+        let enrollment = try h.enrollment(
+            "valve-9", .ddk(attributes: DDKAttributes(strings: ["machine-id": "v9"]), seed: []))
+        let telemetry = Telemetry()
+        let log = Mutex<[String]>([])
+        let runner = DeviceRunner(
+            enrollment: enrollment, options: options, log: { line in log.withLock { $0.append(line) } },
+            onTelemetry: { telemetry.add($0, $1) })
+        let task = Task { try await runner.run() }
+        defer { task.cancel() }
+        func waitFor(_ seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < deadline {
+                if try await condition() { return true }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            return false
+        }
+        #expect(try await waitFor(60) { telemetry.all.count >= 3 }, "telemetry flows: \(log.withLock { $0 })")
+        let old = try #require(telemetry.all.first?.serial)
+
+        // Quarantine: within seconds the hub identity and the DPS enrollment are disabled and the
+        // live connection is cut; telemetry stops.
+        let started = ContinuousClock.now
+        _ = try await h.kg.server.onboarding.quarantine(deviceID: "valve-9", reason: "tamper", actor: "admin:test")
+        let cut = try await waitFor(20) {
+            let inventory = try await control.inventory()
+            let device = inventory.devices.first { $0.deviceId == "valve-9" }
+            let dps = inventory.enrollments.first { $0.id == "valve-9" }
+            return device?.connected == false && device?.status == "disabled" && dps?.provisioningStatus == "disabled"
+        }
+        #expect(cut, "the hub cut the device and DPS disabled it")
+        #expect(ContinuousClock.now - started < .seconds(15), "within seconds")
+        #expect(try await store(h).certificate(serial: old)?.status == .onHold)
+        try await Task.sleep(for: .seconds(2))
+        let countWhileQuarantined = telemetry.all.count
+        try await Task.sleep(for: .seconds(2))
+        #expect(telemetry.all.count == countWhileQuarantined, "no telemetry while quarantined")
+
+        // Re-authorization: the running agent enrolls again and comes back with a new certificate.
+        _ = try await h.kg.server.onboarding.reauthorize(deviceID: "valve-9", actor: "admin:test")
+        #expect(
+            try await waitFor(60) { telemetry.all.contains { $0.serial != old } },
+            "back with a new certificate: \(log.withLock { $0 })")
+        task.cancel()
+        _ = await task.result
+        let new = try #require(telemetry.all.last?.serial)
+        #expect(new != old)
+        let actions = try await store(h).auditEvents(subject: "valve-9", since: nil, limit: 50).map(\.action)
+        #expect(actions.contains("device.quarantined") && actions.contains("device.reauthorized"), "\(actions)")
+        let inventory = try await control.inventory()
+        #expect(inventory.devices.first { $0.deviceId == "valve-9" }?.status == "enabled")
+    }
+
+    private func store(_ h: AgentEnrollmentTests.Harness) -> any ServerStore { h.kg.server.service.store }
+}

@@ -63,3 +63,21 @@ import X509
         }
     }
 }
+
+/// The DER time fields agree with Foundation's Gregorian calendar in UTC.
+@Test func derTimeComponentsMatchTheGregorianCalendar() {
+    var calendar = Calendar(identifier: .gregorian)
+    calendar.timeZone = TimeZone(identifier: "UTC")!
+    var rng = SystemRandomNumberGenerator()
+    let samples =
+        [-86_401.0, -1, 0, 951_782_399, 951_782_400, 951_868_800, 4_107_542_399, 4_107_542_400, 2_524_607_999]
+        + (0..<2000).map { _ in Double(Int64.random(in: -2_000_000_000...8_000_000_000, using: &rng)) + 0.75 }
+    for seconds in samples {
+        let date = Date(timeIntervalSince1970: seconds)
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        let mine = DERTime.components(date)
+        #expect(
+            mine.year == c.year && mine.month == c.month && mine.day == c.day && mine.hour == c.hour
+                && mine.minute == c.minute && mine.second == c.second, "\(date): \(mine) vs \(c)")
+    }
+}

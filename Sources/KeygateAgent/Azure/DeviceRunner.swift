@@ -38,6 +38,8 @@ public struct DeviceRunner: Sendable {
         /// How often to ask Keygate whether the certificate should be renewed (its answer carries
         /// the group's window with jitter, or the device's slot in a rotation).
         public var renewalCheckInterval: Duration = .seconds(3600)
+        /// While quarantined, the agent asks Keygate again with backoff up to this interval.
+        public var quarantineCheckLimit: Duration = .seconds(300)
 
         public init() {}
     }
@@ -94,7 +96,15 @@ public struct DeviceRunner: Sendable {
             }
             // Register unless this certificate was assigned already.
             if state.assignedHub == nil || state.assignedWithSerial != state.certificateSerial {
-                try await assign(&state, provisioning: provisioning, idScope: idScope, identity: identity)
+                do {
+                    try await assign(&state, provisioning: provisioning, idScope: idScope, identity: identity)
+                } catch let failure as DPSRegistrationFailed where failure.status == "disabled" {
+                    log("DPS refuses the device (\(failure.message)); asking Keygate why")
+                    state = try await regainAccess(state)
+                    identity = try tlsIdentity(state)
+                    provisioning = try await confirmed()
+                    continue
+                }
             }
             onStep(.registered, .now)
             do {
@@ -147,6 +157,40 @@ public struct DeviceRunner: Sendable {
                 try await Task.sleep(for: .seconds(backoff))
                 backoff = min(backoff * 2, 60)
             }
+        }
+    }
+
+    /// After Azure refused the device: while Keygate answers `deviceQuarantined` it waits (with backoff
+    /// up to `quarantineCheckLimit`) for an operator; once re-authorized (Keygate has it `registered`,
+    /// or `allowlisted` to register its DDK keys again) it enrolls again for a new certificate, which
+    /// replaces the one in the Azure enrollment.
+    private func regainAccess(_ state: AgentState) async throws -> AgentState {
+        var delay = 1.0
+        let limit = Double(options.quarantineCheckLimit.components.seconds)
+        while true {
+            let status: DeviceAPI.StatusResponse?
+            do {
+                status = try await retryingWhileUnreachable { try await enrollment.status() }
+            } catch let error as DeviceClient.APIError where error.code == "deviceQuarantined" {
+                log("quarantined (\(error.message)); asking again in \(Int(delay)) s")
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, max(limit, 1))
+                continue
+            } catch is AgentError {
+                status = nil  // allowed to register its DDK keys again
+            }
+            if let status, status.state == "enrolled" {
+                // Keygate has it enrolled: Azure is still catching up.
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, max(limit, 1))
+                return state
+            }
+            log("re-authorized; enrolling again for a new certificate")
+            _ = try await retryingWhileUnreachable { try await enrollment.run() }
+            var renewed = try loadState()
+            renewed.assignedHub = nil
+            try enrollment.folder.save(renewed)
+            return renewed
         }
     }
 

@@ -141,6 +141,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Revocations at once.") var concurrency: Int = 8
         @Option(help: "OCSP requests to send (each way).") var ocspRequests: Int = 100_000
         @Option(help: "OCSP requests at once.") var ocspConcurrency: Int = 64
+        @Option(help: "Also measure OCSP over HTTP with this wrk binary (GET requests, 64 connections, 10 s).")
+        var wrk: String?
         @Flag(help: "Print the result as JSON.") var json = false
 
         func validate() throws {
@@ -158,7 +160,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             let benchmark = RevocationBenchmark(
                 count: certificates, concurrency: concurrency, ocspRequests: ocspRequests,
-                ocspConcurrency: ocspConcurrency)
+                ocspConcurrency: ocspConcurrency, wrk: wrk)
             let result = try await runReportingErrors {
                 try await benchmark.run { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
             }

@@ -4,11 +4,32 @@ import SwiftASN1
 /// `Time` values for certificates, CRLs and OCSP (RFC 5280 §4.1.2.5): UTCTime through 2049,
 /// GeneralizedTime from 2050, whole seconds, always UTC.
 enum DERTime {
+    /// The UTC calendar fields of `date` (whole seconds, rounded down), by arithmetic on the
+    /// proleptic Gregorian calendar: a CRL of 100,000 entries formats 100,000 times, and building
+    /// a `Calendar` for each cost most of its time.
     static func components(_ date: Date) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        return (c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+        let total = Int64(date.timeIntervalSince1970.rounded(.down))
+        var days = total / 86_400
+        var secondOfDay = total % 86_400
+        if secondOfDay < 0 {
+            secondOfDay += 86_400
+            days -= 1
+        }
+        // Count days from 0000-03-01, so the leap day is the last day of a "year"; 400-year eras
+        // have exactly 146,097 days.
+        let shifted = days + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthFromMarch = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthFromMarch + 2) / 5 + 1
+        let month = monthFromMarch < 10 ? monthFromMarch + 3 : monthFromMarch - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return (
+            Int(year), Int(month), Int(day), Int(secondOfDay / 3600), Int(secondOfDay % 3600 / 60),
+            Int(secondOfDay % 60)
+        )
     }
 
     static func generalizedTime(_ date: Date) throws -> GeneralizedTime {

@@ -5,22 +5,18 @@ public import Logging
 public import ServiceLifecycle
 
 /// Finds device certificates close to expiry that no renewal replaced: marks each once (with an
-/// audit event `certificate.expiring`), and keeps `keygate_certificates_expiring` current.
+/// audit event `certificate.expiring`), and keeps `keygate_certificates_expiring` current
+/// (run every minute by ``PeriodicService/expiryScan(_:every:)``).
 /// `keygate cert list --expiring 7d` lists the same certificates.
-public struct ExpiryScanner: Service {
+public struct ExpiryScanner: Sendable {
     let service: CertificateService
     /// How close to expiry a certificate must be to count.
     let window: TimeInterval
-    let interval: Duration
     let logger: Logger
 
-    public init(
-        service: CertificateService, window: TimeInterval = 7 * 86_400, interval: Duration = .seconds(60),
-        logger: Logger
-    ) {
+    public init(service: CertificateService, window: TimeInterval = 7 * 86_400, logger: Logger) {
         self.service = service
         self.window = window
-        self.interval = interval
         self.logger = logger
     }
 
@@ -45,14 +41,32 @@ public struct ExpiryScanner: Service {
         }
         return result
     }
+}
+
+/// Background work done on a schedule (a ServiceLifecycle service): the CRL refresh, OCSP answers
+/// signed again, the expiry scan. A failed pass is logged and the next one comes at the next tick.
+public struct PeriodicService: Service {
+    let name: String
+    let interval: Duration
+    let logger: Logger
+    let work: @Sendable () async throws -> Void
+
+    public init(
+        _ name: String, every interval: Duration, logger: Logger, work: @escaping @Sendable () async throws -> Void
+    ) {
+        self.name = name
+        self.interval = interval
+        self.logger = logger
+        self.work = work
+    }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    try await scan()
+                    try await work()
                 } catch {
-                    logger.warning("expiry scan failed", metadata: ["error": "\(error)"])
+                    logger.warning("\(name) failed", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: interval)
             }
@@ -60,25 +74,24 @@ public struct ExpiryScanner: Service {
     }
 }
 
-/// Signs kept OCSP answers again before they go stale.
-public struct OCSPRefreshService: Service {
-    let service: CertificateService
-    let interval: Duration
-    let logger: Logger
-
-    public init(service: CertificateService, interval: Duration = .seconds(30), logger: Logger) {
-        self.service = service
-        self.interval = interval
-        self.logger = logger
+extension PeriodicService {
+    /// Keeps the CRL current: it never passes `nextUpdate` even when nobody fetches it, and follows a
+    /// revocation within one tick (a tick only reads the revocation counter unless it moved).
+    public static func crlRefresh(_ service: CertificateService, every interval: Duration = .seconds(5), logger: Logger)
+        -> PeriodicService
+    {
+        PeriodicService("CRL refresh", every: interval, logger: logger) { _ = try await service.crl.current() }
     }
 
-    public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                let refreshed = await service.refreshOCSPAnswers()
-                if refreshed > 0 { logger.debug("OCSP answers signed again", metadata: ["count": "\(refreshed)"]) }
-                try? await Task.sleep(for: interval)
-            }
-        }
+    /// Signs kept OCSP answers again before they go stale.
+    public static func ocspRefresh(
+        _ service: CertificateService, every interval: Duration = .seconds(30), logger: Logger
+    ) -> PeriodicService {
+        PeriodicService("OCSP refresh", every: interval, logger: logger) { await service.refreshOCSPAnswers() }
+    }
+
+    /// Runs the expiry scanner.
+    public static func expiryScan(_ scanner: ExpiryScanner, every interval: Duration = .seconds(60)) -> PeriodicService {
+        PeriodicService("expiry scan", every: interval, logger: scanner.logger) { try await scanner.scan() }
     }
 }

@@ -1,8 +1,6 @@
 public import Foundation
 import KeygatePKI
 public import KeygateStore
-public import Logging
-public import ServiceLifecycle
 import X509
 
 /// Keeps the issuing CA's CRL current.
@@ -18,7 +16,7 @@ public actor CRLPublisher {
     let validity: TimeInterval
     let metrics: KeygateMetrics
     private var cached: PublishedCRL?
-    private var inFlight: Task<PublishedCRL, any Error>?
+    private var inFlight: (task: Task<PublishedCRL, any Error>, revision: Int64)?
 
     init(store: any ServerStore, authority: CertificateAuthority, validity: TimeInterval, metrics: KeygateMetrics) {
         self.store = store
@@ -28,20 +26,38 @@ public actor CRLPublisher {
         self.metrics = metrics
     }
 
-    /// The current CRL, rebuilding it first if it is stale.
+    /// The current CRL, rebuilding it first if it is stale. A rebuild already under way is shared
+    /// when it reflects every revocation this call can see; one that started before the latest
+    /// revocation is awaited and followed by another.
     public func current(now: Date = Date()) async throws -> PublishedCRL {
-        let revision = try await store.revocationRevision(issuer: issuer)
-        if cached == nil { cached = try await store.latestCRL(issuer: issuer) }
-        if let cached, cached.revision >= revision, now < cached.thisUpdate + validity / 2 {
-            metrics.crlObserved(age: now.timeIntervalSince(cached.thisUpdate))
-            return cached
+        while true {
+            let revision = try await store.revocationRevision(issuer: issuer)
+            if cached == nil { cached = try await store.latestCRL(issuer: issuer) }
+            if let cached, cached.revision >= revision, now < cached.thisUpdate + validity / 2 {
+                metrics.crlObserved(age: now.timeIntervalSince(cached.thisUpdate))
+                return cached
+            }
+            if let (task, taskRevision) = inFlight {
+                let crl = try await task.value
+                if taskRevision >= revision { return crl }
+                continue
+            }
+            let previous = cached
+            let task = Task { try await self.rebuild(revision: revision, previous: previous, now: now) }
+            inFlight = (task, revision)
+            defer { inFlight = nil }
+            let crl = try await task.value
+            cached = crl
+            metrics.crlObserved(age: 0, entries: crl.entryCount)
+            return crl
         }
-        if let inFlight { return try await inFlight.value }
-        let previous = cached
-        let task = Task { try await self.rebuild(revision: revision, previous: previous, now: now) }
-        inFlight = task
-        defer { inFlight = nil }
-        let crl = try await task.value
+    }
+
+    /// Builds, signs and records a new CRL now, whatever the state of the current one (for
+    /// benchmarks and operators who want a fresh CRL at once).
+    public func rebuildNow(now: Date = Date()) async throws -> PublishedCRL {
+        let revision = try await store.revocationRevision(issuer: issuer)
+        let crl = try await rebuild(revision: revision, previous: cached, now: now)
         cached = crl
         metrics.crlObserved(age: 0, entries: crl.entryCount)
         return crl
@@ -60,35 +76,5 @@ public actor CRLPublisher {
             entryCount: entries.count, revision: revision)
         try await store.saveCRL(crl)
         return crl
-    }
-}
-
-/// Refreshes the CRL on a schedule, so it never passes `nextUpdate` even when nobody fetches it,
-/// and within one tick of a revocation (a tick only reads the revocation counter unless it moved).
-public struct CRLRefreshService: Service {
-    let publisher: CRLPublisher
-    let interval: Duration
-    let logger: Logger
-
-    public init(publisher: CRLPublisher, interval: Duration = .seconds(60), logger: Logger) {
-        self.publisher = publisher
-        self.interval = interval
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        let publisher = self.publisher
-        let interval = self.interval
-        let logger = self.logger
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    _ = try await publisher.current()
-                } catch {
-                    logger.warning("CRL refresh failed", metadata: ["error": "\(error)"])
-                }
-                try? await Task.sleep(for: interval)
-            }
-        }
     }
 }
