@@ -40,6 +40,8 @@ struct RevocationBenchmark {
         var ocspHTTPFailures: Int
         var ocspWrkPerSecond: Double?
         var ocspWrkP99Milliseconds: Double?
+        /// The same wrk run against `/pki/ca.pem` (fixed bytes, no work): this setup's HTTP ceiling.
+        var staticWrkPerSecond: Double?
         var cores: Int
 
         var summary: String {
@@ -54,8 +56,9 @@ struct RevocationBenchmark {
                 ocspInProcessPerSecond, ocspHTTPPerSecond, ocspHTTPP99Milliseconds, ocspHTTPFailures,
                 ocspWrkPerSecond.map {
                     String(
-                        format: "OCSP over HTTP from wrk (GET, keep-alive): %.0f answers/s (p99 %.2f ms)\n", $0,
-                        ocspWrkP99Milliseconds ?? 0)
+                        format:
+                            "OCSP over HTTP from wrk (GET, keep-alive): %.0f answers/s (p99 %.2f ms); GET /pki/ca.pem with the same wrk: %.0f/s\n",
+                        $0, ocspWrkP99Milliseconds ?? 0, staticWrkPerSecond ?? 0)
                 } ?? "", cores)
         }
     }
@@ -152,9 +155,15 @@ struct RevocationBenchmark {
             guard response.status == .ok, body.readableBytes > 5 else { throw CLIError("OCSP over HTTP failed") }
         }
         var wrkResult: (perSecond: Double, p99: Double)?
+        var staticResult: (perSecond: Double, p99: Double)?
         if let wrk {
             log("measuring OCSP with wrk")
-            wrkResult = try runWrk(wrk, port: bound.http, requests: Array(requests.prefix(1000)))
+            let paths = requests.prefix(1000).map {
+                "/pki/ocsp/"
+                    + (Data($0).base64EncodedString().addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+            }
+            wrkResult = try runWrk(wrk, port: bound.http, paths: paths)
+            staticResult = try runWrk(wrk, port: bound.http, paths: ["/pki/ca.pem"])
         }
         return Result(
             certificates: count, revokeSeconds: revokeSeconds, revocationsPerSecond: Double(count) / revokeSeconds,
@@ -164,16 +173,13 @@ struct RevocationBenchmark {
             ocspPresigned: service.keptOCSPAnswers, ocspInProcessPerSecond: inProcess.perSecond,
             ocspHTTPPerSecond: http.perSecond, ocspHTTPP99Milliseconds: http.percentile(0.99),
             ocspHTTPFailures: http.failures, ocspWrkPerSecond: wrkResult?.perSecond, ocspWrkP99Milliseconds: wrkResult?.p99,
+            staticWrkPerSecond: staticResult?.perSecond,
             cores: ProcessInfo.processInfo.activeProcessorCount)
     }
 
-    /// Runs wrk for 10 s with 64 connections, cycling through GET requests (RFC 6960 §A.1) for
-    /// `requests`; answers its requests per second and p99 latency.
-    private func runWrk(_ wrk: String, port: Int, requests: [[UInt8]]) throws -> (perSecond: Double, p99: Double) {
-        let paths = requests.map {
-            "/pki/ocsp/" + (Data($0).base64EncodedString().addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
-        }
-        let script = NSTemporaryDirectory() + "keygate-ocsp-\(UUID().uuidString).lua"
+    /// Runs wrk for 10 s with 64 connections, cycling through GET `paths` (OCSP requests are
+    /// RFC 6960 §A.1 GETs); answers its requests per second and p99 latency.
+    private func runWrk(_ wrk: String, port: Int, paths: [String]) throws -> (perSecond: Double, p99: Double) {        let script = NSTemporaryDirectory() + "keygate-ocsp-\(UUID().uuidString).lua"
         defer { try? FileManager.default.removeItem(atPath: script) }
         let lua = """
             paths = {\(paths.map { "\"\($0)\"" }.joined(separator: ","))}

@@ -49,4 +49,28 @@ enum DERTime {
             try coder.serialize(try generalizedTime(date))
         }
     }
+
+    /// Appends the DER of a `Time` (tag, length, ASCII digits, `Z`) straight to `bytes`: the same
+    /// encoding as ``appendTime(_:into:)``, without a serializer, for CRLs with many entries.
+    static func appendTimeBytes(_ date: Date, to bytes: inout [UInt8]) {
+        let c = components(date)
+        func two(_ value: Int) {
+            bytes.append(UInt8(ascii: "0") + UInt8(value / 10 % 10))
+            bytes.append(UInt8(ascii: "0") + UInt8(value % 10))
+        }
+        if c.year < 2050 {
+            bytes.append(contentsOf: [0x17, 13])  // UTCTime
+            two(c.year % 100)
+        } else {
+            bytes.append(contentsOf: [0x18, 15])  // GeneralizedTime
+            two(c.year / 100)
+            two(c.year % 100)
+        }
+        two(c.month)
+        two(c.day)
+        two(c.hour)
+        two(c.minute)
+        two(c.second)
+        bytes.append(UInt8(ascii: "Z"))
+    }
 }
