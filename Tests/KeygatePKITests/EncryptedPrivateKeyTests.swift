@@ -81,3 +81,18 @@ import X509
                 && mine.minute == c.minute && mine.second == c.second, "\(date): \(mine) vs \(c)")
     }
 }
+
+/// Serial numbers parse from hex in any case, with or without colons, and refuse anything else.
+@Test func serialNumbersParseFromHex() {
+    for _ in 0..<500 {
+        let serial = Certificate.SerialNumber()
+        #expect(Certificate.SerialNumber(hex: serial.hex) == serial)
+        #expect(Certificate.SerialNumber(hex: serial.hex.uppercased()) == serial)
+    }
+    #expect(Certificate.SerialNumber(hex: "0A:01")?.bytes == [0x0a, 0x01])
+    #expect(Certificate.SerialNumber(hex: "000a01")?.bytes == [0x0a, 0x01], "leading zero octets go")
+    #expect(Certificate.SerialNumber(hex: "0080")?.bytes == [0x80], "kept as a magnitude; DER adds the sign octet")
+    for bad in ["", "abc", "zz", "0x01", String(repeating: "ab", count: 22)] {
+        #expect(Certificate.SerialNumber(hex: bad) == nil, "\(bad)")
+    }
+}

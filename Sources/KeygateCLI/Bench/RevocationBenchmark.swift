@@ -172,14 +172,16 @@ struct RevocationBenchmark {
             crlSeconds: crlSeconds, crlEntries: crl.entryCount, crlBytes: crl.der.count,
             ocspPresigned: service.keptOCSPAnswers, ocspInProcessPerSecond: inProcess.perSecond,
             ocspHTTPPerSecond: http.perSecond, ocspHTTPP99Milliseconds: http.percentile(0.99),
-            ocspHTTPFailures: http.failures, ocspWrkPerSecond: wrkResult?.perSecond, ocspWrkP99Milliseconds: wrkResult?.p99,
+            ocspHTTPFailures: http.failures, ocspWrkPerSecond: wrkResult?.perSecond,
+            ocspWrkP99Milliseconds: wrkResult?.p99,
             staticWrkPerSecond: staticResult?.perSecond,
             cores: ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// Runs wrk for 10 s with 64 connections, cycling through GET `paths` (OCSP requests are
     /// RFC 6960 §A.1 GETs); answers its requests per second and p99 latency.
-    private func runWrk(_ wrk: String, port: Int, paths: [String]) throws -> (perSecond: Double, p99: Double) {        let script = NSTemporaryDirectory() + "keygate-ocsp-\(UUID().uuidString).lua"
+    private func runWrk(_ wrk: String, port: Int, paths: [String]) throws -> (perSecond: Double, p99: Double) {
+        let script = NSTemporaryDirectory() + "keygate-ocsp-\(UUID().uuidString).lua"
         defer { try? FileManager.default.removeItem(atPath: script) }
         let lua = """
             paths = {\(paths.map { "\"\($0)\"" }.joined(separator: ","))}

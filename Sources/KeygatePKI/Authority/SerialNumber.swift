@@ -17,16 +17,29 @@ extension Certificate.SerialNumber {
 
     /// Parses hexadecimal, with or without `:` separators, as `openssl` prints it.
     public init?(hex text: String) {
-        let digits = text.lowercased().filter { $0 != ":" }
-        guard !digits.isEmpty, digits.count % 2 == 0, digits.count <= 42 else { return nil }
+        // On UTF-8 bytes: the CRL builder parses one serial per revoked certificate.
         var bytes: [UInt8] = []
-        var index = digits.startIndex
-        while index < digits.endIndex {
-            let next = digits.index(index, offsetBy: 2)
-            guard let byte = UInt8(digits[index..<next], radix: 16) else { return nil }
-            bytes.append(byte)
-            index = next
+        bytes.reserveCapacity(21)
+        var high: UInt8?
+        var digits = 0
+        for unit in text.utf8 where unit != UInt8(ascii: ":") {
+            let value: UInt8
+            switch unit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = unit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = unit - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = unit - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            digits += 1
+            guard digits <= 42 else { return nil }
+            if let first = high {
+                bytes.append(first << 4 | value)
+                high = nil
+            } else {
+                high = value
+            }
         }
+        guard digits > 0, high == nil else { return nil }
         while bytes.count > 1 && bytes[0] == 0 && bytes[1] & 0x80 == 0 { bytes.removeFirst() }
         self.init(bytes: bytes[...])
     }

@@ -92,9 +92,13 @@ public struct CRLBuilder: Sendable {
         entry.reserveCapacity(64)
         for revoked in entries {
             entry.removeAll(keepingCapacity: true)
+            // `bytes` is the magnitude without leading zeros; a positive INTEGER whose first bit is
+            // set (or zero) needs one leading zero octet.
             let serial = revoked.serialNumber.bytes
+            let pad = serial.first.map { $0 & 0x80 != 0 } ?? true
             entry.append(0x02)
-            entry.append(UInt8(serial.count))
+            entry.append(UInt8(serial.count + (pad ? 1 : 0)))
+            if pad { entry.append(0) }
             entry.append(contentsOf: serial)
             DERTime.appendTimeBytes(revoked.revokedAt, to: &entry)
             if revoked.reason != .unspecified {

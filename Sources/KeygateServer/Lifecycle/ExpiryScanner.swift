@@ -91,7 +91,8 @@ extension PeriodicService {
     }
 
     /// Runs the expiry scanner.
-    public static func expiryScan(_ scanner: ExpiryScanner, every interval: Duration = .seconds(60)) -> PeriodicService {
+    public static func expiryScan(_ scanner: ExpiryScanner, every interval: Duration = .seconds(60)) -> PeriodicService
+    {
         PeriodicService("expiry scan", every: interval, logger: scanner.logger) { try await scanner.scan() }
     }
 }

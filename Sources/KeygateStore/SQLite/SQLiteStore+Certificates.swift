@@ -107,7 +107,6 @@ extension SQLiteStore: CertificateRecordStore {
                 sql: """
                     SELECT serial, revoked_at, revocation_reason FROM certificates
                     WHERE issuer = ? AND status IN ('revoked', 'onHold') AND not_after >= ?
-                    ORDER BY revoked_at, serial
                     """,
                 arguments: [issuer, notAfterSince.unixSeconds])
             var entries: [RevokedEntry] = []
