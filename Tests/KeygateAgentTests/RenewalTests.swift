@@ -193,3 +193,52 @@ extension RenewalTests {
 
     private func store(_ h: AgentEnrollmentTests.Harness) -> any ServerStore { h.kg.server.service.store }
 }
+
+extension RenewalTests {
+    /// IoT Central likewise: a renewal puts the new certificate as the device's primary and keeps the
+    /// old one as its secondary (the sandbox keeps Central's device credentials in its DPS state).
+    @Test func aRenewalThroughIoTCentralKeepsTheOldCertificateAsSecondary() async throws {
+        let folder = try TemporaryDirectory("central-renewal")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let connection = sandbox.connection
+        let h = try await AgentEnrollmentTests.Harness.make(.init(), devices: ["hvac-1"])
+        defer { Task { await h.stop() } }
+        let store = h.kg.server.service.store
+        let secrets = try #require(h.kg.server.onboarding.secrets)
+        try await store.addConnector(
+            Connector(
+                name: "central", kind: .iotCentral,
+                settings: .init(
+                    endpoint: connection.central.appURL, globalEndpoint: connection.dps.deviceEndpoint,
+                    caCertificate: connection.caCertificate),
+                sealedSecrets: ["apiToken": try secrets.seal(connection.central.apiToken)]),
+            audit: .init(actor: "test", action: "connector.added", subject: "central"))
+        var group = try #require(try await store.group(named: "fleet"))
+        group.policy.connector = "central"
+        try await store.updateGroup(group, audit: .init(actor: "test", action: "group.updated", subject: "fleet"))
+
+        let enrollment = try h.enrollment(
+            "hvac-1", .ddk(attributes: DDKAttributes(strings: ["machine-id": "h1"]), seed: []))
+        guard case .enrolled(let old, _) = try await enrollment.run() else { return }
+        #expect(try await ConnectorFlowTests.waitConfirmed(store, ["hvac-1"]))
+        guard case .enrolled(let new, _) = try await enrollment.renew() else { return }
+        #expect(try await ConnectorFlowTests.waitConfirmed(store, ["hvac-1"]))
+
+        let dps = try DPSServiceClient(
+            connectionString: connection.dps.serviceConnectionString,
+            http: AzureHTTPClients.client(trusting: connection.caCertificate))
+        let certificates =
+            ((try await dps.enrollment("hvac-1")?["attestation"] as? [String: Any])?["x509"] as? [String: Any])?[
+                "clientCertificates"] as? [String: Any]
+        func thumbprint(_ which: String) -> String? {
+            ((certificates?[which] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
+        }
+        let newPEM = try #require(try await store.certificate(serial: new)?.pem)
+        let oldPEM = try #require(try await store.certificate(serial: old)?.pem)
+        #expect(thumbprint("primary") == (try Self.sha256Thumbprint(newPEM)))
+        #expect(thumbprint("secondary") == (try Self.sha256Thumbprint(oldPEM)))
+        let items = try await store.outboxItems(state: .delivered, deviceID: "hvac-1", limit: 10)
+        #expect(items.contains { $0.action == .enroll && $0.previousCertificate == oldPEM && $0.certificate == newPEM })
+    }
+}
