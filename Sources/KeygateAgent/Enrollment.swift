@@ -139,24 +139,32 @@ public struct Enrollment: Sendable {
         }
     }
 
-    /// Writes the key (non-DDK) and the chain, then the state: a crash in between leaves either the
-    /// old pair or the new one usable, since the state names the generation and serial in use.
+    /// Writes the key (non-DDK) and the chain under the new generation's names, then the state,
+    /// which switches to them: a crash at any point leaves the state naming a complete pair. The
+    /// stable names (`device.crt.pem`, `device.key.pem`) are refreshed afterwards for people and tools.
     private func install(chain: String, serial: String, notAfter: Date, key: OperationalKey, state: inout AgentState)
         throws
     {
-        if let pem = key.pem { try folder.write(Data(pem.utf8), to: folder.keyFile, mode: 0o600) }
-        try folder.write(Data(chain.utf8), to: folder.certificateFile, mode: 0o644)
+        let generation = key.generation
+        if let pem = key.pem {
+            try folder.write(Data(pem.utf8), to: folder.keyFile(generation: generation), mode: 0o600)
+        }
+        try folder.write(Data(chain.utf8), to: folder.certificateFile(generation: generation), mode: 0o644)
         state.certificateSerial = serial
         state.certificateNotAfter = notAfter
         state.tlsGeneration = key.generation
         state.state = "enrolled"
-        state.renewAfter = nil
         try folder.save(state)
+        if let pem = key.pem { try folder.write(Data(pem.utf8), to: folder.keyFile, mode: 0o600) }
+        try folder.write(Data(chain.utf8), to: folder.certificateFile, mode: 0o644)
+        folder.removeGenerations(before: generation - 1)
     }
 
     /// The certificate chain in use and its key, for TLS.
     public func currentIdentity(_ state: AgentState) throws -> DeviceClient.TLSClientIdentity {
-        let chain = try NIOSSLCertificate.fromPEMFile(folder.certificateFile)
+        let generation = state.tlsGeneration
+        let chain = try NIOSSLCertificate.fromPEMFile(
+            folder.existing(folder.certificateFile(generation: generation), or: folder.certificateFile))
         let keyPEM: String
         switch credential {
         case .ddk(let attributes, let seed):
@@ -164,8 +172,9 @@ public struct Enrollment: Sendable {
                 DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed)
                 .tlsKey(generation: UInt64(state.tlsGeneration)).pemRepresentation
         case .x509, .symmetricKey:
-            guard let data = FileManager.default.contents(atPath: folder.keyFile) else {
-                throw AgentError("the device key \(folder.keyFile) is missing")
+            let keyFile = folder.existing(folder.keyFile(generation: generation), or: folder.keyFile)
+            guard let data = FileManager.default.contents(atPath: keyFile) else {
+                throw AgentError("the device key \(keyFile) is missing")
             }
             keyPEM = String(decoding: data, as: UTF8.self)
         }

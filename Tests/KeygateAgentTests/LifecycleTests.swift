@@ -248,8 +248,14 @@ import X509
         let after = try #require(gate.folder.load())
         #expect(serial != before.certificateSerial && after.tlsGeneration == before.tlsGeneration + 1)
         #expect(try await gate.renewalInfo().serial == serial, "the new certificate authenticates")
-        // The old certificate still authenticates until it expires (it is the enrollment's secondary).
-        #expect(await Self.apiCode { _ = try await gate.client.renewalInfo(identity: oldIdentity) } == "none")
+        // The old certificate stays valid in Azure (the enrollment's secondary) but no longer speaks
+        // for the device at Keygate: a copy of an old key must not outlive the renewal.
+        #expect(
+            await Self.apiCode { _ = try await gate.client.renewalInfo(identity: oldIdentity) }
+                == "clientCertificateInvalid")
+        #expect(
+            await Self.apiCode { _ = try await gate.client.renew(.init(csr: csr), identity: oldIdentity) }
+                == "clientCertificateInvalid")
 
         // A rotation asks every device with an older certificate, paced in device-ID order: one per minute.
         let (rotation, progress) = try await onboarding.startRotation(

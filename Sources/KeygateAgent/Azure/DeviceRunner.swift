@@ -82,11 +82,21 @@ public struct DeviceRunner: Sendable {
         // with DPS can take a while); the loop switches connections once it finished.
         var renewal: (task: Task<Void, Never>, outcome: RenewalOutcome)?
         defer { renewal?.task.cancel() }
+        /// Stops a renewal in flight before the loop enrolls by itself (one enrollment at a time).
+        func stopRenewal() async {
+            if let pending = renewal {
+                pending.task.cancel()
+                await pending.task.value
+                renewal = nil
+            }
+        }
+        var regainDelay = 1.0
         while options.messages.map({ sent < $0 }) ?? true {
             try Task.checkCancellation()
             // Offline past expiry: re-attest (DDK, bootstrap certificate or symmetric key) within the
             // group's grace; after it Keygate refuses until an operator re-authorizes the device.
             if let notAfter = state.certificateNotAfter, notAfter < Date() {
+                await stopRenewal()
                 log("the certificate expired; re-attesting to renew it")
                 _ = try await retryingWhileUnreachable { try await enrollment.run() }
                 state = try loadState()
@@ -100,7 +110,8 @@ public struct DeviceRunner: Sendable {
                     try await assign(&state, provisioning: provisioning, idScope: idScope, identity: identity)
                 } catch let failure as DPSRegistrationFailed where failure.status == "disabled" {
                     log("DPS refuses the device (\(failure.message)); asking Keygate why")
-                    state = try await regainAccess(state)
+                    await stopRenewal()
+                    state = try await regainAccess(state, delay: &regainDelay)
                     identity = try tlsIdentity(state)
                     provisioning = try await confirmed()
                     continue
@@ -164,8 +175,7 @@ public struct DeviceRunner: Sendable {
     /// up to `quarantineCheckLimit`) for an operator; once re-authorized (Keygate has it `registered`,
     /// or `allowlisted` to register its DDK keys again) it enrolls again for a new certificate, which
     /// replaces the one in the Azure enrollment.
-    private func regainAccess(_ state: AgentState) async throws -> AgentState {
-        var delay = 1.0
+    private func regainAccess(_ state: AgentState, delay: inout Double) async throws -> AgentState {
         let limit = Double(options.quarantineCheckLimit.components.seconds)
         while true {
             let status: DeviceAPI.StatusResponse?
@@ -185,6 +195,7 @@ public struct DeviceRunner: Sendable {
                 delay = min(delay * 2, max(limit, 1))
                 return state
             }
+            delay = 1
             log("re-authorized; enrolling again for a new certificate")
             _ = try await retryingWhileUnreachable { try await enrollment.run() }
             var renewed = try loadState()
@@ -216,12 +227,19 @@ public struct DeviceRunner: Sendable {
     {
         do {
             let info = try await enrollment.renewalInfo()
-            var current = state
-            current.renewAfter = info.renewAfter
-            try enrollment.folder.save(current)
             guard Date() >= info.renewAfter else { return nil }
             log("renewing certificate \(info.serial) (\(info.reason))")
             _ = try await enrollment.renew()
+        } catch let error as DeviceClient.APIError where error.code == "clientCertificateInvalid" {
+            // Keygate no longer takes this certificate for a renewal (a newer one exists that this
+            // state folder lost): re-attest instead.
+            log("\(error); renewing by re-attesting")
+            do {
+                _ = try await enrollment.run()
+            } catch {
+                log("re-attestation failed: \(error); keeping the current certificate")
+                return nil
+            }
         } catch {
             log("renewal check failed: \(error); keeping the current certificate")
             return nil

@@ -19,8 +19,6 @@ public struct AgentState: Codable, Sendable {
     public var hubDeviceId: String?
     /// The certificate serial the assignment was made with (a new certificate registers again).
     public var assignedWithSerial: String?
-    /// When Keygate wants the current certificate renewed (from `GET /device/v1/renewal`).
-    public var renewAfter: Date?
 
     public init(deviceId: String, server: String, attestation: String) {
         self.deviceId = deviceId
@@ -44,6 +42,23 @@ public struct StateFolder: Sendable {
     public var certificateFile: String { path + "/device.crt.pem" }
     public var keyFile: String { path + "/device.key.pem" }
     public var seedFile: String { path + "/seed" }
+    /// The chain and key of one certificate generation; the state names the generation in use.
+    public func certificateFile(generation: Int) -> String { path + "/device.\(generation).crt.pem" }
+    public func keyFile(generation: Int) -> String { path + "/device.\(generation).key.pem" }
+
+    /// `file` if it exists, else `fallback` (state folders written before generations had names).
+    func existing(_ file: String, or fallback: String) -> String {
+        FileManager.default.fileExists(atPath: file) ? file : fallback
+    }
+
+    /// Removes the files of generations before `generation`.
+    func removeGenerations(before generation: Int) {
+        guard generation > 0 else { return }
+        for old in 0..<generation {
+            try? FileManager.default.removeItem(atPath: certificateFile(generation: old))
+            try? FileManager.default.removeItem(atPath: keyFile(generation: old))
+        }
+    }
 
     public func load() -> AgentState? {
         guard let data = FileManager.default.contents(atPath: stateFile) else { return nil }
@@ -61,7 +76,8 @@ public struct StateFolder: Sendable {
 
     /// Writes atomically with the given permissions.
     public func write(_ data: Data, to file: String, mode: Int) throws {
-        let temporary = file + ".tmp"
+        // A unique name: the renewal task and the telemetry loop may write at the same moment.
+        let temporary = file + ".\(UUID().uuidString).tmp"
         _ = FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: mode])
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
         try handle.write(contentsOf: data)

@@ -47,6 +47,13 @@ extension OnboardingService {
         guard device.state == .enrolled else {
             throw KeygateError(.notEnrolled, "\(device.id) is \(device.state.rawValue), not enrolled")
         }
+        // Only the newest certificate speaks for the device: an older one (still valid as the Azure
+        // enrollment's secondary) must not renew, or a copy of an old key would outlive every renewal.
+        guard try await store.latestCertificate(deviceID: deviceID)?.serial == record.serial else {
+            throw KeygateError(
+                .clientCertificateInvalid,
+                "certificate \(record.serial) was superseded by a renewal; present the device's newest certificate")
+        }
         return CertificateSession(device: device, group: group, record: record, certificate: certificate)
     }
 
@@ -140,9 +147,10 @@ extension OnboardingService {
     ) async throws -> Device {
         var details = details
         details["reason"] = reason
+        // A proven clone holds a copy of the key: revoked for good whatever the policy.
         let change: CertificateChange =
-            group.policy.quarantineRevokes
-            ? .revoke(reason == "cloneSuspected" ? .keyCompromise : .privilegeWithdrawn) : .hold
+            reason == "cloneSuspected"
+            ? .revoke(.keyCompromise) : group.policy.quarantineRevokes ? .revoke(.privilegeWithdrawn) : .hold
         let (quarantined, serials) = try await store.changeDevice(
             DeviceChange(
                 deviceID: device.id, event: .quarantined, reason: reason, certificates: change,

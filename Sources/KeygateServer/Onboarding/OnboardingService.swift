@@ -81,8 +81,9 @@ public final class OnboardingService: Sendable {
             throw try await fail(device, .attestationFailed, "the registration signature does not verify", now: now)
         }
         let entry = try await store.allowlistEntry(deviceID: device.id)
-        // A device that held certificates registers again only after an operator allowed it.
-        let reregistration = try await store.latestCertificate(deviceID: device.id) != nil
+        // Registering again (an operator re-authorized the device with allowReregistration) needs no
+        // new enrollment token: the operator's decision stands for it.
+        let reregistration = try await store.reregistrationAllowed(deviceID: device.id)
         if let pinned = entry?.pinnedKey, Base64URL.decode(pinned) != p0 {
             throw try await fail(
                 device, .pinnedKeyMismatch, "the epoch-0 key is not the one pinned at staging", now: now)

@@ -56,6 +56,7 @@ public actor CRLPublisher {
     /// Builds, signs and records a new CRL now, whatever the state of the current one (for
     /// benchmarks and operators who want a fresh CRL at once).
     public func rebuildNow(now: Date = Date()) async throws -> PublishedCRL {
+        if let inFlight { _ = try? await inFlight.task.value }
         let revision = try await store.revocationRevision(issuer: issuer)
         let crl = try await rebuild(revision: revision, previous: cached, now: now)
         cached = crl

@@ -81,6 +81,10 @@ public protocol LifecycleStore: Sendable {
     /// Returns the device and the serials whose status changed.
     func changeDevice(_ change: DeviceChange) async throws -> (Device, [String])
 
+    /// Whether an operator let the device register its DDK keys again (set by a `resetDDK` change,
+    /// cleared by the registration).
+    func reregistrationAllowed(deviceID: String) async throws -> Bool
+
     /// The device's newest certificate (by issuance), whatever its status.
     func latestCertificate(deviceID: String) async throws -> CertificateRecord?
 

@@ -9,6 +9,7 @@ extension SQLiteStore: LifecycleStore {
             try db.execute(
                 sql: """
                     ALTER TABLE certificates ADD COLUMN expiry_flagged_at INTEGER;
+                    ALTER TABLE devices ADD COLUMN reregistration_allowed INTEGER NOT NULL DEFAULT 0;
                     CREATE INDEX certificates_by_device_creation ON certificates(device_id, created_at);
                     CREATE TABLE rotations (
                         group_name TEXT PRIMARY KEY NOT NULL,
@@ -29,7 +30,8 @@ extension SQLiteStore: LifecycleStore {
             if change.resetDDK {
                 try db.execute(sql: "DELETE FROM ddk_keys WHERE device_id = ?", arguments: [change.deviceID])
                 try db.execute(
-                    sql: "UPDATE devices SET state = 'allowlisted', ddk_epoch = 0 WHERE id = ?",
+                    sql:
+                        "UPDATE devices SET state = 'allowlisted', ddk_epoch = 0, reregistration_allowed = 1 WHERE id = ?",
                     arguments: [change.deviceID])
             }
             for item in change.outbox { try Self.insertOutbox(item, in: db) }
@@ -110,6 +112,13 @@ extension SQLiteStore: LifecycleStore {
         try db.execute(
             sql: "UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ? WHERE serial = ?",
             arguments: [status.rawValue, date.unixSeconds, reason.rawValue, serial])
+    }
+
+    public func reregistrationAllowed(deviceID: String) async throws -> Bool {
+        try await read { db in
+            try Bool.fetchOne(
+                db, sql: "SELECT reregistration_allowed FROM devices WHERE id = ?", arguments: [deviceID]) ?? false
+        }
     }
 
     public func latestCertificate(deviceID: String) async throws -> CertificateRecord? {

@@ -241,7 +241,8 @@ extension SQLiteStore: OnboardingStore {
             }
             try db.execute(
                 sql: """
-                    UPDATE devices SET state = ?, ddk_epoch = 1, token_used = CASE WHEN token_hash IS NULL THEN 0 ELSE 1 END,
+                    UPDATE devices SET state = ?, ddk_epoch = 1, reregistration_allowed = 0,
+                        token_used = CASE WHEN token_hash IS NULL THEN 0 ELSE 1 END,
                         attestation_method = 'ddk', failed_attempts = 0, updated_at = ? WHERE id = ?
                     """,
                 arguments: [next.rawValue, Date().unixMilliseconds, deviceID])
