@@ -35,9 +35,58 @@ import X509
         var all: [Message] { messages.withLock { $0 } }
     }
 
+    /// The SHA-256 thumbprints of the DPS enrollment's primary and secondary certificates.
+    static func enrollmentThumbprints(_ connection: SandboxServer.Connection, _ id: String) async throws -> (
+        primary: String?, secondary: String?
+    ) {
+        let dps = try DPSServiceClient(
+            connectionString: connection.dps.serviceConnectionString,
+            http: AzureHTTPClients.client(trusting: connection.caCertificate))
+        let certificates =
+            ((try await dps.enrollment(id)?["attestation"] as? [String: Any])?["x509"] as? [String: Any])?[
+                "clientCertificates"] as? [String: Any]
+        func thumbprint(_ which: String) -> String? {
+            ((certificates?[which] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
+        }
+        return (thumbprint("primary"), thumbprint("secondary"))
+    }
+
     static func sha256Thumbprint(_ pem: String) throws -> String {
         let der = try Certificate(pemEncoded: pem).serializeAsPEM().derBytes
         return SHA256.hash(data: der).map { String(format: "%02X", $0) }.joined()
+    }
+
+    /// A device runner for `device` against the sandbox, started in a task; its telemetry and log.
+    struct Running {
+        let task: Task<Void, any Error>
+        let telemetry: Telemetry
+        let log: Log
+        let enrollment: Enrollment
+
+        var lines: [String] { log.lines.withLock { $0 } }
+    }
+
+    final class Log: Sendable {
+        let lines = Mutex<[String]>([])
+    }
+
+    static func run(
+        _ device: String, _ h: AgentEnrollmentTests.Harness, sandbox connection: SandboxServer.Connection,
+        configure: (inout DeviceRunner.Options) -> Void
+    ) throws -> Running {
+        var options = DeviceRunner.Options()
+        options.dpsHTTPSPort = try #require(URL(string: connection.baseURL)?.port)
+        options.azureTrust = try NIOSSLCertificate.fromPEMFile(connection.caCertificate)
+        options.mqttPort = try #require(connection.dps.mqttPort)
+        configure(&options)
+        let enrollment = try h.enrollment(
+            device, .ddk(attributes: DDKAttributes(strings: ["machine-id": device]), seed: []))
+        let telemetry = Telemetry()
+        let log = Log()
+        let runner = DeviceRunner(
+            enrollment: enrollment, options: options, log: { line in log.lines.withLock { $0.append(line) } },
+            onTelemetry: { telemetry.add($0, $1) })
+        return Running(task: Task { try await runner.run() }, telemetry: telemetry, log: log, enrollment: enrollment)
     }
 
     @Test func aRunningAgentRenewsBeforeExpiryAndTheHubConnectionCarriesOnWithTheNewCertificate() async throws {
@@ -49,20 +98,12 @@ import X509
         try await ConnectorFlowTests.connect(h, sandbox: sandbox.connection)
         let connection = sandbox.connection
 
-        var options = DeviceRunner.Options()
-        options.transport = .mqtt
-        options.azureTrust = try NIOSSLCertificate.fromPEMFile(connection.caCertificate)
-        options.mqttPort = try #require(connection.dps.mqttPort)
-        options.telemetryInterval = .milliseconds(500)
-        options.renewalCheckInterval = .seconds(2)
-        let enrollment = try h.enrollment(
-            "pump-1", .ddk(attributes: DDKAttributes(strings: ["machine-id": "p1"]), seed: []))
-        let telemetry = Telemetry()
-        let log = Mutex<[String]>([])
-        let runner = DeviceRunner(
-            enrollment: enrollment, options: options, log: { line in log.withLock { $0.append(line) } },
-            onTelemetry: { telemetry.add($0, $1) })
-        let task = Task { try await runner.run() }
+        let running = try Self.run("pump-1", h, sandbox: connection) {
+            $0.transport = .mqtt
+            $0.telemetryInterval = .milliseconds(500)
+            $0.renewalCheckInterval = .seconds(2)
+        }
+        let (task, telemetry) = (running.task, running.telemetry)
         defer { task.cancel() }
 
         // Wait (bounded) until messages flow on a second certificate.
@@ -75,7 +116,7 @@ import X509
         }
         task.cancel()
         _ = await task.result
-        try #require(serials.count >= 2, "the agent renewed: \(log.withLock { $0 })")
+        try #require(serials.count >= 2, "the agent renewed: \(running.lines)")
         let (old, new) = (serials[0], serials[1])
 
         // Renewed before expiry, over mTLS, with a new key.
@@ -92,18 +133,9 @@ import X509
         #expect(events.contains { $0.action == "certificate.renewed" && $0.details["method"] == "mtls" })
 
         // The sandbox DPS enrollment: the new certificate primary, the old one secondary.
-        let dps = try DPSServiceClient(
-            connectionString: connection.dps.serviceConnectionString,
-            http: AzureHTTPClients.client(trusting: connection.caCertificate))
-        let enrollmentJSON = try #require(try await dps.enrollment("pump-1"))
-        let certificates =
-            ((enrollmentJSON["attestation"] as? [String: Any])?["x509"] as? [String: Any])?["clientCertificates"]
-            as? [String: Any]
-        func thumbprint(_ which: String) -> String? {
-            ((certificates?[which] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
-        }
-        #expect(thumbprint("primary") == (try Self.sha256Thumbprint(newRecord.pem)))
-        #expect(thumbprint("secondary") == (try Self.sha256Thumbprint(oldRecord.pem)))
+        let thumbprints = try await Self.enrollmentThumbprints(connection, "pump-1")
+        #expect(thumbprints.primary == (try Self.sha256Thumbprint(newRecord.pem)))
+        #expect(thumbprints.secondary == (try Self.sha256Thumbprint(oldRecord.pem)))
 
         // The hub carried every message. Renewing (asking Keygate, waiting for Azure, registering
         // with DPS) never held telemetry up; the one gap beyond the interval is the reconnect.
@@ -131,21 +163,12 @@ extension RenewalTests {
         let connection = sandbox.connection
         let control = SandboxControlClient(connection: connection)
 
-        var options = DeviceRunner.Options()
-        options.transport = .https
-        options.dpsHTTPSPort = try #require(URL(string: connection.baseURL)?.port)
-        options.azureTrust = try NIOSSLCertificate.fromPEMFile(connection.caCertificate)
-        options.mqttPort = try #require(connection.dps.mqttPort)
-        options.telemetryInterval = .milliseconds(300)
-        options.quarantineCheckLimit = .seconds(1)
-        let enrollment = try h.enrollment(
-            "valve-9", .ddk(attributes: DDKAttributes(strings: ["machine-id": "v9"]), seed: []))
-        let telemetry = Telemetry()
-        let log = Mutex<[String]>([])
-        let runner = DeviceRunner(
-            enrollment: enrollment, options: options, log: { line in log.withLock { $0.append(line) } },
-            onTelemetry: { telemetry.add($0, $1) })
-        let task = Task { try await runner.run() }
+        let running = try Self.run("valve-9", h, sandbox: connection) {
+            $0.transport = .https
+            $0.telemetryInterval = .milliseconds(300)
+            $0.quarantineCheckLimit = .seconds(1)
+        }
+        let (task, telemetry) = (running.task, running.telemetry)
         defer { task.cancel() }
         func waitFor(_ seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
             let deadline = ContinuousClock.now + .seconds(seconds)
@@ -155,7 +178,7 @@ extension RenewalTests {
             }
             return false
         }
-        #expect(try await waitFor(60) { telemetry.all.count >= 3 }, "telemetry flows: \(log.withLock { $0 })")
+        #expect(try await waitFor(60) { telemetry.all.count >= 3 }, "telemetry flows: \(running.lines)")
         let old = try #require(telemetry.all.first?.serial)
 
         // Quarantine: within seconds the hub identity and the DPS enrollment are disabled and the
@@ -180,7 +203,7 @@ extension RenewalTests {
         _ = try await h.kg.server.onboarding.reauthorize(deviceID: "valve-9", actor: "admin:test")
         #expect(
             try await waitFor(60) { telemetry.all.contains { $0.serial != old } },
-            "back with a new certificate: \(log.withLock { $0 })")
+            "back with a new certificate: \(running.lines)")
         task.cancel()
         _ = await task.result
         let new = try #require(telemetry.all.last?.serial)
@@ -225,19 +248,11 @@ extension RenewalTests {
         guard case .enrolled(let new, _) = try await enrollment.renew() else { return }
         #expect(try await ConnectorFlowTests.waitConfirmed(store, ["hvac-1"]))
 
-        let dps = try DPSServiceClient(
-            connectionString: connection.dps.serviceConnectionString,
-            http: AzureHTTPClients.client(trusting: connection.caCertificate))
-        let certificates =
-            ((try await dps.enrollment("hvac-1")?["attestation"] as? [String: Any])?["x509"] as? [String: Any])?[
-                "clientCertificates"] as? [String: Any]
-        func thumbprint(_ which: String) -> String? {
-            ((certificates?[which] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
-        }
         let newPEM = try #require(try await store.certificate(serial: new)?.pem)
         let oldPEM = try #require(try await store.certificate(serial: old)?.pem)
-        #expect(thumbprint("primary") == (try Self.sha256Thumbprint(newPEM)))
-        #expect(thumbprint("secondary") == (try Self.sha256Thumbprint(oldPEM)))
+        let thumbprints = try await Self.enrollmentThumbprints(connection, "hvac-1")
+        #expect(thumbprints.primary == (try Self.sha256Thumbprint(newPEM)))
+        #expect(thumbprints.secondary == (try Self.sha256Thumbprint(oldPEM)))
         let items = try await store.outboxItems(state: .delivered, deviceID: "hvac-1", limit: 10)
         #expect(items.contains { $0.action == .enroll && $0.previousCertificate == oldPEM && $0.certificate == newPEM })
     }
