@@ -430,3 +430,27 @@ extension LifecycleTests {
         #expect(events.contains { $0.action == "device.registered" && $0.details["reregistration"] == "yes" })
     }
 }
+
+extension LifecycleTests {
+    /// The agent's side of renewal after expiry: its expired certificate no longer opens an mTLS
+    /// renewal, and re-attesting (DDK here) renews it within the group's grace.
+    @Test func anAgentWhoseCertificateExpiredRenewsByReattesting() async throws {
+        let h = try await Harness.make(.init(validitySeconds: 60), devices: ["buoy-1"])
+        defer { Task { await h.stop() } }
+        let enrollment = try h.enrollment("buoy-1", Self.ddk("buoy-1"))
+        guard case .enrolled(let first, let notAfter) = try await enrollment.run() else { return }
+        // Offline until the certificate expired (bounded: the validity is one minute).
+        let wait = notAfter.timeIntervalSinceNow + 2
+        if wait > 0 { try await Task.sleep(for: .seconds(wait)) }
+        let refused = await Self.apiCode { _ = try await enrollment.renew() }
+        #expect(refused == "clientCertificateInvalid", "an expired certificate does not renew over mTLS: \(refused)")
+        guard case .enrolled(let second, let newNotAfter) = try await enrollment.run() else {
+            Issue.record("re-attesting did not renew")
+            return
+        }
+        #expect(second != first && newNotAfter > Date())
+        let events = try await h.kg.server.service.store.auditEvents(subject: "buoy-1", since: nil, limit: 20)
+        #expect(events.contains { $0.action == "certificate.renewed" && $0.details["previous"] == first })
+        #expect(try await enrollment.renewalInfo().serial == second, "the new certificate authenticates")
+    }
+}
