@@ -3,7 +3,6 @@ import Crypto
 import Foundation
 import KeygateAgent
 import KeygateAttestation
-import KeygateAzure
 import KeygateDomain
 import KeygatePKI
 import KeygateSandbox
@@ -35,20 +34,15 @@ import X509
         var all: [Message] { messages.withLock { $0 } }
     }
 
-    /// The SHA-256 thumbprints of the DPS enrollment's primary and secondary certificates.
+    /// The SHA-256 thumbprints of the DPS enrollment's primary and secondary certificates, as the
+    /// sandbox lists them.
     static func enrollmentThumbprints(_ connection: SandboxServer.Connection, _ id: String) async throws -> (
         primary: String?, secondary: String?
     ) {
-        let dps = try DPSServiceClient(
-            connectionString: connection.dps.serviceConnectionString,
-            http: AzureHTTPClients.client(trusting: connection.caCertificate))
-        let certificates =
-            ((try await dps.enrollment(id)?["attestation"] as? [String: Any])?["x509"] as? [String: Any])?[
-                "clientCertificates"] as? [String: Any]
-        func thumbprint(_ which: String) -> String? {
-            ((certificates?[which] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
+        let listed = try await SandboxControlClient(connection: connection).inventory().enrollments.first {
+            $0.id == id
         }
-        return (thumbprint("primary"), thumbprint("secondary"))
+        return (listed?.primaryThumbprint, listed?.secondaryThumbprint)
     }
 
     static func sha256Thumbprint(_ pem: String) throws -> String {

@@ -4,7 +4,6 @@ import Crypto
 import Foundation
 import KeygateAgent
 import KeygateAttestation
-import KeygateAzure
 import KeygateDomain
 import KeygateMQTT
 import KeygatePKI
@@ -293,17 +292,10 @@ struct DemoCommand: AsyncParsableCommand {
         guard try await Self.outboxSettled(store, deviceID: renewing.deviceID) else {
             return ["the renewal did not reach Azure"]
         }
-        let dps = try DPSServiceClient(
-            connectionString: azure.dps.serviceConnectionString,
-            http: AzureHTTPClients.client(trusting: azure.caCertificate))
-        let certificates =
-            ((try await dps.enrollment(renewing.deviceID)?["attestation"] as? [String: Any])?["x509"] as? [String: Any])?[
-                "clientCertificates"] as? [String: Any]
-        func thumbprint(_ which: String) -> String {
-            ((certificates?[which] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
-                ?? "none"
+        let listed = try await SandboxControlClient(connection: azure).inventory().enrollments.first {
+            $0.id == renewing.deviceID
         }
-        let (primary, secondary) = (thumbprint("primary"), thumbprint("secondary"))
+        let (primary, secondary) = (listed?.primaryThumbprint ?? "none", listed?.secondaryThumbprint ?? "none")
         print("  certificate       \(oldSerial.prefix(16))… → \(newSerial.prefix(16))…  until \(notAfter)")
         print("  DPS enrollment    primary \(primary.prefix(16))… (new), secondary \(secondary.prefix(16))… (old)")
         let newRecord = try await server.service.store.certificate(serial: newSerial)

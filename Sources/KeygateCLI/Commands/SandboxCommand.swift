@@ -82,8 +82,14 @@ struct SandboxCommand: AsyncParsableCommand {
             print("")
             print("Enrollments")
             printTable(
-                header: ["ID", "KIND", "ATTESTATION", "STATUS"],
-                rows: inventory.enrollments.map { [$0.id, $0.kind, $0.attestation, $0.provisioningStatus] })
+                header: ["ID", "KIND", "ATTESTATION", "STATUS", "PRIMARY", "SECONDARY"],
+                rows: inventory.enrollments.map {
+                    [
+                        $0.id, $0.kind, $0.attestation, $0.provisioningStatus,
+                        $0.primaryThumbprint.map { String($0.prefix(16)) + "…" } ?? "-",
+                        $0.secondaryThumbprint.map { String($0.prefix(16)) + "…" } ?? "-",
+                    ]
+                })
             print("")
             print("Registrations")
             printTable(

@@ -8,6 +8,10 @@ public struct SandboxInventory: Codable, Sendable {
         public var kind: String
         public var attestation: String
         public var provisioningStatus: String
+        /// X.509 individual enrollments: the SHA-256 thumbprints (upper-case hex) of the primary and
+        /// secondary client certificates (a renewal shows as new primary, previous secondary).
+        public var primaryThumbprint: String?
+        public var secondaryThumbprint: String?
     }
 
     public struct Registration: Codable, Sendable {
@@ -38,9 +42,13 @@ public struct SandboxInventory: Codable, Sendable {
         let hubState = state.hub!
         let counts = hub.telemetryCounts
         func enrollment(_ id: String, _ record: JSONValue, kind: String) -> Enrollment {
-            Enrollment(
+            func thumbprint(_ which: String) -> String? {
+                record[path: "attestation", "x509", "clientCertificates", which, "info", "sha256Thumbprint"]?.string
+            }
+            return Enrollment(
                 id: id, kind: kind, attestation: record[path: "attestation", "type"]?.string ?? "",
-                provisioningStatus: record["provisioningStatus"]?.string ?? "")
+                provisioningStatus: record["provisioningStatus"]?.string ?? "",
+                primaryThumbprint: thumbprint("primary"), secondaryThumbprint: thumbprint("secondary"))
         }
         return SandboxInventory(
             idScope: dps.idScope, hubHostName: hubState.hostName,
