@@ -147,9 +147,9 @@ public struct DeviceRunner: Sendable {
                     if renewal == nil, ContinuousClock.now >= nextRenewalCheck {
                         nextRenewalCheck = ContinuousClock.now + options.renewalCheckInterval
                         let outcome = RenewalOutcome()
-                        let (current, registration) = (state, provisioning)
+                        let registration = provisioning
                         let task = Task {
-                            outcome.finish(await renewIfDue(current, provisioning: registration, idScope: idScope))
+                            outcome.finish(await renewIfDue(provisioning: registration, idScope: idScope))
                         }
                         renewal = (task, outcome)
                     }
@@ -222,9 +222,7 @@ public struct DeviceRunner: Sendable {
     /// certificate is in the Azure enrollment and registers with it, all while the current hub
     /// connection keeps sending. Returns the new state, or `nil` when nothing changed. A failure
     /// leaves the current certificate in use and is retried at the next check.
-    private func renewIfDue(_ state: AgentState, provisioning: DeviceAPI.Provisioning, idScope: String) async
-        -> AgentState?
-    {
+    private func renewIfDue(provisioning: DeviceAPI.Provisioning, idScope: String) async -> AgentState? {
         do {
             let info = try await enrollment.renewalInfo()
             guard Date() >= info.renewAfter else { return nil }
