@@ -53,6 +53,9 @@ public final class MQTTClient: Sendable {
     private struct State {
         var nextPacketID: UInt16 = 0
         var waiting: [UInt16: CheckedContinuation<MQTTPacket, any Error>] = [:]
+        /// Answers that arrived before their waiter was registered (the request sends and registers
+        /// in two tasks; on a busy machine the answer can win).
+        var arrived: [UInt16: MQTTPacket] = [:]
         var closed = false
     }
 
@@ -89,11 +92,11 @@ public final class MQTTClient: Sendable {
                     if publish.qos == 1, let id = publish.packetID { try? await outbound.write(.puback(packetID: id)) }
                     messages.yield(publish)
                 case .puback(let id), .unsuback(let id):
-                    resume(state, id: id, with: .success(packet))
+                    deliver(state, id: id, packet)
                 case .suback(let ack):
-                    resume(state, id: ack.packetID, with: .success(packet))
+                    deliver(state, id: ack.packetID, packet)
                 case .connack:
-                    resume(state, id: 0, with: .success(packet))
+                    deliver(state, id: 0, packet)
                 default:
                     continue
                 }
@@ -108,10 +111,24 @@ public final class MQTTClient: Sendable {
         for waiter in waiting { waiter.resume(throwing: Failure.closed) }
     }
 
+    /// Hands an answer to its waiter, or keeps it until the waiter registers.
+    private static func deliver(_ state: NIOLockedValueBox<State>, id: UInt16, _ packet: MQTTPacket) {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<MQTTPacket, any Error>? in
+            if let waiter = state.waiting.removeValue(forKey: id) { return waiter }
+            state.arrived[id] = packet
+            return nil
+        }
+        waiter?.resume(returning: packet)
+    }
+
+    /// Ends the request `id` with `result` (a failure: timeout, close), forgetting any early answer.
     private static func resume(
         _ state: NIOLockedValueBox<State>, id: UInt16, with result: Result<MQTTPacket, any Error>
     ) {
-        let waiter = state.withLockedValue { $0.waiting.removeValue(forKey: id) }
+        let waiter = state.withLockedValue { state in
+            state.arrived[id] = nil
+            return state.waiting.removeValue(forKey: id)
+        }
         waiter?.resume(with: result)
     }
 
@@ -219,6 +236,7 @@ public final class MQTTClient: Sendable {
     private func nextPacketID() -> UInt16 {
         state.withLockedValue { state in
             state.nextPacketID = state.nextPacketID == UInt16.max ? 1 : state.nextPacketID + 1
+            state.arrived[state.nextPacketID] = nil  // a late answer to an earlier use of the ID
             return state.nextPacketID
         }
     }
@@ -230,12 +248,17 @@ public final class MQTTClient: Sendable {
         return try await withThrowingTaskGroup(of: MQTTPacket.self) { group in
             group.addTask {
                 try await withCheckedThrowingContinuation { continuation in
-                    let closed = state.withLockedValue { state -> Bool in
-                        if state.closed { return true }
+                    let (early, closed) = state.withLockedValue { state -> (MQTTPacket?, Bool) in
+                        if let early = state.arrived.removeValue(forKey: id) { return (early, false) }
+                        if state.closed { return (nil, true) }
                         state.waiting[id] = continuation
-                        return false
+                        return (nil, false)
                     }
-                    if closed { continuation.resume(throwing: Failure.closed) }
+                    if let early {
+                        continuation.resume(returning: early)
+                    } else if closed {
+                        continuation.resume(throwing: Failure.closed)
+                    }
                 }
             }
             group.addTask {

@@ -454,3 +454,28 @@ extension LifecycleTests {
         #expect(try await enrollment.renewalInfo().serial == second, "the new certificate authenticates")
     }
 }
+
+extension LifecycleTests {
+    /// The running server publishes a CRL soon after a revocation without anyone fetching it, and
+    /// signs the revoked certificate's OCSP answer ahead of any request.
+    @Test func theServerPublishesTheCRLSoonAfterARevocationWithoutAFetch() async throws {
+        let h = try await Harness.make(.init(), devices: ["lamp-9"])
+        defer { Task { await h.stop() } }
+        let service = h.kg.server.service
+        let enrollment = try h.enrollment("lamp-9", Self.ddk("lamp-9"))
+        guard case .enrolled(let serial, _) = try await enrollment.run() else { return }
+        let before = service.keptOCSPAnswers
+        _ = try await service.revoke(serial: serial, reason: .keyCompromise, actor: "test")
+        #expect(service.keptOCSPAnswers > before, "the revoked certificate's answer is signed at once")
+        let revision = try await service.store.revocationRevision(issuer: service.issuerName)
+        let deadline = ContinuousClock.now + .seconds(15)
+        var published: PublishedCRL?
+        while ContinuousClock.now < deadline {
+            published = try await service.store.latestCRL(issuer: service.issuerName)
+            if let published, published.revision >= revision { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect((published?.revision ?? 0) >= revision, "the schedule published a CRL with the revocation")
+        #expect(published.map { $0.nextUpdate > Date() } ?? false)
+    }
+}
