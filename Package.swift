@@ -243,6 +243,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "Tests/KeygateTestSupport",
             swiftSettings: swiftSettings
@@ -328,6 +330,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "KeygateDomainTests",
+            dependencies: ["KeygateDomain", "KeygateTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "KeygateStoreTests",
             dependencies: ["KeygateStore", "KeygateDomain", "KeygatePKI", "KeygateTestSupport"],
             swiftSettings: swiftSettings
@@ -335,10 +342,14 @@ let package = Package(
         .testTarget(
             name: "KeygateServerTests",
             dependencies: [
-                "KeygateServer", "KeygateStore", "KeygateDomain", "KeygatePKI", "KeygateTestSupport",
+                "KeygateServer", "KeygateStore", "KeygateDomain", "KeygatePKI", "KeygateAttestation", "KeygateSandbox",
+                "KeygateTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -3,7 +3,7 @@ public import Hummingbird
 import HummingbirdTLS
 import KeygateDomain
 import KeygatePKI
-import KeygateStore
+public import KeygateStore
 public import Logging
 import NIOCore
 import NIOSSL
@@ -17,8 +17,11 @@ public import X509
 public struct KeygateServer: Sendable {
     public let directory: DataDirectory
     public let configuration: ServerConfiguration
-    public let service: CertificateService
-    public let onboarding: OnboardingService
+    /// The node's services; the HTTP routes call nothing else.
+    public let services: KeygateServices
+    /// The node's store, for tools that read or seed it in bulk (benchmarks, tests). Changes that
+    /// must be audited go through ``services``.
+    public let store: any ServerStore
     public let rootCertificate: Certificate
     public let logger: Logger
 
@@ -47,11 +50,11 @@ public struct KeygateServer: Sendable {
             ocspValidity: TimeInterval(configuration.ocspValiditySeconds))
         try await ServerTLSIdentity(directory: directory, configuration: configuration)
             .renewIfNeeded(authority: authority, store: store)
-        let onboarding = OnboardingService(
-            store: store, certificates: service, secrets: passphrase.map(SecretBox.init(passphrase:)))
         return KeygateServer(
-            directory: directory, configuration: configuration, service: service, onboarding: onboarding,
-            rootCertificate: rootCertificate, logger: logger)
+            directory: directory, configuration: configuration,
+            services: KeygateServices(
+                store: store, certificates: service, secrets: passphrase.map(SecretBox.init(passphrase:))),
+            store: store, rootCertificate: rootCertificate, logger: logger)
     }
 
     private static func requireFirst(_ certificates: [Certificate], _ file: String) throws -> Certificate {
@@ -62,12 +65,17 @@ public struct KeygateServer: Sendable {
     /// The router of the HTTPS listener.
     public func httpsRouter() throws -> Router<KeygateRequestContext> {
         let router = Router(context: KeygateRequestContext.self)
+        let service = services.certificates
+        let auth = AdminAuthMiddleware(store: store)
         router.add(middleware: ErrorMiddleware())
         OperationalRoutes(service: service).register(on: router)
-        AdminAPI(service: service, configuration: configuration, rootCertificate: rootCertificate).register(on: router)
-        AdminOnboardingAPI(onboarding: onboarding).register(on: router)
-        AdminConnectorAPI(onboarding: onboarding).register(on: router)
-        DeviceRoutes(onboarding: onboarding).register(on: router)
+        AdminAPI(
+            service: service, audit: services.audit, auth: auth, configuration: configuration,
+            rootCertificate: rootCertificate
+        ).register(on: router)
+        AdminOnboardingAPI(fleet: services.fleet, lifecycle: services.lifecycle, auth: auth).register(on: router)
+        AdminConnectorAPI(connectors: services.connectors, auth: auth).register(on: router)
+        DeviceRoutes(enrollment: services.enrollment).register(on: router)
         PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
     }
@@ -75,6 +83,7 @@ public struct KeygateServer: Sendable {
     /// The router of the plain-HTTP listener: PKI and operational routes only.
     public func httpRouter() throws -> Router<KeygateRequestContext> {
         let router = Router(context: KeygateRequestContext.self)
+        let service = services.certificates
         router.add(middleware: ErrorMiddleware())
         OperationalRoutes(service: service).register(on: router)
         PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
@@ -108,10 +117,12 @@ public struct KeygateServer: Sendable {
             configuration: .init(
                 services: [
                     .init(service: https), .init(service: http),
-                    .init(service: PeriodicService.crlRefresh(service, logger: logger)),
-                    .init(service: PeriodicService.ocspRefresh(service, logger: logger)),
-                    .init(service: PeriodicService.expiryScan(ExpiryScanner(service: service, logger: logger))),
-                    .init(service: OutboxDispatcher(store: service.store, secrets: onboarding.secrets, logger: logger)),
+                    .init(service: PeriodicService.crlRefresh(services.certificates, logger: logger)),
+                    .init(service: PeriodicService.ocspRefresh(services.certificates, logger: logger)),
+                    .init(
+                        service: PeriodicService.expiryScan(
+                            ExpiryScanner(service: services.certificates, logger: logger))),
+                    .init(service: OutboxDispatcher(store: store, secrets: services.secrets, logger: logger)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
@@ -156,7 +167,7 @@ extension KeygateServer {
         if let https { configuration.https.port = https }
         if let http { configuration.http.port = http }
         return KeygateServer(
-            directory: directory, configuration: configuration, service: service, onboarding: onboarding,
+            directory: directory, configuration: configuration, services: services, store: store,
             rootCertificate: rootCertificate, logger: logger)
     }
 }

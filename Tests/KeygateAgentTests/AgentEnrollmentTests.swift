@@ -32,10 +32,10 @@ import X509
 
         static func make(_ policy: Group.Policy, devices: [String]) async throws -> Harness {
             let kg = try await TestKeygate.make()
-            try await kg.server.onboarding.store.createGroup(
+            try await kg.server.store.createGroup(
                 Group(name: "fleet", policy: policy),
                 audit: .init(actor: "test", action: "group.created", subject: "fleet"))
-            _ = try await kg.server.onboarding.store.importAllowlist(
+            _ = try await kg.server.store.importAllowlist(
                 devices.map { AllowlistEntry(deviceID: $0, group: "fleet") }, actor: "test")
             return Harness(kg: kg, server: try await kg.start(), folder: try TemporaryDirectory("agent"))
         }
@@ -68,9 +68,9 @@ import X509
         let identity = DDKIdentity(deviceID: "sensor-7", attributes: DDKAttributes(strings: ["machine-id": "m7"]))
         #expect(leaf.publicKey == Certificate.PublicKey(identity.tlsKey(generation: 0).publicKey))
         #expect(!FileManager.default.fileExists(atPath: enrollment.folder.keyFile))
-        let device = try await h.kg.server.onboarding.store.device(id: "sensor-7")
+        let device = try await h.kg.server.store.device(id: "sensor-7")
         #expect(device?.state == .enrolled && device?.attestationMethod == "ddk" && device?.assuranceLevel == 2)
-        #expect(try await h.kg.server.service.store.certificate(serial: serial)?.deviceID == "sensor-7")
+        #expect(try await h.kg.server.store.certificate(serial: serial)?.deviceID == "sensor-7")
 
         guard ExternalTool.available("openssl") else { return }
         let verify = try await ExternalTool.openssl.run([
@@ -135,7 +135,7 @@ import X509
             await attempt("board-1", try await bootstrap(otherManufacturer, name: "board-1")) == "attestationFailed")
         #expect(await attempt("board-1", try await bootstrap(manufacturer, name: "board-2")) == "attestationFailed")
         #expect(await attempt("board-1", try await bootstrap(manufacturer, name: "board-1")) == "enrolled")
-        #expect(try await h.kg.server.onboarding.store.device(id: "board-1")?.assuranceLevel == 3)
+        #expect(try await h.kg.server.store.device(id: "board-1")?.assuranceLevel == 3)
         // DDK is below this group's minimum assurance.
         let ddk = await attempt("board-2", .ddk(attributes: DDKAttributes(strings: ["a": "b"]), seed: []))
         #expect(ddk == "attestationMethodNotAllowed")
@@ -144,11 +144,11 @@ import X509
     @Test func symmetricKeysDerivedFromTheGroupKeyWork() async throws {
         let kg = try await TestKeygate.make()
         let groupKey = SymmetricKeyAttestation.generateGroupKey()
-        let box = try #require(kg.server.onboarding.secrets)
+        let box = kg.secrets
         let policy = Group.Policy(attestationMethods: ["symmetric-key"], sealedGroupKey: try box.seal(groupKey))
-        try await kg.server.onboarding.store.createGroup(
+        try await kg.server.store.createGroup(
             Group(name: "fleet", policy: policy), audit: .init(actor: "t", action: "group.created", subject: "fleet"))
-        _ = try await kg.server.onboarding.store.importAllowlist(
+        _ = try await kg.server.store.importAllowlist(
             [AllowlistEntry(deviceID: "meter-1", group: "fleet")], actor: "t")
         let h = Harness(kg: kg, server: try await kg.start(), folder: try TemporaryDirectory("agent"))
         defer { Task { await h.stop() } }
@@ -174,12 +174,12 @@ import X509
         let groupKey = SymmetricKeyAttestation.generateGroupKey()
         let policy = Group.Policy(
             attestationMethods: ["symmetric-key"], keyAlgorithms: ["ecdsa-p256"],
-            sealedGroupKey: try kg.server.onboarding.secrets!.seal(groupKey))
-        try await kg.server.onboarding.store.createGroup(
+            sealedGroupKey: try kg.secrets.seal(groupKey))
+        try await kg.server.store.createGroup(
             Group(name: "fleet", policy: policy), audit: .init(actor: "t", action: "group.created", subject: "fleet"))
-        _ = try await kg.server.onboarding.store.importAllowlist(
+        _ = try await kg.server.store.importAllowlist(
             [AllowlistEntry(deviceID: "cam-1", group: "fleet")], actor: "t")
-        let onboarding = kg.server.onboarding
+        let onboarding = kg.server.services.enrollment
         let deviceKey = try SymmetricKeyAttestation.deriveDeviceKey(groupKey: groupKey, deviceID: "cam-1")
         func enroll(_ key: Certificate.PrivateKey) async throws -> DeviceAPI.EnrollResponse {
             let subject = try DistinguishedName { CommonName("admin") }
@@ -206,12 +206,12 @@ import X509
             "gw-1", .ddk(attributes: DDKAttributes(strings: ["machine-id": "gw"]), seed: []))
         #expect(try await enrollment.run() == .pendingApproval)
         #expect(try await enrollment.run() == .pendingApproval)
-        #expect(try await h.kg.server.onboarding.store.device(id: "gw-1")?.state == .pendingApproval)
-        _ = try await h.kg.server.onboarding.store.transition(
+        #expect(try await h.kg.server.store.device(id: "gw-1")?.state == .pendingApproval)
+        _ = try await h.kg.server.store.transition(
             deviceID: "gw-1", event: .approved, reason: nil, attestation: nil,
             audit: .init(actor: "admin:test", action: "device.approved", subject: "gw-1"))
         guard case .enrolled = try await enrollment.run() else { Issue.record("not enrolled after approval"); return }
-        let actions = try await h.kg.server.onboarding.store.auditEvents(subject: "gw-1", since: nil, limit: 50).map(
+        let actions = try await h.kg.server.store.auditEvents(subject: "gw-1", since: nil, limit: 50).map(
             \.action)
         #expect(
             actions.contains("device.pendingApproval") && actions.contains("device.approved")

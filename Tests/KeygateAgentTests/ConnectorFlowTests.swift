@@ -36,9 +36,9 @@ import X509
         let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
         #expect(response.status == .created, "\(body)")
         #expect(!body.contains("SharedAccessKey="), "secrets are never shown")
-        var group = try #require(try await h.kg.server.onboarding.store.group(named: "fleet"))
+        var group = try #require(try await h.kg.server.store.group(named: "fleet"))
         group.policy.connector = "sandbox-dps"
-        try await h.kg.server.onboarding.store.updateGroup(
+        try await h.kg.server.store.updateGroup(
             group, audit: .init(actor: "test", action: "group.updated", subject: "fleet"))
     }
 
@@ -63,7 +63,7 @@ import X509
         let h = try await AgentEnrollmentTests.Harness.make(.init(), devices: devices)
         defer { Task { await h.stop() } }
         try await Self.connect(h, sandbox: sandbox.connection)
-        let store = h.kg.server.onboarding.store
+        let store = h.kg.server.store
         let control = SandboxControlClient(connection: sandbox.connection)
 
         // 30 % of DPS service calls fail (429, 500, 503, drops; timeouts are the next test's outage).
@@ -152,7 +152,7 @@ import X509
         for step in DeviceRunner.Step.allCases {
             #expect(first.stdout.contains(step.rawValue), "timeline shows \(step): \(first.stdout)")
         }
-        let certificates = try await h.kg.server.service.store.certificates(
+        let certificates = try await h.kg.server.store.certificates(
             matching: .init(status: nil, deviceID: "boiler-9", limit: 10))
         #expect(certificates.count == 1)
 
@@ -160,12 +160,12 @@ import X509
         let again = try await run("boiler-9", transport: "https", messages: 2)
         #expect(again.status == 0, "\(again.combined)")
         #expect(
-            try await h.kg.server.service.store.certificates(
+            try await h.kg.server.store.certificates(
                 matching: .init(status: nil, deviceID: "boiler-9", limit: 10)
             )
             .count == 1)
         #expect(
-            try await h.kg.server.onboarding.store.outboxItems(state: nil, deviceID: "boiler-9", limit: 10).count == 1)
+            try await h.kg.server.store.outboxItems(state: nil, deviceID: "boiler-9", limit: 10).count == 1)
 
         let overMQTT = try await run("boiler-10", transport: "mqtt", messages: 2)
         #expect(overMQTT.status == 0, "\(overMQTT.combined)")

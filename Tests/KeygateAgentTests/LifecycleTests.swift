@@ -112,14 +112,14 @@ import X509
             Issue.record("not enrolled")
             return
         }
-        let store = h.kg.server.service.store
+        let store = h.kg.server.store
         let pem = try #require(try await store.certificate(serial: serial)).pem
         #expect(try await Self.ocsp(h, certificate: pem, nonce: false, label: "good").contains("Cert Status: good"))
 
         // Within seconds of the quarantine, OCSP (the answer signed at the quarantine, served as
         // signed ahead) and the CRL (the next 5-second tick) show the hold; linting comes after.
         let started = ContinuousClock.now
-        _ = try await h.kg.server.onboarding.quarantine(
+        _ = try await h.kg.server.services.lifecycle.quarantine(
             deviceID: "valve-1", reason: "tamper alarm", actor: "admin:test")
         var answered = ContinuousClock.now
         let held = try await Self.ocsp(h, certificate: pem, nonce: false, label: "held", answeredAt: { answered = $0 })
@@ -140,7 +140,7 @@ import X509
         #expect(await Self.apiCode { _ = try await enrollment.renew() } == "deviceQuarantined")
 
         // Re-authorization: the hold is released (removal from hold), the device enrolls again.
-        _ = try await h.kg.server.onboarding.reauthorize(deviceID: "valve-1", actor: "admin:test")
+        _ = try await h.kg.server.services.lifecycle.reauthorize(deviceID: "valve-1", actor: "admin:test")
         #expect(try await Self.ocsp(h, certificate: pem, nonce: false, label: "released").contains("Cert Status: good"))
         let releasedCRL = try await Self.crl(h, label: "released") { !$0.contains(Self.hexUpper(serial)) }
         #expect(!releasedCRL.contains(Self.hexUpper(serial)))
@@ -170,20 +170,20 @@ import X509
             .init(quarantineAction: "revoke", releaseHeldOnReauthorize: false), devices: ["meter-1"])
         defer { Task { await h.stop() } }
         try await ConnectorFlowTests.connect(h, sandbox: sandbox.connection)
-        let store = h.kg.server.service.store
+        let store = h.kg.server.store
         let enrollment = try h.enrollment("meter-1", Self.ddk("meter-1"))
         guard case .enrolled(let first, _) = try await enrollment.run() else { return }
-        _ = try await h.kg.server.onboarding.quarantine(deviceID: "meter-1", reason: "manual", actor: "admin:test")
+        _ = try await h.kg.server.services.lifecycle.quarantine(deviceID: "meter-1", reason: "manual", actor: "admin:test")
         #expect(try await store.certificate(serial: first)?.status == .revoked)
         #expect(try await store.certificate(serial: first)?.revocationReason == .privilegeWithdrawn)
-        _ = try await h.kg.server.onboarding.reauthorize(deviceID: "meter-1", actor: "admin:test")
+        _ = try await h.kg.server.services.lifecycle.reauthorize(deviceID: "meter-1", actor: "admin:test")
         #expect(try await store.certificate(serial: first)?.status == .revoked, "a revocation is for good")
         guard case .enrolled(let second, _) = try await enrollment.run() else { return }
         #expect(try await ConnectorFlowTests.waitConfirmed(store, ["meter-1"]))
 
         let control = SandboxControlClient(connection: sandbox.connection)
         #expect(try await control.inventory().enrollments.contains { $0.id == "meter-1" })
-        _ = try await h.kg.server.onboarding.retire(deviceID: "meter-1", reason: "decommissioned", actor: "admin:test")
+        _ = try await h.kg.server.services.lifecycle.retire(deviceID: "meter-1", reason: "decommissioned", actor: "admin:test")
         let record = try #require(try await store.certificate(serial: second))
         #expect(record.status == .revoked && record.revocationReason == .cessationOfOperation)
         let text = try await Self.ocsp(h, certificate: record.pem, nonce: false, label: "retired")
@@ -207,7 +207,6 @@ import X509
     @Test func renewalOverMTLSNeedsTheCurrentCertificateAndANewKey() async throws {
         let h = try await Harness.make(.init(), devices: ["gate-1", "gate-2", "gate-3"])
         defer { Task { await h.stop() } }
-        let onboarding = h.kg.server.onboarding
         var enrollments: [String: Enrollment] = [:]
         for device in ["gate-1", "gate-2", "gate-3"] {
             let enrollment = try h.enrollment(device, Self.ddk(device))
@@ -258,7 +257,7 @@ import X509
                 == "clientCertificateInvalid")
 
         // A rotation asks every device with an older certificate, paced in device-ID order: one per minute.
-        let (rotation, progress) = try await onboarding.startRotation(
+        let (rotation, progress) = try await h.kg.server.services.lifecycle.startRotation(
             group: "fleet", perMinute: 1, reason: "new issuing CA", actor: "admin:test")
         #expect(progress.devices == 3 && progress.renewed == 0)
         let second = try await enrollments["gate-2"]!.renewalInfo()
@@ -266,18 +265,18 @@ import X509
         #expect(second.reason == "rotation" && second.renewAfter <= Date() + 60)
         #expect(third.reason == "rotation" && third.renewAfter > rotation.startedAt + 100)
         _ = try await enrollments["gate-2"]!.renew()
-        let progressed = try await onboarding.store.rotationProgress(rotation, now: Date())
+        let progressed = try await h.kg.store.rotationProgress(rotation, now: Date())
         #expect(progressed.renewed == 1 && progressed.asked == 1)
         #expect(try await enrollments["gate-2"]!.renewalInfo().reason == "window", "renewed: out of the campaign")
     }
 
     @Test func aDeviceOfflinePastExpiryRenewsWithinTheGraceByReattestingAndIsRefusedAfterIt() async throws {
         let kg = try await TestKeygate.make()
-        let onboarding = kg.server.onboarding
-        try await onboarding.store.createGroup(
+        let onboarding = kg.server.services.enrollment
+        try await kg.store.createGroup(
             Group(name: "fleet", policy: .init(renewAfterExpiryDays: 2, validitySeconds: 3600)),
             audit: .init(actor: "test", action: "group.created", subject: "fleet"))
-        _ = try await onboarding.store.importAllowlist(
+        _ = try await kg.store.importAllowlist(
             [AllowlistEntry(deviceID: "tank-1", group: "fleet")], actor: "test")
         let identity = DDKIdentity(deviceID: "tank-1", attributes: DDKAttributes(strings: ["machine-id": "t1"]))
         func enroll(at now: Date, generation: UInt64) async throws -> DeviceAPI.EnrollResponse {
@@ -301,102 +300,17 @@ import X509
         // Offline for a day past expiry: within the two days of grace, re-attesting renews.
         let renewed = try await enroll(at: expiry + 86_400, generation: 1)
         #expect(renewed.status == "enrolled" && renewed.serial != first.serial)
-        let events = try await onboarding.store.auditEvents(subject: "tank-1", since: nil, limit: 20)
+        let events = try await kg.store.auditEvents(subject: "tank-1", since: nil, limit: 20)
         #expect(events.contains { $0.action == "certificate.renewed" && $0.details["previous"] == first.serial })
         // Offline three days past the new certificate's expiry: refused until re-authorized.
         let late = try #require(renewed.notAfter) + 3 * 86_400
         #expect(await errorCode { _ = try await enroll(at: late, generation: 2) } == "renewalGraceExpired")
-        let device = try #require(try await onboarding.store.device(id: "tank-1"))
+        let device = try #require(try await kg.store.device(id: "tank-1"))
         #expect(device.state == .enrolled && device.ddkEpoch >= 2, "a refusal leaves the device as it was")
-        _ = try await onboarding.quarantine(
+        _ = try await kg.server.services.lifecycle.quarantine(
             deviceID: "tank-1", reason: "offline too long", actor: "admin:test", now: late)
-        _ = try await onboarding.reauthorize(deviceID: "tank-1", actor: "admin:test", now: late)
+        _ = try await kg.server.services.lifecycle.reauthorize(deviceID: "tank-1", actor: "admin:test", now: late)
         #expect(try await enroll(at: late, generation: 2).status == "enrolled")
-    }
-
-    @Test func theExpiryScannerMarksAndCountsCertificatesCloseToExpiryThatWereNotRenewed() async throws {
-        let h = try await Harness.make(.init(validitySeconds: 600), devices: ["lamp-1", "lamp-2"])
-        defer { Task { await h.stop() } }
-        let service = h.kg.server.service
-        let lamp1 = try h.enrollment("lamp-1", Self.ddk("lamp-1"))
-        let lamp2 = try h.enrollment("lamp-2", Self.ddk("lamp-2"))
-        guard case .enrolled(let old1, _) = try await lamp1.run(), case .enrolled(let old2, _) = try await lamp2.run()
-        else { return }
-        let scanner = ExpiryScanner(service: service, window: 7 * 86_400, logger: .init(label: "test"))
-        let pass = try await scanner.scan()
-        #expect(Set(pass.newlyFlagged.map(\.serial)) == [old1, old2] && pass.flagged == 2)
-        #expect(try await scanner.scan().newlyFlagged.isEmpty, "each certificate is marked once")
-        #expect(service.metrics.render().contains("keygate_certificates_expiring 2"))
-
-        // lamp-1 renews: its old certificate no longer counts, its new one does (it is short-lived too).
-        guard case .enrolled(let new1, _) = try await lamp1.renew() else { return }
-        let after = try await scanner.scan()
-        #expect(after.newlyFlagged.map(\.serial) == [new1] && after.flagged == 2)
-        let events = try await service.store.auditEvents(subject: old2, since: nil, limit: 10)
-        #expect(events.contains { $0.action == "certificate.expiring" && $0.details["deviceId"] == "lamp-2" })
-
-        // The admin API lists what the scanner counts (what `keygate cert list --expiring 7d` shows).
-        var request = HTTPClientRequest(url: h.server.httpsURL + "/admin/v1/certificates?expiringWithin=7d")
-        request.headers.add(name: "Authorization", value: "Bearer \(h.kg.adminToken)")
-        let response = try await h.http.execute(request, timeout: .seconds(10))
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let list = try decoder.decode(
-            CertificateListBody.self, from: Data((try await response.body.collect(upTo: 1 << 20)).readableBytesView))
-        #expect(Set(list.certificates.map(\.serial)) == [new1, old2])
-    }
-
-    @Test func crlEntriesOfExpiredCertificatesAreDroppedAfterTheCRLThatFollowsTheirExpiry() async throws {
-        guard ExternalTool.available("openssl") else { return }
-        let kg = try await TestKeygate.make()
-        let service = kg.server.service
-        func record(_ serial: String, notAfter: Date) async throws {
-            try await service.store.insertCertificate(
-                CertificateRecord(
-                    serial: serial, subject: "CN=x", issuer: service.issuerName, notBefore: Date() - 60,
-                    notAfter: notAfter, profile: "device", pem: "", deviceID: nil),
-                audit: .init(actor: "test", action: "certificate.issued", subject: serial))
-        }
-        // CRLs built at chosen times (thisUpdate), so the test does not depend on how busy the machine is.
-        let t0 = Date()
-        // `later` has its first bit set: DER needs a leading zero octet to keep it positive.
-        let expiring = "0a01", lasting = "0a02", later = "8f03"
-        try await record(expiring, notAfter: t0 + 100)
-        try await record(lasting, notAfter: t0 + 86_400)
-        try await record(later, notAfter: t0 + 86_400)
-        _ = try await service.revoke(serial: expiring, reason: .keyCompromise, actor: "test")
-        _ = try await service.revoke(serial: lasting, reason: .certificateHold, actor: "test")
-        let crl1 = try await service.crl.current(now: t0 + 10)
-        // The first CRL after the expiry still lists it...
-        _ = try await service.revoke(serial: later, reason: .superseded, actor: "test")
-        let crl2 = try await service.crl.current(now: t0 + 200)
-        // ...the one after that no longer does.
-        _ = try await service.revoke(serial: lasting, reason: .keyCompromise, actor: "test")
-        let crl3 = try await service.crl.current(now: t0 + 300)
-        #expect(crl1.entryCount == 2 && crl2.entryCount == 3 && crl3.entryCount == 2)
-        #expect(crl1.number < crl2.number && crl2.number < crl3.number)
-        for (label, crl) in [("first", crl1), ("second", crl2), ("third", crl3)] {
-            let der = try kg.folder.write("\(label).der", Data(crl.der))
-            let pem = kg.folder.file("\(label).pem")
-            try await ExternalTool.openssl.run(["crl", "-inform", "DER", "-in", der, "-out", pem])
-            let text = try await ExternalTool.openssl.run([
-                "crl", "-in", pem, "-noout", "-text", "-CAfile", kg.chainPath,
-            ])
-            #expect(text.combined.contains("verify OK"))
-            #expect(text.stdout.contains("0A01") == (label != "third"), "\(label): \(text.stdout)")
-            if label != "first" { #expect(text.stdout.contains("Serial Number: 8F03"), "\(text.stdout)") }
-            if label == "second" { #expect(text.stdout.contains("Certificate Hold")) }
-            if label == "third" {
-                #expect(!text.stdout.contains("Certificate Hold") && text.stdout.contains("Key Compromise"))
-            }
-            guard ExternalTool.available("lint_crl") else { continue }
-            let lint = try await ExternalTool.require("lint_crl").run([
-                "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", pem,
-            ])
-            #expect(
-                lint.status == 0 && lint.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
-                "pkilint on the \(label) CRL: \(lint.combined)")
-        }
     }
 }
 
@@ -404,7 +318,6 @@ extension LifecycleTests {
     @Test func aDDKDeviceWhoseAttributesChangedRegistersAgainOnlyWhenReauthorizedToAndItIsAudited() async throws {
         let h = try await Harness.make(.init(), devices: ["kiosk-1"])
         defer { Task { await h.stop() } }
-        let onboarding = h.kg.server.onboarding
         let original = try h.enrollment("kiosk-1", .ddk(attributes: DDKAttributes(strings: ["disk": "a"]), seed: []))
         guard case .enrolled(let first, _) = try await original.run() else { return }
         // A new disk: the derived keys change; the old epoch key no longer matches.
@@ -413,19 +326,19 @@ extension LifecycleTests {
             client: original.client, folder: original.folder)
         let refused = await Self.apiCode { _ = try await repaired.run() }
         #expect(refused == "attestationFailed", "\(refused)")
-        #expect(try await onboarding.store.device(id: "kiosk-1")?.state == .enrolled, "a failed proof is no clone")
-        _ = try await onboarding.quarantine(deviceID: "kiosk-1", reason: "hardware repair", actor: "admin:test")
-        _ = try await onboarding.reauthorize(deviceID: "kiosk-1", actor: "admin:test")
+        #expect(try await h.kg.store.device(id: "kiosk-1")?.state == .enrolled, "a failed proof is no clone")
+        _ = try await h.kg.server.services.lifecycle.quarantine(deviceID: "kiosk-1", reason: "hardware repair", actor: "admin:test")
+        _ = try await h.kg.server.services.lifecycle.reauthorize(deviceID: "kiosk-1", actor: "admin:test")
         #expect(await Self.apiCode { _ = try await repaired.run() } != "none", "plain re-authorization keeps the keys")
 
-        _ = try await onboarding.quarantine(deviceID: "kiosk-1", reason: "hardware repair", actor: "admin:test")
-        _ = try await onboarding.reauthorize(deviceID: "kiosk-1", actor: "admin:test", allowReregistration: true)
+        _ = try await h.kg.server.services.lifecycle.quarantine(deviceID: "kiosk-1", reason: "hardware repair", actor: "admin:test")
+        _ = try await h.kg.server.services.lifecycle.reauthorize(deviceID: "kiosk-1", actor: "admin:test", allowReregistration: true)
         guard case .enrolled(let second, _) = try await repaired.run() else {
             Issue.record("the repaired device did not enroll")
             return
         }
         #expect(second != first)
-        let events = try await onboarding.store.auditEvents(subject: "kiosk-1", since: nil, limit: 50)
+        let events = try await h.kg.store.auditEvents(subject: "kiosk-1", since: nil, limit: 50)
         #expect(events.contains { $0.action == "device.reauthorized" && $0.details["reregistration"] == "allowed" })
         #expect(events.contains { $0.action == "device.registered" && $0.details["reregistration"] == "yes" })
     }
@@ -449,33 +362,8 @@ extension LifecycleTests {
             return
         }
         #expect(second != first && newNotAfter > Date())
-        let events = try await h.kg.server.service.store.auditEvents(subject: "buoy-1", since: nil, limit: 20)
+        let events = try await h.kg.server.store.auditEvents(subject: "buoy-1", since: nil, limit: 20)
         #expect(events.contains { $0.action == "certificate.renewed" && $0.details["previous"] == first })
         #expect(try await enrollment.renewalInfo().serial == second, "the new certificate authenticates")
-    }
-}
-
-extension LifecycleTests {
-    /// The running server publishes a CRL soon after a revocation without anyone fetching it, and
-    /// signs the revoked certificate's OCSP answer ahead of any request.
-    @Test func theServerPublishesTheCRLSoonAfterARevocationWithoutAFetch() async throws {
-        let h = try await Harness.make(.init(), devices: ["lamp-9"])
-        defer { Task { await h.stop() } }
-        let service = h.kg.server.service
-        let enrollment = try h.enrollment("lamp-9", Self.ddk("lamp-9"))
-        guard case .enrolled(let serial, _) = try await enrollment.run() else { return }
-        let before = service.keptOCSPAnswers
-        _ = try await service.revoke(serial: serial, reason: .keyCompromise, actor: "test")
-        #expect(service.keptOCSPAnswers > before, "the revoked certificate's answer is signed at once")
-        let revision = try await service.store.revocationRevision(issuer: service.issuerName)
-        let deadline = ContinuousClock.now + .seconds(15)
-        var published: PublishedCRL?
-        while ContinuousClock.now < deadline {
-            published = try await service.store.latestCRL(issuer: service.issuerName)
-            if let published, published.revision >= revision { break }
-            try await Task.sleep(for: .milliseconds(250))
-        }
-        #expect((published?.revision ?? 0) >= revision, "the schedule published a CRL with the revocation")
-        #expect(published.map { $0.nextUpdate > Date() } ?? false)
     }
 }

@@ -114,7 +114,7 @@ import X509
         let (old, new) = (serials[0], serials[1])
 
         // Renewed before expiry, over mTLS, with a new key.
-        let store = h.kg.server.service.store
+        let store = h.kg.server.store
         let oldRecord = try #require(try await store.certificate(serial: old))
         let newRecord = try #require(try await store.certificate(serial: new))
         let switched = try #require(telemetry.all.first { $0.serial == new }?.at)
@@ -178,7 +178,7 @@ extension RenewalTests {
         // Quarantine: within seconds the hub identity and the DPS enrollment are disabled and the
         // live connection is cut; telemetry stops.
         let started = ContinuousClock.now
-        _ = try await h.kg.server.onboarding.quarantine(deviceID: "valve-9", reason: "tamper", actor: "admin:test")
+        _ = try await h.kg.server.services.lifecycle.quarantine(deviceID: "valve-9", reason: "tamper", actor: "admin:test")
         let cut = try await waitFor(20) {
             let inventory = try await control.inventory()
             let device = inventory.devices.first { $0.deviceId == "valve-9" }
@@ -194,7 +194,7 @@ extension RenewalTests {
         #expect(telemetry.all.count == countWhileQuarantined, "no telemetry while quarantined")
 
         // Re-authorization: the running agent enrolls again and comes back with a new certificate.
-        _ = try await h.kg.server.onboarding.reauthorize(deviceID: "valve-9", actor: "admin:test")
+        _ = try await h.kg.server.services.lifecycle.reauthorize(deviceID: "valve-9", actor: "admin:test")
         #expect(
             try await waitFor(60) { telemetry.all.contains { $0.serial != old } },
             "back with a new certificate: \(running.lines)")
@@ -208,7 +208,7 @@ extension RenewalTests {
         #expect(inventory.devices.first { $0.deviceId == "valve-9" }?.status == "enabled")
     }
 
-    private func store(_ h: AgentEnrollmentTests.Harness) -> any ServerStore { h.kg.server.service.store }
+    private func store(_ h: AgentEnrollmentTests.Harness) -> any ServerStore { h.kg.server.store }
 }
 
 extension RenewalTests {
@@ -221,8 +221,8 @@ extension RenewalTests {
         let connection = sandbox.connection
         let h = try await AgentEnrollmentTests.Harness.make(.init(), devices: ["hvac-1"])
         defer { Task { await h.stop() } }
-        let store = h.kg.server.service.store
-        let secrets = try #require(h.kg.server.onboarding.secrets)
+        let store = h.kg.server.store
+        let secrets = h.kg.secrets
         try await store.addConnector(
             Connector(
                 name: "central", kind: .iotCentral,

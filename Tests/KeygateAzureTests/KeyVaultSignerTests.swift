@@ -89,9 +89,9 @@ import X509
         #expect(!FileManager.default.fileExists(atPath: kg.directory.path("ca/issuing.key.pem")), "no issuing key file")
         let keygateJSON = try kg.directory.read(DataDirectory.configurationFile)
         #expect(!keygateJSON.contains(kv.clientSecret), "the client secret is stored sealed")
-        #expect(kg.server.service.authority.signer.keyLocation.storeName == "azure-key-vault")
+        #expect(kg.server.services.certificates.authority.signer.keyLocation.storeName == "azure-key-vault")
 
-        let issued = try await kg.server.service.issue(
+        let issued = try await kg.server.services.certificates.issue(
             csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "vault-signed"),
             actor: "test")
         guard ExternalTool.available("openssl") else { return }
@@ -101,7 +101,7 @@ import X509
         ])
         #expect(verified.status == 0, "\(verified.combined)")
         // The CRL is signed in the vault too.
-        let crl = try await kg.server.service.crl.current()
+        let crl = try await kg.server.services.certificates.crl.current()
         let crlPath = try folder.write("crl.der", Data(crl.der))
         let checked = try await ExternalTool.openssl.run([
             "crl", "-inform", "DER", "-in", crlPath, "-noout", "-CAfile", kg.chainPath,
@@ -125,7 +125,7 @@ import X509
                     vaultURL: kv.vaultURL, tokenEndpoint: kv.tokenEndpoint, clientID: kv.clientId,
                     clientSecret: kv.clientSecret, caCertificate: connection.caCertificate))
         }
-        let service = kg.server.service
+        let service = kg.server.services.certificates
         func issue(_ name: String) async throws -> String {
             try await service.issue(
                 csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: name),
@@ -133,7 +133,7 @@ import X509
             ).record.pem
         }
         _ = try await issue("before")
-        let before = try await service.store.certificateCounts()
+        let before = try await service.certificateCounts()
 
         let control = SandboxControlClient(connection: connection)
         try await control.set(.init(down: true, retryAfterSeconds: 1), surface: .keyVault)
@@ -144,7 +144,7 @@ import X509
             #expect(error.code == .signerUnavailable, "\(error)")
             #expect(error.retryAfter != nil)
         }
-        #expect(try await service.store.certificateCounts() == before, "nothing recorded without a signature")
+        #expect(try await service.certificateCounts() == before, "nothing recorded without a signature")
         let report = try await control.report()
         #expect((report.injected[.keyVault] ?? 0) >= 1, "the signer retried against the down vault")
 

@@ -53,7 +53,7 @@ import X509
         }
 
         // Concurrent issuance through the session pool; every certificate verifies with openssl.
-        let service = kg.server.service
+        let service = kg.server.services.certificates
         let issued = try await withThrowingTaskGroup(of: String.self) { group in
             for index in 0..<24 {
                 group.addTask {
@@ -105,7 +105,7 @@ import X509
             return (result.stdout, (try? String(contentsOfFile: headers, encoding: .utf8)) ?? "")
         }
         #expect(try await issue("before").status == "201")
-        let before = try await kg.server.service.store.certificateCounts()
+        let before = try await kg.server.store.certificateCounts()
 
         // The HSM goes away: the module is reset and the token is gone.
         let module = try PKCS11Module.load(TestSoftHSM.module)
@@ -117,7 +117,7 @@ import X509
         let down = try await issue("during")
         #expect(down.status == "503", "\(down)")
         #expect(down.headers.lowercased().contains("retry-after:"), "\(down.headers)")
-        #expect(try await kg.server.service.store.certificateCounts() == before, "nothing recorded without a signature")
+        #expect(try await kg.server.store.certificateCounts() == before, "nothing recorded without a signature")
 
         // It comes back: the next request signs without a restart.
         try FileManager.default.moveItem(atPath: away, toPath: hsm.tokenDirectory)

@@ -60,9 +60,9 @@ import X509
             let body = try issued.json(CertificateBody.self)
             #expect(body.subject == "CN=sensor-42")
             #expect(body.chain?.components(separatedBy: "BEGIN CERTIFICATE").count == 4)
-            let stored = try await kg.server.service.store.certificate(serial: body.serial)
+            let stored = try await kg.server.store.certificate(serial: body.serial)
             #expect(stored?.pem == body.certificate)
-            let events = try await kg.server.service.store.auditEvents(subject: body.serial, since: nil, limit: 10)
+            let events = try await kg.server.store.auditEvents(subject: body.serial, since: nil, limit: 10)
             #expect(events.map(\.action) == ["certificate.issued"])
             #expect(events.first?.actor == "admin:initial")
 
@@ -123,8 +123,8 @@ import X509
             ("10 MB body", String(repeating: "a", count: 10 << 20), .contentTooLarge, "bodyTooLarge"),
         ]
         try await withApp { client, kg in
-            let before = try await kg.server.service.store.certificateCounts().values.reduce(0, +)
-            let auditBefore = try await kg.server.service.store.auditEvents(subject: nil, since: nil, limit: 1000).count
+            let before = try await kg.server.store.certificateCounts().values.reduce(0, +)
+            let auditBefore = try await kg.server.store.auditEvents(subject: nil, since: nil, limit: 1000).count
             for (name, text, status, code) in cases {
                 try await client.execute(
                     uri: "/admin/v1/certificates", method: .post, headers: kg.auth, body: ByteBuffer(string: text)
@@ -134,9 +134,9 @@ import X509
                     #expect(errorCode == code, "\(name)")
                 }
             }
-            let after = try await kg.server.service.store.certificateCounts().values.reduce(0, +)
+            let after = try await kg.server.store.certificateCounts().values.reduce(0, +)
             #expect(after == before, "no certificate row may be left behind")
-            let auditAfter = try await kg.server.service.store.auditEvents(subject: nil, since: nil, limit: 1000).count
+            let auditAfter = try await kg.server.store.auditEvents(subject: nil, since: nil, limit: 1000).count
             #expect(auditAfter == auditBefore)
         }
     }

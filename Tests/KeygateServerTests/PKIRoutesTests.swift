@@ -14,7 +14,7 @@ import Testing
     @Test func crlAndOCSPFollowRevocation() async throws {
         guard ExternalTool.available("openssl") else { return }
         let kg = try await TestKeygate.make()
-        let service = kg.server.service
+        let service = kg.server.services.certificates
         let issued = try await service.issue(
             csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "sensor-1"),
             actor: "test")
@@ -83,7 +83,7 @@ import Testing
 
     @Test func crlIsRebuiltOncePerBurstOfRevocations() async throws {
         let kg = try await TestKeygate.make()
-        let service = kg.server.service
+        let service = kg.server.services.certificates
         var serials: [String] = []
         for i in 0..<5 {
             let issued = try await service.issue(
@@ -102,7 +102,7 @@ import Testing
 
     @Test func operationalRoutes() async throws {
         let kg = try await TestKeygate.make()
-        _ = try await kg.server.service.issue(
+        _ = try await kg.server.services.certificates.issue(
             csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "m"), actor: "t")
         let app = Application(router: try kg.server.httpsRouter())
         try await app.test(.router) { client in

@@ -1,5 +1,6 @@
 import Foundation
 import KeygatePKI
+public import KeygateStore
 public import KeygateServer
 import Logging
 
@@ -36,6 +37,11 @@ public struct TestKeygate: Sendable {
     public var rootPath: String { directory.path(server.configuration.root.certificate) }
     public var issuingPath: String { directory.path(server.configuration.issuing.certificate) }
     public var chainPath: String { directory.path(DataDirectory.chainFile) }
+
+    /// The server's store, for setting up and checking state directly.
+    public var store: any ServerStore { server.store }
+    /// Seals secrets (group keys, connector credentials) the way the server does.
+    public var secrets: SecretBox { SecretBox(passphrase: passphrase) }
 }
 
 extension TestKeygate {

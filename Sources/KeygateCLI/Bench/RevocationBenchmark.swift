@@ -76,7 +76,7 @@ struct RevocationBenchmark {
         var logger = Logger(label: "keygate-bench")
         logger.logLevel = .warning
         let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
-        let service = server.service
+        let service = server.services.certificates
         let (ports, continuation) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
         let serverTask = Task { try await server.run { continuation.yield($0) } }
         defer { serverTask.cancel() }
@@ -92,7 +92,7 @@ struct RevocationBenchmark {
         let now = Date()
         let recording = ProgressBar(total: count, label: "recorded")
         _ = try await Measured.run(count: count, concurrency: 64, progress: recording) { index in
-            try await service.store.insertCertificate(
+            try await server.store.insertCertificate(
                 CertificateRecord(
                     serial: serials[index], subject: "CN=bench-\(index)", issuer: issuer, notBefore: now,
                     notAfter: now + 365 * 86_400, profile: "device", pem: "", deviceID: "bench-\(index)"),

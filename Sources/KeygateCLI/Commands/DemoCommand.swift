@@ -102,37 +102,29 @@ struct DemoCommand: AsyncParsableCommand {
         let rootFile = directory.path(server.configuration.root.certificate)
 
         // Steps 1 and 2: a connector, a group that uses it, the allowlist.
-        let store = server.onboarding.store
-        let secrets = SecretBox(passphrase: options.passphrase!)
+        let services = server.services
         let connectorName = connector == "dps" ? "sandbox-dps" : "sandbox-central"
+        var request = ConnectorRequest(name: connectorName, type: connector == "dps" ? "dps" : "iot-central")
+        request.globalEndpoint = azure.dps.deviceEndpoint
+        request.caCertificate = azure.caCertificate
         if connector == "dps" {
-            try await store.addConnector(
-                Connector(
-                    name: connectorName, kind: .dps,
-                    settings: .init(
-                        endpoint: azure.baseURL, idScope: azure.dps.idScope, globalEndpoint: azure.dps.deviceEndpoint,
-                        caCertificate: azure.caCertificate),
-                    sealedSecrets: [
-                        "connectionString": try secrets.seal(azure.dps.serviceConnectionString),
-                        "hubConnectionString": try secrets.seal(azure.hub.registryConnectionString),
-                    ]),
-                audit: .init(actor: "demo", action: "connector.added", subject: connectorName))
+            request.connectionString = azure.dps.serviceConnectionString
+            request.idScope = azure.dps.idScope
+            request.hubConnectionString = azure.hub.registryConnectionString
         } else {
             // IoT Central learns its ID scope from the first device's credentials.
-            try await store.addConnector(
-                Connector(
-                    name: connectorName, kind: .iotCentral,
-                    settings: .init(
-                        endpoint: azure.central.appURL, globalEndpoint: azure.dps.deviceEndpoint,
-                        caCertificate: azure.caCertificate),
-                    sealedSecrets: ["apiToken": try secrets.seal(azure.central.apiToken)]),
-                audit: .init(actor: "demo", action: "connector.added", subject: connectorName))
+            request.appUrl = azure.central.appURL
+            request.apiToken = azure.central.apiToken
         }
-        try await store.createGroup(
-            Group(name: "demo", policy: .init(attestationMethods: ["ddk"], validityDays: 30, connector: connectorName)),
-            audit: .init(actor: "demo", action: "group.created", subject: "demo"))
+        _ = try await services.connectors.add(request, actor: "demo")
+        var group = GroupRequest(name: "demo")
+        group.attestationMethods = ["ddk"]
+        group.validityDays = 30
+        group.connector = connectorName
+        _ = try await services.fleet.createGroup(group, actor: "demo")
         let ids = (0..<devices).map { String(format: "demo-device-%04d", $0) }
-        _ = try await store.importAllowlist(ids.map { AllowlistEntry(deviceID: $0, group: "demo") }, actor: "demo")
+        _ = try await services.fleet.importAllowlist(
+            AllowlistImportRequest(entries: ids.map { .init(deviceId: $0, group: "demo") }), actor: "demo")
         say("group demo with connector \(connectorName) (\(connector)); \(devices) devices allowlisted")
 
         // Steps 3 to 9, per device, in this process.
@@ -169,7 +161,7 @@ struct DemoCommand: AsyncParsableCommand {
 
         let inventory = try await SandboxControlClient(connection: azure).inventory()
         let enrollments = inventory.enrollments.filter { $0.kind == "individual" }
-        let deadLetters = try await store.outboxItems(state: .deadLetter, deviceID: nil, limit: 10)
+        let deadLetters = try await services.connectors.outbox(state: .deadLetter, deviceID: nil, limit: 10).items
         let injected = try await SandboxControlClient(connection: azure).report().injected
         let faults = (injected[.dpsService] ?? 0) + (injected[.central] ?? 0)
         var problems: [String] = []
@@ -210,15 +202,15 @@ struct DemoCommand: AsyncParsableCommand {
         server: KeygateServer, azure: SandboxServer.Connection, enrollment: Enrollment, options: DeviceRunner.Options
     ) async throws -> [String] {
         let id = enrollment.deviceID
-        let store = server.onboarding.store
+        let services = server.services
         var problems: [String] = []
         print("")
         say("quarantining \(id)")
         let before = enrollment.folder.load()
         let oldSerial = before?.certificateSerial ?? ""
-        _ = try await server.onboarding.quarantine(deviceID: id, reason: "demo: suspected compromise", actor: "demo")
-        guard try await Self.outboxSettled(store, deviceID: id) else { return ["the quarantine did not reach Azure"] }
-        let held = try await server.service.store.certificate(serial: oldSerial)?.status
+        _ = try await services.lifecycle.quarantine(deviceID: id, reason: "demo: suspected compromise", actor: "demo")
+        guard try await Self.outboxSettled(services.connectors, deviceID: id) else { return ["the quarantine did not reach Azure"] }
+        let held = try? await services.certificates.certificate(serial: oldSerial).status
         print("  certificate \(oldSerial.prefix(16))…  \(held?.rawValue ?? "unknown") (CRL and OCSP say so)")
         if held != .onHold { problems.append("the quarantined device's certificate is not on hold") }
         let chain = try NIOSSLCertificate.fromPEMFile(enrollment.folder.certificateFile)
@@ -246,7 +238,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
 
         say("re-authorizing \(id)")
-        _ = try await server.onboarding.reauthorize(deviceID: id, actor: "demo")
+        _ = try await services.lifecycle.reauthorize(deviceID: id, actor: "demo")
         // The device attests again and gets a new certificate.
         if var state = enrollment.folder.load() {
             state.state = nil
@@ -266,7 +258,7 @@ struct DemoCommand: AsyncParsableCommand {
         if newSerial.isEmpty || newSerial == oldSerial {
             problems.append("re-authorization did not issue a new certificate")
         }
-        let audit = try await store.auditEvents(subject: id, since: nil, limit: 100).map(\.action)
+        let audit = try await services.audit.events(subject: id, since: nil, limit: 100).map(\.action)
         print("  audit             \(audit.filter { $0.hasPrefix("device.") }.joined(separator: ", "))")
         if !audit.contains("device.quarantined") || !audit.contains("device.reauthorized") {
             problems.append("the audit log lacks the quarantine or the re-authorization")
@@ -282,14 +274,14 @@ struct DemoCommand: AsyncParsableCommand {
         options: DeviceRunner.Options
     ) async throws -> [String] {
         var problems: [String] = []
-        let store = server.onboarding.store
+        let services = server.services
         print("")
         say("renewing \(renewing.deviceID) over mTLS")
         let oldSerial = renewing.folder.load()?.certificateSerial ?? ""
         guard case .enrolled(let newSerial, let notAfter) = try await renewing.renew() else {
             return ["the renewal gave no certificate"]
         }
-        guard try await Self.outboxSettled(store, deviceID: renewing.deviceID) else {
+        guard try await Self.outboxSettled(services.connectors, deviceID: renewing.deviceID) else {
             return ["the renewal did not reach Azure"]
         }
         let listed = try await SandboxControlClient(connection: azure).inventory().enrollments.first {
@@ -298,8 +290,8 @@ struct DemoCommand: AsyncParsableCommand {
         let (primary, secondary) = (listed?.primaryThumbprint ?? "none", listed?.secondaryThumbprint ?? "none")
         print("  certificate       \(oldSerial.prefix(16))… → \(newSerial.prefix(16))…  until \(notAfter)")
         print("  DPS enrollment    primary \(primary.prefix(16))… (new), secondary \(secondary.prefix(16))… (old)")
-        let newRecord = try await server.service.store.certificate(serial: newSerial)
-        let oldRecord = try await server.service.store.certificate(serial: oldSerial)
+        let newRecord = try? await services.certificates.certificate(serial: newSerial)
+        let oldRecord = try? await services.certificates.certificate(serial: oldSerial)
         let expectedPrimary = try newRecord.map { try Self.sha256Thumbprint(pem: $0.pem) }
         let expectedSecondary = try oldRecord.map { try Self.sha256Thumbprint(pem: $0.pem) }
         if primary != expectedPrimary || secondary != expectedSecondary {
@@ -312,11 +304,11 @@ struct DemoCommand: AsyncParsableCommand {
 
         say("retiring \(retiring.deviceID)")
         let retiredSerial = retiring.folder.load()?.certificateSerial ?? ""
-        _ = try await server.onboarding.retire(deviceID: retiring.deviceID, reason: "demo: end of life", actor: "demo")
-        guard try await Self.outboxSettled(store, deviceID: retiring.deviceID) else {
+        _ = try await services.lifecycle.retire(deviceID: retiring.deviceID, reason: "demo: end of life", actor: "demo")
+        guard try await Self.outboxSettled(services.connectors, deviceID: retiring.deviceID) else {
             return problems + ["the retirement did not reach Azure"]
         }
-        let record = try await server.service.store.certificate(serial: retiredSerial)
+        let record = try? await services.certificates.certificate(serial: retiredSerial)
         let inventory = try await SandboxControlClient(connection: azure).inventory()
         let enrollmentGone = !inventory.enrollments.contains { $0.id == retiring.deviceID }
         let hubGone = !inventory.devices.contains { $0.deviceId == retiring.deviceID }
@@ -339,10 +331,10 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     /// Waits (bounded) until the device's outbox items are delivered.
-    static func outboxSettled(_ store: any ServerStore, deviceID: String) async throws -> Bool {
+    static func outboxSettled(_ connectors: ConnectorService, deviceID: String) async throws -> Bool {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            let items = try await store.outboxItems(state: nil, deviceID: deviceID, limit: 20)
+            let items = try await connectors.outbox(state: nil, deviceID: deviceID, limit: 20).items
             if items.allSatisfy({ $0.state == .delivered }) { return true }
             try await Task.sleep(for: .milliseconds(200))
         }

@@ -8,13 +8,15 @@ import X509
 /// `/admin/v1`: certificate authority administration. Every route needs an admin token.
 struct AdminAPI {
     let service: CertificateService
+    let audit: AuditService
+    let auth: AdminAuthMiddleware
     let configuration: ServerConfiguration
     let rootCertificate: Certificate
 
     static let csrBodyLimit = 64 * 1024
 
     func register(on router: Router<KeygateRequestContext>) {
-        let group = router.group("admin/v1").add(middleware: AdminAuthMiddleware(store: service.store))
+        let group = router.group("admin/v1").add(middleware: auth)
         group.get("ca") { _, _ in try await caInfo() }
         group.post("certificates") { request, context in try await issue(request, context) }
         group.get("certificates") { request, _ in try await list(request) }
@@ -26,27 +28,23 @@ struct AdminAPI {
             let body = try await request.keygateJSON(RevokeBody.self)
             let record = try await service.revoke(
                 serial: try context.parameters.require("serial"), reason: try RevocationReason(name: body.reason),
-                actor: actor(context))
+                actor: context.actor)
             return try jsonResponse(CertificateBody(record))
         }
         group.get("audit") { request, _ in
             let query = request.uri.queryParameters
             let since = try query.get("since").map(parseDate)
             let limit = try query.get("limit").map(parseLimit) ?? 100
-            let events = try await service.store.auditEvents(subject: query.get("subject"), since: since, limit: limit)
+            let events = try await audit.events(subject: query.get("subject"), since: since, limit: limit)
             return try jsonResponse(["events": events.map(AuditEventBody.init)])
         }
         group.get("audit/verify") { _, _ in
-            if let broken = try await service.store.verifyAuditChain() {
+            if let broken = try await audit.verify() {
                 return try jsonResponse(
                     AuditVerifyBody(intact: false, firstBadSequence: broken.sequence, reason: broken.reason))
             }
             return try jsonResponse(AuditVerifyBody(intact: true, firstBadSequence: nil, reason: nil))
         }
-    }
-
-    private func actor(_ context: KeygateRequestContext) -> String {
-        "admin:\(context.adminName ?? "unknown")"
     }
 
     // MARK: Handlers
@@ -70,7 +68,7 @@ struct AdminAPI {
             identity: CertificateIdentity(
                 commonName: subject.commonName, dnsNames: subject.dnsNames ?? [], ipAddresses: subject.ipAddresses ?? []
             ),
-            validity: validity, deviceID: body.deviceId, actor: actor(context))
+            validity: validity, deviceID: body.deviceId, actor: context.actor)
         var result = CertificateBody(issued.record)
         result.chain = issued.chainPEM
         return try jsonResponse(result, status: .created)
@@ -95,7 +93,7 @@ struct AdminAPI {
             filter.unexpiredAt = now
             filter.unrenewedOnly = true
         }
-        let records = try await service.store.certificates(matching: filter)
+        let records = try await service.certificates(matching: filter)
         return try jsonResponse(
             CertificateListBody(
                 certificates: records.map(CertificateBody.init),
@@ -103,7 +101,7 @@ struct AdminAPI {
     }
 
     private func caInfo() async throws -> Response {
-        let counts = try await service.store.certificateCounts()
+        let counts = try await service.certificateCounts()
         let crl = try await service.crl.current()
         return try jsonResponse(
             CAInfoBody(

@@ -11,6 +11,9 @@ public struct KeygateRequestContext: RequestContext {
     public var adminName: String?
     let channel: any Channel
 
+    /// Who the audit log names for this request's changes: `admin:` + the token's name.
+    var actor: String { "admin:\(adminName ?? "unknown")" }
+
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.channel = source.channel

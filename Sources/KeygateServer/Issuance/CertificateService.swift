@@ -9,7 +9,7 @@ public import X509
 /// A certificate is recorded in the store, with its audit event, before it is returned; if the
 /// store refuses, the certificate is dropped and never leaves the process.
 public final class CertificateService: Sendable {
-    public let store: any ServerStore
+    let store: any ServerStore
     public let authority: CertificateAuthority
     public let revocation: RevocationPointers
     public let csrPolicy: CSRPolicy
@@ -53,30 +53,41 @@ public final class CertificateService: Sendable {
         deviceID: String? = nil,
         actor: String
     ) async throws -> Issued {
-        let started = ContinuousClock.now
         let issued = try await sign(
-            csr: csr, profile: profile, identity: identity, validity: validity, deviceID: deviceID)
+            try check(csr, profile: profile), profile: profile, identity: identity, validity: validity,
+            deviceID: deviceID)
         do {
             try await store.insertCertificate(issued.record, audit: issuanceAudit(issued.record, actor: actor))
         } catch let error as KeygateError {
             metrics.issuanceFailed(code: error.code.rawValue)
             throw error
         }
-        metrics.certificateIssued(profile: profile.name, duration: ContinuousClock.now - started)
         return issued
     }
 
-    /// Checks and signs, but does not record: the caller records the certificate in the same
-    /// transaction as whatever else it changes (a device's state), before handing it out.
+    /// Checks a CSR (PEM or DER) against the CSR policy and the key algorithms `profile` allows.
+    /// A refusal is counted in `keygate_issuance_failures_total`.
+    public func check(_ csr: [UInt8], profile: CertificateProfile) throws -> CSRPolicy.Checked {
+        do {
+            return try csrPolicy.check(csr, allowed: profile.allowedKeyAlgorithms)
+        } catch let error as KeygateError {
+            metrics.issuanceFailed(code: error.code.rawValue)
+            throw error
+        }
+    }
+
+    /// Signs a checked CSR, but does not record it: the caller records the certificate in the same
+    /// transaction as whatever else it changes (a device's state), before handing it out. Counts the
+    /// certificate and its signing time, or the failure.
     public func sign(
-        csr: [UInt8],
+        _ checked: CSRPolicy.Checked,
         profile: CertificateProfile,
         identity: CertificateIdentity,
         validity: TimeInterval? = nil,
         deviceID: String? = nil
     ) async throws -> Issued {
+        let started = ContinuousClock.now
         do {
-            let checked = try csrPolicy.check(csr, allowed: profile.allowedKeyAlgorithms)
             let certificate: Certificate
             do {
                 certificate = try await authority.issue(
@@ -91,6 +102,7 @@ public final class CertificateService: Sendable {
                 serial: certificate.serialNumber.hex, subject: certificate.subject.description, issuer: issuerName,
                 notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter, profile: profile.name,
                 pem: pem, deviceID: deviceID)
+            metrics.certificateIssued(profile: profile.name, duration: ContinuousClock.now - started)
             return Issued(record: record, certificate: certificate, chainPEM: pem + authority.chainPEM)
         } catch let error as KeygateError {
             metrics.issuanceFailed(code: error.code.rawValue)
@@ -103,11 +115,6 @@ public final class CertificateService: Sendable {
         var details = ["profile": record.profile, "subject": record.subject, "notAfter": "\(record.notAfter)"]
         if let deviceID = record.deviceID { details["deviceId"] = deviceID }
         return .init(actor: actor, action: "certificate.issued", subject: record.serial, details: details)
-    }
-
-    /// Counts an issuance recorded elsewhere (by the onboarding service).
-    func recordIssuanceMetrics(profile: String, since started: ContinuousClock.Instant) {
-        metrics.certificateIssued(profile: profile, duration: ContinuousClock.now - started)
     }
 
     /// Revokes a certificate. The CRL is rebuilt lazily: the next fetch (or the publisher's
@@ -137,6 +144,16 @@ public final class CertificateService: Sendable {
             throw KeygateError(.certificateNotFound, "no certificate with serial \(serial)")
         }
         return record
+    }
+
+    /// Certificate records matching `query`, in issue order.
+    public func certificates(matching query: CertificateQuery) async throws -> [CertificateRecord] {
+        try await store.certificates(matching: query)
+    }
+
+    /// How many certificates are in each status.
+    public func certificateCounts() async throws -> [CertificateRecord.Status: Int] {
+        try await store.certificateCounts()
     }
 
     /// Answers an OCSP request (DER). A request without a nonce for one certificate is served from

@@ -16,8 +16,8 @@ import Testing
         let sandbox = try await TestSandbox.start(in: folder)
         defer { Task { await sandbox.stop() } }
         let kg = try await TestKeygate.make()
-        let store = kg.server.onboarding.store
-        let secrets = try #require(kg.server.onboarding.secrets)
+        let store = kg.server.store
+        let secrets = kg.secrets
         try await store.addConnector(
             Connector(
                 name: "dps", kind: .dps,
@@ -60,7 +60,7 @@ import Testing
         let sandbox = try await TestSandbox.start(in: folder)
         defer { Task { await sandbox.stop() } }
         let kg = try await TestKeygate.make()
-        let secrets = try #require(kg.server.onboarding.secrets)
+        let secrets = kg.secrets
         let kv = sandbox.connection.keyVault
         let connector = Connector(
             name: "central", kind: .iotCentral,

@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import KeygateAgent
 import KeygateAttestation
 import KeygateDomain
 import KeygatePKI
@@ -12,7 +11,7 @@ import Testing
 import X509
 
 /// The device API's rules, driven through the onboarding service.
-@Suite struct OnboardingTests {
+@Suite struct DeviceOnboardingTests {
     let attributes = DDKAttributes(strings: ["machine-id": "a1b2c3", "mac:eth0": "02:00:00:00:00:01"])
 
     func setUp(
@@ -21,10 +20,10 @@ import X509
         async throws -> TestKeygate
     {
         let kg = try await TestKeygate.make()
-        try await kg.server.onboarding.store.createGroup(
+        try await kg.server.store.createGroup(
             Group(name: "fleet", policy: policy), audit: .init(actor: "test", action: "group.created", subject: "fleet")
         )
-        _ = try await kg.server.onboarding.store.importAllowlist(
+        _ = try await kg.server.store.importAllowlist(
             devices.map { AllowlistEntry(deviceID: $0, group: "fleet", pinnedKey: pinned[$0]) }, actor: "test")
         return kg
     }
@@ -40,20 +39,20 @@ import X509
 
     @Test func aDeviceNotOnTheAllowlistLeavesOnlyAnAuditEvent() async throws {
         let kg = try await setUp()
-        let onboarding = kg.server.onboarding
-        let before = try await onboarding.store.auditEvents(subject: nil, since: nil, limit: 1000).count
-        let devicesBefore = try await onboarding.store.deviceCounts().values.reduce(0, +)
+        let onboarding = kg.server.services.enrollment
+        let before = try await kg.store.auditEvents(subject: nil, since: nil, limit: 1000).count
+        let devicesBefore = try await kg.store.deviceCounts().values.reduce(0, +)
         #expect(await code { _ = try await onboarding.challenge(deviceID: "stranger") } == "deviceNotAllowlisted")
-        let events = try await onboarding.store.auditEvents(subject: "stranger", since: nil, limit: 10)
+        let events = try await kg.store.auditEvents(subject: "stranger", since: nil, limit: 10)
         #expect(events.map(\.action) == ["device.refused"])
-        #expect(try await onboarding.store.auditEvents(subject: nil, since: nil, limit: 1000).count == before + 1)
-        #expect(try await onboarding.store.deviceCounts().values.reduce(0, +) == devicesBefore)
-        #expect(try await onboarding.store.device(id: "stranger") == nil)
+        #expect(try await kg.store.auditEvents(subject: nil, since: nil, limit: 1000).count == before + 1)
+        #expect(try await kg.store.deviceCounts().values.reduce(0, +) == devicesBefore)
+        #expect(try await kg.store.device(id: "stranger") == nil)
     }
 
     @Test func ddkRegistersAuthenticatesAndRotatesTheKeyEverySession() async throws {
         let kg = try await setUp()
-        let onboarding = kg.server.onboarding
+        let onboarding = kg.server.services.enrollment
         let identity = DDKIdentity(deviceID: "dev-1", attributes: attributes)
         let first = try await onboarding.challenge(deviceID: "dev-1")
         #expect(first.action == "register" && first.epoch == 0)
@@ -66,7 +65,7 @@ import X509
         for session in 1...3 {
             let challenge = try await onboarding.challenge(deviceID: "dev-1")
             #expect(challenge.epoch == session && challenge.action == "authenticate")
-            let expected = try #require(try await onboarding.store.ddkPublicKey(deviceID: "dev-1", epoch: session))
+            let expected = try #require(try await kg.store.ddkPublicKey(deviceID: "dev-1", epoch: session))
             seenKeys.append(expected)
             let attestation = try identity.authenticate(challenge, payload: DeviceAPI.statusPayload)
             let status = try await onboarding.status(
@@ -80,13 +79,13 @@ import X509
             #expect(replay == "challengeInvalid")
         }
         #expect(Set(seenKeys).count == 3, "each session used a new key")
-        let device = try #require(try await onboarding.store.device(id: "dev-1"))
+        let device = try #require(try await kg.store.device(id: "dev-1"))
         #expect(device.state == .registered && device.ddkEpoch == 4)
     }
 
     @Test func challengesExpireAndBelongToOneDevice() async throws {
         let kg = try await setUp()
-        let onboarding = kg.server.onboarding
+        let onboarding = kg.server.services.enrollment
         let identity = DDKIdentity(deviceID: "dev-1", attributes: attributes)
         let old = try await onboarding.challenge(deviceID: "dev-1", now: Date() - 120)
         #expect(await code { _ = try await onboarding.register(try identity.register(old)) } == "challengeInvalid")
@@ -100,7 +99,7 @@ import X509
     @Test func aPinnedKeyMustMatch() async throws {
         let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
         let kg = try await setUp(pinned: ["dev-1": Base64URL.encode(genuine.epochPublicKey(0))])
-        let onboarding = kg.server.onboarding
+        let onboarding = kg.server.services.enrollment
         let impostor = DDKIdentity(deviceID: "dev-1", attributes: DDKAttributes(strings: ["machine-id": "other"]))
         #expect(
             await code {
@@ -109,16 +108,16 @@ import X509
             }
                 == "pinnedKeyMismatch")
         _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
-        #expect(try await onboarding.store.device(id: "dev-1")?.state == .registered)
+        #expect(try await kg.store.device(id: "dev-1")?.state == .registered)
     }
 
     @Test func aOneTimeEnrollmentTokenIsRequiredWhenSet() async throws {
         let kg = try await TestKeygate.make()
-        let onboarding = kg.server.onboarding
-        try await onboarding.store.createGroup(
+        let onboarding = kg.server.services.enrollment
+        try await kg.store.createGroup(
             Group(name: "fleet", policy: .init()), audit: .init(actor: "t", action: "group.created", subject: "fleet"))
         let token = AdminTokenSecret.generate()
-        _ = try await onboarding.store.importAllowlist(
+        _ = try await kg.store.importAllowlist(
             [AllowlistEntry(deviceID: "dev-1", group: "fleet", tokenHash: AdminTokenSecret.hash(token))], actor: "t")
         let identity = DDKIdentity(deviceID: "dev-1", attributes: attributes)
         var request = try identity.register(try await onboarding.challenge(deviceID: "dev-1"))
@@ -129,13 +128,13 @@ import X509
         request = try identity.register(try await onboarding.challenge(deviceID: "dev-1"))
         request.enrollmentToken = token
         _ = try await onboarding.register(request)
-        #expect(try await onboarding.store.allowlistEntry(deviceID: "dev-1")?.tokenUsed == true)
+        #expect(try await kg.store.allowlistEntry(deviceID: "dev-1")?.tokenUsed == true)
     }
 
     /// An attacker who lifted one session key uses it; the genuine device's next session exposes the fork.
     @Test func aClonedSessionKeyIsDetected() async throws {
         let kg = try await setUp()
-        let onboarding = kg.server.onboarding
+        let onboarding = kg.server.services.enrollment
         let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
         _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
 
@@ -166,9 +165,9 @@ import X509
         let proof = try genuine.forkProof(proofChallenge, proofEpoch: 1)
         #expect(await code { try await onboarding.forkProof(proof) } == "deviceQuarantined")
 
-        let device = try #require(try await onboarding.store.device(id: "dev-1"))
+        let device = try #require(try await kg.store.device(id: "dev-1"))
         #expect(device.state == .quarantined && device.stateReason == "cloneSuspected")
-        let events = try await onboarding.store.auditEvents(subject: "dev-1", since: nil, limit: 50)
+        let events = try await kg.store.auditEvents(subject: "dev-1", since: nil, limit: 50)
         let quarantine = try #require(events.first { $0.action == "device.quarantined" })
         #expect(quarantine.details["reason"] == "cloneSuspected")
         #expect(quarantine.details["evidence"]?.contains("different epoch-2 key") == true)
@@ -180,7 +179,7 @@ import X509
     /// proves the epoch of its own last session, the fork still shows, and the clone's certificate is held.
     @Test func aCloneThatRanSeveralSessionsIsStillDetectedAndItsCertificateRevoked() async throws {
         let kg = try await setUp()
-        let onboarding = kg.server.onboarding
+        let onboarding = kg.server.services.enrollment
         let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
         _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
         // The attacker lifted K_1 and from then on uses keys of its own.
@@ -209,31 +208,31 @@ import X509
             attackerKey = next
         }
         let cloneSerial = try #require(
-            try await onboarding.store.certificates(matching: .init(deviceID: "dev-1")).first?.serial)
+            try await kg.store.certificates(matching: .init(deviceID: "dev-1")).first?.serial)
         // The genuine device's last good session was registration: the server moved to epoch 1.
         let proof = try genuine.forkProof(try await onboarding.challenge(deviceID: "dev-1"), proofEpoch: 1)
         #expect(await code { try await onboarding.forkProof(proof) } == "deviceQuarantined")
-        #expect(try await onboarding.store.device(id: "dev-1")?.stateReason == "cloneSuspected")
+        #expect(try await kg.store.device(id: "dev-1")?.stateReason == "cloneSuspected")
         // Someone else holds the key: revoked for good (keyCompromise), even under the hold policy.
-        let revoked = try await onboarding.store.certificate(serial: cloneSerial)
+        let revoked = try await kg.store.certificate(serial: cloneSerial)
         #expect(revoked?.status == .revoked && revoked?.revocationReason == .keyCompromise)
-        let crl = try await kg.server.service.crl.current()
+        let crl = try await kg.server.services.certificates.crl.current()
         #expect(crl.entryCount == 1, "the revoked certificate is on the next CRL")
     }
 
     @Test func aTokenCannotBeBypassedAndDDKKeysCannotBeDowngraded() async throws {
         let kg = try await TestKeygate.make()
-        let onboarding = kg.server.onboarding
+        let onboarding = kg.server.services.enrollment
         let groupKey = SymmetricKeyAttestation.generateGroupKey()
-        try await onboarding.store.createGroup(
+        try await kg.store.createGroup(
             Group(
                 name: "fleet",
                 policy: .init(
-                    attestationMethods: ["ddk", "symmetric-key"], sealedGroupKey: try onboarding.secrets!.seal(groupKey)
+                    attestationMethods: ["ddk", "symmetric-key"], sealedGroupKey: try kg.secrets.seal(groupKey)
                 )),
             audit: .init(actor: "t", action: "group.created", subject: "fleet"))
         let token = AdminTokenSecret.generate()
-        _ = try await onboarding.store.importAllowlist(
+        _ = try await kg.store.importAllowlist(
             [
                 AllowlistEntry(deviceID: "tok-1", group: "fleet", tokenHash: AdminTokenSecret.hash(token)),
                 AllowlistEntry(deviceID: "ddk-1", group: "fleet"),
@@ -263,7 +262,7 @@ import X509
 
     @Test func changedAttributesFailAndRepeatedFailuresLock() async throws {
         let kg = try await setUp()
-        let onboarding = kg.server.onboarding
+        let onboarding = kg.server.services.enrollment
         let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
         _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
         var changedAttributes = attributes
@@ -296,7 +295,7 @@ import X509
         #expect(codes.first == "attestationFailed")
         #expect(codes.contains("deviceLocked"))
         #expect(codes.last == "deviceLocked")
-        let device = try #require(try await onboarding.store.device(id: "dev-1"))
+        let device = try #require(try await kg.store.device(id: "dev-1"))
         #expect(device.isLocked() && device.state == .registered, "a lock is not a quarantine")
     }
 }
