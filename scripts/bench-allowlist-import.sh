@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-100000}
 CONFIG=${2:-release}
-swift build -c "$CONFIG" --product keygate 2>&1 | grep -E "error|Build complete" || true
+source scripts/lib.sh
+build "$CONFIG" keygate
 KEYGATE="$(swift build -c "$CONFIG" --show-bin-path)/keygate"
 WORK="$(mktemp -d /tmp/keygate-import.XXXXXX)"
 SERVER_PID=""

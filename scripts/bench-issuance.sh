@@ -15,7 +15,8 @@ if ! command -v cfssl >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-cfssl >/dev/null
 fi
 echo "==> building keygate (release)"
-swift build -c release --product keygate 2>&1 | grep -E "error|Build complete" || true
+source scripts/lib.sh
+build release keygate
 KEYGATE="$(swift build -c release --show-bin-path)/keygate"
 
 WORK="$(mktemp -d /tmp/keygate-bench.XXXXXX)"

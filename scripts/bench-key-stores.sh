@@ -12,7 +12,8 @@ CONCURRENCY=${2:-8}
 
 scripts/test-tools.sh >/dev/null
 echo "==> building keygate (release)"
-swift build -c release --product keygate 2>&1 | grep -E "error|Build complete" || true
+source scripts/lib.sh
+build release keygate
 KEYGATE="$(swift build -c release --show-bin-path)/keygate"
 
 WORK="$(mktemp -d /tmp/keygate-bench-stores.XXXXXX)"

@@ -16,7 +16,8 @@ if ! command -v wrk >/dev/null 2>&1; then
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
 fi
 echo "==> building keygate (release)"
-swift build -c release --product keygate 2>&1 | grep -E "error|Build complete" || true
+source scripts/lib.sh
+build release keygate
 KEYGATE="$(swift build -c release --show-bin-path)/keygate"
 
 echo "==> machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -9,8 +9,9 @@ DEVICES=${1:-500}
 KILL_AFTER=${2:-4}
 CONFIG=${BUILD:-debug}
 command -v sqlite3 >/dev/null || { echo "sqlite3 is needed (scripts/test-tools.sh installs it)" >&2; exit 1; }
-swift build -c "$CONFIG" --product keygate 2>&1 | grep -E "error|Build complete" || true
-swift build -c "$CONFIG" --product keygate-agent 2>&1 | grep -E "error|Build complete" || true
+source scripts/lib.sh
+build "$CONFIG" keygate
+build "$CONFIG" keygate-agent
 BIN="$(swift build -c "$CONFIG" --show-bin-path)"
 ulimit -n "$((DEVICES * 4 + 1024))" 2>/dev/null || true
 

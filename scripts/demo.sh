@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-deps.sh
 echo "==> building keygate (the first build compiles the dependencies and takes several minutes)"
-swift build --product keygate 2>&1 | grep -E "error|warning: |Build complete" || true
+source scripts/lib.sh
+build debug keygate
 exec "$(swift build --show-bin-path)/keygate" demo "$@"

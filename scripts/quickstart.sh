@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 command -v openssl >/dev/null && command -v curl >/dev/null || scripts/test-tools.sh
 echo "==> building keygate (first build takes a few minutes)"
-swift build --product keygate 2>&1 | grep -E "error|Compiling keygate|Build complete" || true
+source scripts/lib.sh
+build debug keygate
 KEYGATE="$(swift build --show-bin-path)/keygate"
 [ -x "$KEYGATE" ] || { echo "build failed"; exit 1; }
 

@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Runs every Keygate test. Installs the outside tools the tests check against (openssl, curl,
-# sqlite3, pkilint), builds, then runs `swift test`. Tests that need a tool fail rather than
-# skip here (KEYGATE_REQUIRE_TOOLS=1).
+# Runs Keygate's tests.
+#   scripts/test.sh            every test (what CI runs): installs the outside tools the tests check
+#                              against (openssl, curl, sqlite3, SoftHSM2, pkilint, Microsoft's Azure IoT
+#                              SDKs), builds, runs `swift test` with every tool required, then the crash test.
+#   scripts/test.sh --fast     the inner loop: in-process tests only; tests tagged binary, outsideTool or
+#                              slow are left out (KEYGATE_FAST_TESTS=1). Installs nothing.
+#   scripts/test.sh --filter X only the tests matching X (any `swift test` arguments pass through).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--fast" ]; then
+    shift
+    echo "==> swift build (fast run)"
+    swift build --build-tests
+    swift package describe --type json > .build/package-description.json
+    echo "==> swift test (fast run: binary, outside-tool and slow tests left out)"
+    KEYGATE_FAST_TESTS=1 swift test --skip-build "$@"
+    exit 0
+fi
 
 scripts/test-tools.sh
 echo "==> swift build"

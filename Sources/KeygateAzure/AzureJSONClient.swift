@@ -100,12 +100,3 @@ public struct AzureJSONClient: Sendable {
             ?? text
     }
 }
-
-extension KeygateError.Code {
-    /// Azure (or the sandbox) is unavailable or throttling after retries: try again later.
-    public static let azureUnavailable = Self("azureUnavailable", kind: .unavailable)
-    /// Azure refused the connector's credentials.
-    public static let azureUnauthorized = Self("azureUnauthorized", kind: .unauthorized)
-    /// Azure refused the request itself (4xx other than 401/403/429).
-    public static let azureRefused = Self("azureRefused", kind: .conflict)
-}

@@ -129,8 +129,8 @@ public struct SandboxServer: Sendable {
     func connection(state: SandboxState, port: Int, mqttPort: Int?) -> Connection {
         let host = options.listenHost.contains(":") ? "[\(options.listenHost)]" : options.listenHost
         let base = "https://\(host):\(port)"
-        let dps = state.dps!
-        let hub = state.hub!
+        let dps = state.dps
+        let hub = state.hub
         let dpsPolicy = dps.policies.first { $0.name == "provisioningserviceowner" }!
         let hubPolicy = hub.policies.first { $0.name == "iothubowner" }!
         return Connection(
@@ -144,14 +144,14 @@ public struct SandboxServer: Sendable {
                 registryConnectionString:
                     "HostName=\(host):\(port);SharedAccessKeyName=\(hubPolicy.name);SharedAccessKey=\(hubPolicy.primaryKey)",
                 mqttPort: mqttPort),
-            central: .init(appURL: base, apiToken: CentralAPIToken.make(central: state.central!)),
+            central: .init(appURL: base, apiToken: CentralAPIToken.make(central: state.central)),
             keyVault: .init(
                 vaultURL: base + "/keyvault", tokenEndpoint: base + "/aad/\(state.tenantID)/oauth2/v2.0/token",
                 tenantId: state.tenantID, clientId: state.clientID, clientSecret: state.clientSecret,
                 scope: KeyVaultRoutes.scope),
             control: .init(
                 faultsURL: base + "/sandbox/control/faults", inspectURL: base + "/sandbox/control/inspect",
-                token: state.controlToken ?? ""))
+                token: state.controlToken))
     }
 
     /// Runs until SIGTERM/SIGINT or cancellation; `onReady` gets the connection facts once listening.
@@ -159,8 +159,8 @@ public struct SandboxServer: Sendable {
         try await prepare()
         let store = try SandboxStore(path: options.dataDirectory + "/state.json")
         let hubHost = options.hosts.first ?? options.listenHost
-        if await store.state.hub?.hostName != hubHost {
-            try await store.update { $0.hub?.hostName = hubHost }
+        if await store.state.hub.hostName != hubHost {
+            try await store.update { $0.hub.hostName = hubHost }
         }
         let state = await store.state
         let chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
@@ -178,10 +178,10 @@ public struct SandboxServer: Sendable {
                 faults, to: options.faultSurfaces.isEmpty ? SandboxSurface.allCases : options.faultSurfaces)
         }
         let router = Router(context: SandboxContext.self)
-        router.add(middleware: FaultMiddleware(injector: injector, idScope: state.dps!.idScope))
+        router.add(middleware: FaultMiddleware(injector: injector, idScope: state.dps.idScope))
         let hub = HubRegistry(store: store)
         let registrar = DPSRegistrar(store: store, hub: hub)
-        ControlRoutes(injector: injector, token: state.controlToken ?? "", store: store, hub: hub).register(on: router)
+        ControlRoutes(injector: injector, token: state.controlToken, store: store, hub: hub).register(on: router)
         KeyVaultRoutes(store: store, tokens: AADTokens(state: state), baseURLProvider: portBox).register(on: router)
         DPSServiceRoutes(store: store, hub: hub).register(on: router)
         DPSDeviceRoutes(store: store, registrar: registrar).register(on: router)

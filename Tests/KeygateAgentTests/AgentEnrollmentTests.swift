@@ -53,7 +53,7 @@ import X509
         }
     }
 
-    @Test func ddkEnrollmentGivesAChainOpenSSLVerifiesWithTheAssignedName() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func ddkEnrollmentGivesAChainOpenSSLVerifiesWithTheAssignedName() async throws {
         let h = try await Harness.make(.init(), devices: ["sensor-7"])
         defer { Task { await h.stop() } }
         let enrollment = try h.enrollment(

@@ -18,7 +18,7 @@ import X509
 /// Steps 1 to 9 against the sandbox: a DPS connector, the outbox delivering each enrolled device's
 /// individual enrollment (through faults and an outage), then the device registering with DPS and
 /// sending telemetry to the hub with the certificate Keygate issued.
-@Suite struct ConnectorFlowTests {
+@Suite(.tags(.slow), .fullRunOnly) struct ConnectorFlowTests {
     /// Adds a DPS connector through the admin API and a group that uses it.
     static func connect(_ h: AgentEnrollmentTests.Harness, sandbox: SandboxServer.Connection) async throws {
         var request = HTTPClientRequest(url: h.server.httpsURL + "/admin/v1/connectors")

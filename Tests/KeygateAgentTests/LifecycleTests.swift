@@ -20,7 +20,7 @@ import X509
 
 /// Quarantine, re-authorization, retirement, renewal over mTLS and after expiry, rotations, the
 /// expiry scanner and the CRL dropping expired entries; checked with openssl and pkilint.
-@Suite struct LifecycleTests {
+@Suite(.tags(.slow), .fullRunOnly) struct LifecycleTests {
     typealias Harness = AgentEnrollmentTests.Harness
 
     static func ddk(_ device: String) -> Enrollment.Credential {

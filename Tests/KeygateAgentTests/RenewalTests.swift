@@ -19,7 +19,7 @@ import X509
 /// Renewal by policy with a running agent: a certificate of one minute, the agent renewing over
 /// mTLS when the window opens, the DPS enrollment switching to the new certificate (the old one
 /// secondary), and the hub connection carrying on with the new certificate.
-@Suite struct RenewalTests {
+@Suite(.tags(.slow), .fullRunOnly) struct RenewalTests {
     /// Telemetry as the runner reported it: when, which message, on which certificate.
     final class Telemetry: Sendable {
         struct Message: Sendable {

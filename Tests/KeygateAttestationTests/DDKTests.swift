@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import KeygateAttestation
 import KeygatePKI
+import KeygateTestSupport
 import Testing
 
 @Suite struct DDKTests {
@@ -65,7 +66,7 @@ import Testing
                 signature: Base64URL.decode(attestation.signature!)!, message: otherPayload, publicKey: p1))
     }
 
-    @Test func symmetricKeysAreDerivedAsDPSDerivesThem() throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func symmetricKeysAreDerivedAsDPSDerivesThem() throws {
         // DPS: base64(HMAC-SHA256(base64decode(groupKey), registrationId)); checked against Python's hmac module.
         let groupKey = Data("keygate-group-key-for-tests-0123".utf8).base64EncodedString()
         let derived = try SymmetricKeyAttestation.deriveDeviceKey(groupKey: groupKey, deviceID: "sensor-1")

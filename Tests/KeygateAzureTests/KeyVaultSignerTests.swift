@@ -14,7 +14,7 @@ import X509
 
 /// The issuing CA's key in the sandbox's Key Vault: certificates it signs verify with openssl.
 @Suite struct KeyVaultSignerTests {
-    @Test func anIssuingCAInKeyVaultSignsCertificatesOpenSSLVerifies() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func anIssuingCAInKeyVaultSignsCertificatesOpenSSLVerifies() async throws {
         let folder = try TemporaryDirectory("kv-signer")
         let sandbox = try await TestSandbox.start(in: folder)
         let connection = sandbox.connection
@@ -65,7 +65,7 @@ import X509
 
 /// `keygate init` with the issuing CA's key in Key Vault, then a server that issues through it.
 @Suite struct KeyVaultCustodyTests {
-    @Test func aServerWhoseIssuingKeyIsInKeyVaultIssuesVerifiableCertificates() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func aServerWhoseIssuingKeyIsInKeyVaultIssuesVerifiableCertificates() async throws {
         let folder = try TemporaryDirectory("kv-custody")
         let sandbox = try await TestSandbox.start(in: folder)
         defer { Task { await sandbox.stop() } }
@@ -113,7 +113,7 @@ import X509
 /// The vault goes down and comes back (sandbox control endpoint): issuance answers 503 with
 /// Retry-After meanwhile, records nothing, and recovers without a restart.
 @Suite struct KeyVaultOutageTests {
-    @Test func issuanceRecoversAfterTheVaultWasDown() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func issuanceRecoversAfterTheVaultWasDown() async throws {
         let folder = try TemporaryDirectory("kv-outage")
         let sandbox = try await TestSandbox.start(in: folder)
         defer { Task { await sandbox.stop() } }

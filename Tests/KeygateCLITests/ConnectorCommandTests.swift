@@ -3,7 +3,7 @@ import KeygateTestSupport
 import Testing
 
 /// `keygate connector` and `keygate outbox` through the binaries, against `keygate sandbox`.
-@Suite struct ConnectorCommandTests {
+@Suite(.tags(.binary), .fullRunOnly) struct ConnectorCommandTests {
     @Test func addTestListAndProtectAConnectorThatAGroupUses() throws {
         let keygate = try KeygateBinary.locate()
         let folder = try TemporaryDirectory("connector-cli")

@@ -3,7 +3,7 @@ import KeygateTestSupport
 import Testing
 
 /// `keygate demo`, the README's main command, through the binary.
-@Suite struct DemoCommandTests {
+@Suite(.tags(.binary), .fullRunOnly) struct DemoCommandTests {
     @Test func twoHundredDevicesGoThroughAllStepsWhileDPSFailsThirtyPercentOfCalls() async throws {
         let keygate = try KeygateBinary.locate()
         let run = try await ExternalTool(path: keygate.path).run(
@@ -13,9 +13,10 @@ import Testing
         #expect(
             run.stdout.contains("first telemetry acknowledged                200/200"), "\(run.stdout.suffix(1500))")
         #expect(run.stdout.contains("Sandbox: 200 DPS enrollments, 200 hub devices"), "exactly one enrollment each")
-        let faults = run.stdout.split(separator: "\n").first { $0.hasPrefix("Sandbox:") }
-        #expect(
-            faults.map { !$0.hasSuffix("; 0 injected DPS faults") } ?? false, "faults were injected: \(faults ?? "")")
+        // "Sandbox: … messages; N injected faults": with a 30 % fault rate N is well above zero.
+        let line = run.stdout.split(separator: "\n").first { $0.hasPrefix("Sandbox:") }.map(String.init) ?? ""
+        let injected = line.firstMatch(of: /; (\d+) injected faults$/).flatMap { Int($0.1) }
+        #expect((injected ?? 0) > 0, "faults were injected: \(line)")
     }
 
     @Test func theDemoRefusesNonsense() async throws {

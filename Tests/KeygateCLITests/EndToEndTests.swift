@@ -3,7 +3,7 @@ import KeygateTestSupport
 import Testing
 
 /// The README's flow, with the real binary, openssl and curl: init, serve, sign, revoke, restart.
-@Suite(.serialized) struct EndToEndTests {
+@Suite(.serialized, .tags(.binary), .fullRunOnly) struct EndToEndTests {
     @Test func everyCommandHasHelp() throws {
         let keygate = try KeygateBinary.locate()
         let commands = [

@@ -4,7 +4,7 @@ import Testing
 
 /// `keygate init` with both CA keys in a SoftHSM2 token, `serve` finding the PIN, `cert sign`
 /// and `ca show`, all through the real binary with its own SoftHSM configuration.
-@Suite struct KeyCustodyCommandTests {
+@Suite(.tags(.binary), .fullRunOnly) struct KeyCustodyCommandTests {
     @Test func initWithBothKeysInSoftHSMThenServeSignAndShow() throws {
         guard ExternalTool.available("softhsm2-util"), ExternalTool.available("openssl") else { return }
         let keygate = try KeygateBinary.locate()

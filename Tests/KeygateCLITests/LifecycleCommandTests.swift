@@ -4,7 +4,7 @@ import Testing
 
 /// The lifecycle through the real binaries: a short-lived group, the agent renewing over mTLS,
 /// `cert list --expiring`, a rotation, quarantine/re-authorization and retirement.
-@Suite(.serialized) struct LifecycleCommandTests {
+@Suite(.serialized, .tags(.binary), .fullRunOnly) struct LifecycleCommandTests {
     @Test func lifecycleCommandsThroughTheBinaries() throws {
         let keygate = try KeygateBinary.locate()
         let agent = try KeygateBinary.locate("keygate-agent")

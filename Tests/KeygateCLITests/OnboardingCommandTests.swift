@@ -3,7 +3,7 @@ import KeygateTestSupport
 import Testing
 
 /// Groups, the allowlist and a device enrolled by the real `keygate-agent` binary.
-@Suite(.serialized) struct OnboardingCommandTests {
+@Suite(.serialized, .tags(.binary), .fullRunOnly) struct OnboardingCommandTests {
     @Test func allowlistImportAndAgentEnrollment() throws {
         guard ExternalTool.available("openssl") else { return }
         let keygate = try KeygateBinary.locate()

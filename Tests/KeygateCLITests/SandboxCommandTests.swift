@@ -3,7 +3,7 @@ import KeygateTestSupport
 import Testing
 
 /// `keygate sandbox` as a user runs it: start, then `faults` and `inspect` against it.
-@Suite struct SandboxCommandTests {
+@Suite(.tags(.binary), .fullRunOnly) struct SandboxCommandTests {
     @Test func startThenTurnKeyVaultDownAndUpAndInspect() throws {
         let keygate = try KeygateBinary.locate()
         let folder = try TemporaryDirectory("sandbox-cli")

@@ -11,7 +11,7 @@ import X509
 
 /// CA keys in SoftHSM2 through our PKCS #11 signer. PKCS #11 state is process-wide, so these
 /// tests run one at a time on the shared SoftHSM configuration.
-@Suite(.serialized) struct PKCS11SignerTests {
+@Suite(.serialized, .tags(.outsideTool), .fullRunOnly) struct PKCS11SignerTests {
     func token(_ label: String = "keygate-test", pin: String = TestSoftHSM.userPIN) throws -> PKCS11Token {
         PKCS11Token(module: try PKCS11Module.load(TestSoftHSM.module), label: label, pin: pin)
     }

@@ -5,7 +5,7 @@ import Testing
 
 @Suite struct CSRPolicyTests {
     /// CSRs made by openssl with keys Keygate must refuse, and the code it must answer with.
-    @Test(arguments: [
+    @Test(.tags(.outsideTool), .fullRunOnly, arguments: [
         ("rsa:1024", "keyTooWeak"),
         ("secp256k1", "unsupportedKey"),
         ("brainpoolP256r1", "unsupportedKey"),
@@ -30,7 +30,7 @@ import Testing
         #expect(code == expected)
     }
 
-    @Test func opensslCSRsOfEveryAllowedKindPass() throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func opensslCSRsOfEveryAllowedKindPass() throws {
         guard ExternalTool.available("openssl") else { return }
         let dir = try TemporaryDirectory("csr")
         let openssl = try ExternalTool.openssl

@@ -27,7 +27,7 @@ import X509
 }
 
 @Suite struct EncryptedPrivateKeyInteropTests {
-    @Test(arguments: KeyAlgorithm.allCases)
+    @Test(.tags(.outsideTool), .fullRunOnly, arguments: KeyAlgorithm.allCases)
     func opensslReadsOurKeys(_ algorithm: KeyAlgorithm) throws {
         guard ExternalTool.available("openssl") else { return }
         let dir = try TemporaryDirectory("pkcs8")
@@ -45,7 +45,7 @@ import X509
         #expect(info.stdout.contains("hmacWithSHA256"))
     }
 
-    @Test func weReadOpenSSLEncryptedKeys() throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func weReadOpenSSLEncryptedKeys() throws {
         guard ExternalTool.available("openssl") else { return }
         let dir = try TemporaryDirectory("pkcs8")
         let openssl = try ExternalTool.openssl

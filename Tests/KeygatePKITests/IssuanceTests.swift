@@ -6,7 +6,7 @@ import Testing
 import X509
 
 @Suite struct IssuanceTests {
-    @Test(arguments: KeyAlgorithm.allCases)
+    @Test(.tags(.outsideTool), .fullRunOnly, arguments: KeyAlgorithm.allCases)
     func deviceCertificateVerifiesWithOpenSSLAndLintsClean(_ algorithm: KeyAlgorithm) async throws {
         guard ExternalTool.available("openssl") else { return }
         let pki = try await TestPKI.make(algorithm)

@@ -37,7 +37,7 @@ import X509
         }
     }
 
-    @Test(arguments: [KeyAlgorithm.p256, .p384, .rsa3072, .ed25519])
+    @Test(.tags(.outsideTool), .fullRunOnly, arguments: [KeyAlgorithm.p256, .p384, .rsa3072, .ed25519])
     func crlVerifiesListsReasonsAndLintsClean(_ algorithm: KeyAlgorithm) async throws {
         guard ExternalTool.available("openssl") else { return }
         let f = try await Fixture.make(algorithm)
@@ -72,7 +72,7 @@ import X509
             lint.status == 0 && lint.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(lint.combined)")
     }
 
-    @Test func emptyCRLIsValid() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func emptyCRLIsValid() async throws {
         guard ExternalTool.available("openssl") else { return }
         let f = try await Fixture.make()
         let crl = try await CRLBuilder(authority: f.pki.issuing).build(
@@ -86,7 +86,7 @@ import X509
     }
 
     /// openssl builds the request (with a nonce), Keygate answers, openssl verifies the answer.
-    @Test func ocspAnswersGoodRevokedAndUnknownWithNonce() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func ocspAnswersGoodRevokedAndUnknownWithNonce() async throws {
         guard ExternalTool.available("openssl") else { return }
         let f = try await Fixture.make()
         let responder = try OCSPResponder(authority: f.pki.issuing)
@@ -130,7 +130,7 @@ import X509
         }
     }
 
-    @Test func ocspRefusesGarbageAndForeignIssuers() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func ocspRefusesGarbageAndForeignIssuers() async throws {
         let f = try await Fixture.make()
         let responder = try OCSPResponder(authority: f.pki.issuing)
         let garbage = await responder.respond(to: [0x30, 0x03, 0x02, 0x01]) { _ in .good }

@@ -7,7 +7,7 @@ import Testing
 /// The DPS device API over HTTPS with curl and a client certificate, an enrollment group (CA),
 /// the hub's HTTPS telemetry and registry, all outside Microsoft's SDKs.
 @Suite struct DeviceAPITests {
-    @Test func curlRegistersAGroupDeviceAndSendsTelemetryWithItsCertificate() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func curlRegistersAGroupDeviceAndSendsTelemetryWithItsCertificate() async throws {
         guard ExternalTool.available("curl"), ExternalTool.available("openssl") else { return }
         let folder = try TemporaryDirectory("dps-curl")
         let sandbox = try await TestSandbox.start(in: folder)

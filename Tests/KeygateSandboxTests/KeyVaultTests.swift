@@ -67,7 +67,7 @@ import Testing
         }
     }
 
-    @Test func tokenKeyCreationAndAnES256SignatureOpenSSLVerifies() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func tokenKeyCreationAndAnES256SignatureOpenSSLVerifies() async throws {
         let sandbox = try await Running.start()
         defer { Task { await sandbox.stop() } }
         let kv = sandbox.connection.keyVault

@@ -6,7 +6,7 @@ import Testing
 /// Microsoft's own Python SDKs (azure-iot-device 2.14.0, azure-iot-hub 2.7.0,
 /// azure-iothub-provisioningserviceclient 1.2.0, installed in .venv by scripts/test-tools.sh) against
 /// the sandbox. They hard-code MQTT port 8883, so these tests take turns.
-@Suite(.serialized) struct PythonSDKTests {
+@Suite(.serialized, .tags(.outsideTool), .fullRunOnly) struct PythonSDKTests {
     /// A self-signed EC P-256 device certificate with CN = `name`.
     static func deviceCertificate(_ name: String, in folder: TemporaryDirectory) async throws -> (
         cert: String, key: String

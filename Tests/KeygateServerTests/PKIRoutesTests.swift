@@ -11,7 +11,7 @@ import Testing
 
 /// CRL, OCSP, CA chain and operational routes on the plain-HTTP listener.
 @Suite struct PKIRoutesTests {
-    @Test func crlAndOCSPFollowRevocation() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func crlAndOCSPFollowRevocation() async throws {
         guard ExternalTool.available("openssl") else { return }
         let kg = try await TestKeygate.make()
         let service = kg.server.services.certificates
@@ -124,7 +124,7 @@ import Testing
 }
 
 @Suite struct OpenAPIDocumentTests {
-    @Test func theDocumentIsValidOpenAPI() throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func theDocumentIsValidOpenAPI() throws {
         guard ExternalTool.available("openapi-spec-validator") else { return }
         let result = try ExternalTool.require("openapi-spec-validator").run([packageRoot + "/docs/openapi.yaml"])
         #expect(result.status == 0 && result.stdout.contains("OK"), "\(result.combined)")

@@ -135,7 +135,7 @@ import Testing
         #expect(numbers == [1, 2, 3, 4, 5, 6])
     }
 
-    @Test func tamperingWithTheAuditLogIsDetectedAndNamed() async throws {
+    @Test(.tags(.outsideTool), .fullRunOnly) func tamperingWithTheAuditLogIsDetectedAndNamed() async throws {
         guard ExternalTool.available("sqlite3") else { return }
         let dir = try TemporaryDirectory("store")
         let store = try SQLiteStore(path: dir.file("db.sqlite"))

@@ -106,8 +106,3 @@ public struct CertificateQuery: Sendable, Hashable {
         self.limit = limit
     }
 }
-
-extension KeygateError.Code {
-    public static let alreadyRevoked = Self("alreadyRevoked", kind: .conflict)
-    public static let certificateNotFound = Self("certificateNotFound", kind: .notFound)
-}

@@ -1,5 +1,5 @@
 public import Foundation
-public import KeygatePKI
+import KeygatePKI
 
 /// Where a group's devices are enrolled in Azure: a DPS instance or an IoT Central app.
 /// Secrets (connection strings, API tokens, client secrets) are kept sealed with the CA passphrase.
@@ -121,12 +121,4 @@ public struct OutboxItem: Sendable, Hashable, Codable {
         self.createdAt = createdAt
         self.updatedAt = updatedAt
     }
-}
-
-extension KeygateError.Code {
-    public static let invalidConnector = Self("invalidConnector", kind: .invalidInput)
-    public static let connectorNotFound = Self("connectorNotFound", kind: .notFound)
-    public static let connectorExists = Self("connectorExists", kind: .conflict)
-    public static let connectorInUse = Self("connectorInUse", kind: .conflict)
-    public static let outboxItemNotFound = Self("outboxItemNotFound", kind: .notFound)
 }

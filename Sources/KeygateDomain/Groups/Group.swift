@@ -1,5 +1,5 @@
 public import Foundation
-public import KeygatePKI
+import KeygatePKI
 
 /// A set of devices that share a policy.
 public struct Group: Sendable, Hashable, Codable {
@@ -166,33 +166,4 @@ extension Group.Policy {
             throw fail("symmetric-key attestation needs a group key")
         }
     }
-}
-
-extension KeygateError.Code {
-    public static let invalidPolicy = Self("invalidPolicy", kind: .invalidInput)
-    public static let groupNotFound = Self("groupNotFound", kind: .notFound)
-    public static let groupExists = Self("groupExists", kind: .conflict)
-    public static let deviceNotFound = Self("deviceNotFound", kind: .notFound)
-    public static let deviceNotAllowlisted = Self("deviceNotAllowlisted", kind: .forbidden)
-    public static let invalidDeviceID = Self("invalidDeviceID", kind: .invalidInput)
-    public static let invalidTransition = Self("invalidTransition", kind: .conflict)
-    public static let challengeInvalid = Self("challengeInvalid", kind: .unauthorized)
-    public static let attestationFailed = Self("attestationFailed", kind: .unauthorized)
-    public static let attestationMethodNotAllowed = Self("attestationMethodNotAllowed", kind: .forbidden)
-    public static let assuranceTooLow = Self("assuranceTooLow", kind: .forbidden)
-    public static let forkProofRequired = Self("forkProofRequired", kind: .conflict)
-    public static let deviceLocked = Self("deviceLocked", kind: .rateLimited)
-    public static let deviceQuarantined = Self("deviceQuarantined", kind: .forbidden)
-    public static let deviceRetired = Self("deviceRetired", kind: .forbidden)
-    public static let notRegistered = Self("notRegistered", kind: .conflict)
-    public static let alreadyRegistered = Self("alreadyRegistered", kind: .conflict)
-    public static let pinnedKeyMismatch = Self("pinnedKeyMismatch", kind: .forbidden)
-    public static let enrollmentTokenInvalid = Self("enrollmentTokenInvalid", kind: .forbidden)
-    public static let pendingApproval = Self("pendingApproval", kind: .conflict)
-    public static let renewalGraceExpired = Self("renewalGraceExpired", kind: .forbidden)
-    public static let clientCertificateRequired = Self("clientCertificateRequired", kind: .unauthorized)
-    public static let clientCertificateInvalid = Self("clientCertificateInvalid", kind: .unauthorized)
-    public static let keyReuse = Self("keyReuse", kind: .invalidInput)
-    public static let notEnrolled = Self("notEnrolled", kind: .conflict)
-    public static let rotationNotFound = Self("rotationNotFound", kind: .notFound)
 }

@@ -27,7 +27,7 @@ struct CentralRoutes {
         api.get("devices/:id") { request, context in
             try await guarded(request) {
                 let id = try context.parameters.require("id")
-                guard let device = await store.state.central!.devices[id] else { return Self.notFound("device", id) }
+                guard let device = await store.state.central.devices[id] else { return Self.notFound("device", id) }
                 return try SandboxHTTP.json(await view(device).foundation)
             }
         }
@@ -42,7 +42,7 @@ struct CentralRoutes {
         api.get("devices/:id/attestation") { request, context in
             try await guarded(request) {
                 let id = try context.parameters.require("id")
-                guard let attestation = await store.state.dps!.enrollments[id]?["attestation"] else {
+                guard let attestation = await store.state.dps.enrollments[id]?["attestation"] else {
                     return Self.notFound("attestation of device", id)
                 }
                 return try SandboxHTTP.json(attestation.foundation)
@@ -52,9 +52,9 @@ struct CentralRoutes {
             try await guarded(request) {
                 let id = try context.parameters.require("id")
                 let state = await store.state
-                guard state.central!.devices[id] != nil else { return Self.notFound("device", id) }
-                var credentials: [String: Any] = ["idScope": state.dps!.idScope]
-                if let attestation = state.dps!.enrollments[id]?["attestation"], attestation["type"]?.string == "x509" {
+                guard state.central.devices[id] != nil else { return Self.notFound("device", id) }
+                var credentials: [String: Any] = ["idScope": state.dps.idScope]
+                if let attestation = state.dps.enrollments[id]?["attestation"], attestation["type"]?.string == "x509" {
                     credentials["x509"] = attestation["x509"]?.foundation
                 }
                 return try SandboxHTTP.json(credentials)
@@ -66,7 +66,7 @@ struct CentralRoutes {
         api.get("enrollmentGroups/:id") { request, context in
             try await guarded(request) {
                 let id = try context.parameters.require("id")
-                guard let group = await store.state.central!.groups[id] else {
+                guard let group = await store.state.central.groups[id] else {
                     return Self.notFound("enrollment group", id)
                 }
                 return try SandboxHTTP.json(Self.publicGroup(group).foundation)
@@ -104,14 +104,14 @@ struct CentralRoutes {
             return Self.error(400, "InvalidBody", "The body is not JSON.")
         }
         let device = try await store.update { state -> JSONValue in
-            var device = state.central!.devices[id] ?? .object([:])
+            var device = state.central.devices[id] ?? .object([:])
             device["id"] = .string(id)
             device["displayName"] = body["displayName"] ?? device["displayName"] ?? .string(id)
             device["template"] = body["template"] ?? device["template"] ?? .null
             device["simulated"] = body["simulated"] ?? .bool(false)
             device["enabled"] = body["enabled"] ?? device["enabled"] ?? .bool(true)
             device["etag"] = .string(DPSServiceRoutes.newETag())
-            state.central!.devices[id] = device
+            state.central.devices[id] = device
             Self.applyEnabled(device, id: id, state: &state)
             return device
         }
@@ -124,12 +124,12 @@ struct CentralRoutes {
             return Self.error(400, "InvalidBody", "The body is not JSON.")
         }
         let device = try await store.update { state -> JSONValue? in
-            guard var device = state.central!.devices[id] else { return nil }
+            guard var device = state.central.devices[id] else { return nil }
             for key in ["displayName", "template", "enabled", "simulated"] where body[key] != nil {
                 device[key] = body[key]
             }
             device["etag"] = .string(DPSServiceRoutes.newETag())
-            state.central!.devices[id] = device
+            state.central.devices[id] = device
             Self.applyEnabled(device, id: id, state: &state)
             return device
         }
@@ -140,10 +140,10 @@ struct CentralRoutes {
 
     private func deleteDevice(_ id: String) async throws -> Response {
         let existed = try await store.update { state -> Bool in
-            guard state.central!.devices.removeValue(forKey: id) != nil else { return false }
-            state.dps!.enrollments[id] = nil
-            state.dps!.registrations[id] = nil
-            state.hub!.devices[id] = nil
+            guard state.central.devices.removeValue(forKey: id) != nil else { return false }
+            state.dps.enrollments[id] = nil
+            state.dps.registrations[id] = nil
+            state.hub.devices[id] = nil
             return true
         }
         guard existed else { return Self.notFound("device", id) }
@@ -162,7 +162,7 @@ struct CentralRoutes {
             return Self.error(400, "InvalidCertificate", "clientCertificates.primary.certificate is not a certificate.")
         }
         return try await store.update { state -> Response in
-            guard let device = state.central!.devices[id] else { return Self.notFound("device", id) }
+            guard let device = state.central.devices[id] else { return Self.notFound("device", id) }
             var attestation = body
             // DPS takes PEM; IoT Central also accepts base64 DER.
             for which in ["primary", "secondary"] {
@@ -181,11 +181,11 @@ struct CentralRoutes {
                 "provisioningStatus": .string(device["enabled"]?.bool == false ? "disabled" : "enabled"),
             ])
             switch DPSServiceRoutes.prepare(
-                enrollment, kind: .individual, id: id, existing: state.dps!.enrollments[id],
-                registrations: state.dps!.registrations)
+                enrollment, kind: .individual, id: id, existing: state.dps.enrollments[id],
+                registrations: state.dps.registrations)
             {
             case .success(let prepared):
-                state.dps!.enrollments[id] = prepared
+                state.dps.enrollments[id] = prepared
                 return try SandboxHTTP.json((prepared["attestation"] ?? .null).foundation)
             case .failure(let problem):
                 return Self.error(400, "InvalidAttestation", problem.message)
@@ -196,13 +196,13 @@ struct CentralRoutes {
     /// `enabled: false` disables the device's DPS enrollment and hub identity; `true` enables them.
     private static func applyEnabled(_ device: JSONValue, id: String, state: inout SandboxState) {
         let enabled = device["enabled"]?.bool != false
-        if var enrollment = state.dps!.enrollments[id] {
+        if var enrollment = state.dps.enrollments[id] {
             enrollment["provisioningStatus"] = .string(enabled ? "enabled" : "disabled")
-            state.dps!.enrollments[id] = enrollment
+            state.dps.enrollments[id] = enrollment
         }
-        if var identity = state.hub!.devices[id] {
+        if var identity = state.hub.devices[id] {
             identity["status"] = .string(enabled ? "enabled" : "disabled")
-            state.hub!.devices[id] = identity
+            state.hub.devices[id] = identity
         }
     }
 
@@ -210,7 +210,7 @@ struct CentralRoutes {
     private func view(_ device: JSONValue) async -> JSONValue {
         var device = device
         let id = device["id"]?.string ?? ""
-        device["provisioned"] = .bool(await store.state.dps!.registrations[id]?["status"]?.string == "assigned")
+        device["provisioned"] = .bool(await store.state.dps.registrations[id]?["status"]?.string == "assigned")
         return device
     }
 
@@ -224,14 +224,14 @@ struct CentralRoutes {
             return Self.error(400, "InvalidAttestation", "The sandbox's enrollment groups use x509 attestation.")
         }
         let group = try await store.update { state -> JSONValue in
-            var group = state.central!.groups[id] ?? .object([:])
+            var group = state.central.groups[id] ?? .object([:])
             group["id"] = .string(id)
             group["displayName"] = body["displayName"] ?? .string(id)
             group["type"] = body["type"] ?? .string("iot")
             group["enabled"] = body["enabled"] ?? .bool(true)
             group["attestation"] = .object(["type": .string("x509")])
             group["etag"] = .string(DPSServiceRoutes.newETag())
-            state.central!.groups[id] = group
+            state.central.groups[id] = group
             Self.syncGroup(group, id: id, state: &state)
             return group
         }
@@ -244,12 +244,12 @@ struct CentralRoutes {
             let facts = CertificateFacts(text: text)
         else { return Self.error(400, "InvalidCertificate", "The body needs certificate (base64 DER or PEM).") }
         return try await store.update { state -> Response in
-            guard var group = state.central!.groups[id] else { return Self.notFound("enrollment group", id) }
+            guard var group = state.central.groups[id] else { return Self.notFound("enrollment group", id) }
             group["certificates", default: .object([:])][entry] = .object([
                 "certificate": .string(Self.pem(facts.der)), "verified": .bool(body["verified"]?.bool == true),
                 "info": facts.info,
             ])
-            state.central!.groups[id] = group
+            state.central.groups[id] = group
             Self.syncGroup(group, id: id, state: &state)
             return try SandboxHTTP.json(Self.publicEntry(group[path: "certificates", entry] ?? .null).foundation)
         }
@@ -259,11 +259,11 @@ struct CentralRoutes {
         let code = Data(SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) }).map { String(format: "%02X", $0) }
             .joined()
         return try await store.update { state -> Response in
-            guard var group = state.central!.groups[id], group[path: "certificates", entry] != nil else {
+            guard var group = state.central.groups[id], group[path: "certificates", entry] != nil else {
                 return Self.notFound("certificate of enrollment group", id)
             }
             group["certificates", default: .object([:])][entry]?["verificationCode"] = .string(code)
-            state.central!.groups[id] = group
+            state.central.groups[id] = group
             return try SandboxHTTP.json(["verificationCode": code])
         }
     }
@@ -274,7 +274,7 @@ struct CentralRoutes {
             let proof = CertificateFacts(text: text)
         else { return Self.error(400, "InvalidCertificate", "The body needs certificate (base64 DER or PEM).") }
         return try await store.update { state -> Response in
-            guard var group = state.central!.groups[id], let stored = group[path: "certificates", entry],
+            guard var group = state.central.groups[id], let stored = group[path: "certificates", entry],
                 let pem = stored["certificate"]?.string, let ca = CertificateFacts(text: pem)
             else { return Self.notFound("certificate of enrollment group", id) }
             guard let code = stored["verificationCode"]?.string, proof.commonName == code else {
@@ -285,7 +285,7 @@ struct CentralRoutes {
             }
             group["certificates", default: .object([:])][entry]?["verified"] = .bool(true)
             group["certificates", default: .object([:])][entry]?["verificationCode"] = nil
-            state.central!.groups[id] = group
+            state.central.groups[id] = group
             Self.syncGroup(group, id: id, state: &state)
             return Response(status: .noContent)
         }
@@ -302,7 +302,7 @@ struct CentralRoutes {
             }
         }
         guard !signing.isEmpty else {
-            state.dps!.groups[id] = nil
+            state.dps.groups[id] = nil
             return
         }
         let enrollment: JSONValue = .object([
@@ -313,9 +313,9 @@ struct CentralRoutes {
             "provisioningStatus": .string(group["enabled"]?.bool == false ? "disabled" : "enabled"),
         ])
         if case .success(let prepared) = DPSServiceRoutes.prepare(
-            enrollment, kind: .group, id: id, existing: state.dps!.groups[id], registrations: state.dps!.registrations)
+            enrollment, kind: .group, id: id, existing: state.dps.groups[id], registrations: state.dps.registrations)
         {
-            state.dps!.groups[id] = prepared
+            state.dps.groups[id] = prepared
         }
     }
 
@@ -356,7 +356,7 @@ struct CentralRoutes {
             }
             return try await body()
         }
-        let central = await store.state.central!
+        let central = await store.state.central
         guard CentralAPIToken.verify(header, central: central) else {
             return Self.error(401, "Unauthorized", "The API token is missing, expired or wrong.")
         }

@@ -44,7 +44,7 @@ final class DPSRegistrar: Sendable {
         guard CertificateFacts.isCurrent(leaf.certificate) else {
             return .failure(Refusal("the certificate is expired or not yet valid"))
         }
-        let dps = await store.state.dps!
+        let dps = await store.state.dps
         if let enrollment = dps.enrollments[registrationID], enrollment[path: "attestation", "type"]?.string == "x509" {
             let thumbprints = ["primary", "secondary"].compactMap {
                 enrollment[path: "attestation", "x509", "clientCertificates", $0, "info", "sha256Thumbprint"]?.string
@@ -71,8 +71,8 @@ final class DPSRegistrar: Sendable {
         let operationID = "4.\(UInt64.random(in: 1..<UInt64.max)).\(UUID().uuidString.lowercased())"
         let now = ISO8601DateFormatter().string(from: Date())
         let (result, deviceID, disabled) = try await store.update { state -> (JSONValue, String, Bool) in
-            var dps = state.dps!
-            var hubState = state.hub!
+            var dps = state.dps
+            var hubState = state.hub
             let previous = dps.registrations[registrationID]
             var registration: JSONValue = .object([
                 "registrationId": .string(registrationID),
@@ -86,7 +86,7 @@ final class DPSRegistrar: Sendable {
             let deviceID = match.enrollment["deviceId"]?.string.flatMap { $0.isEmpty ? nil : $0 } ?? registrationID
             let status: String
             // IoT Central's `enabled: false` blocks the device whichever enrollment it comes through.
-            let blockedByCentral = state.central?.devices[registrationID]?["enabled"]?.bool == false
+            let blockedByCentral = state.central.devices[registrationID]?["enabled"]?.bool == false
             if match.enrollment["provisioningStatus"]?.string == "disabled" || blockedByCentral {
                 status = "disabled"
                 registration["status"] = .string("disabled")

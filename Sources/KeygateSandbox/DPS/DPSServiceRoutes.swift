@@ -55,7 +55,7 @@ struct DPSServiceRoutes {
         router.get("registrations/:id") { request, context in
             try await guarded(request, right: "RegistrationStatusRead") {
                 let id = try context.parameters.require("id")
-                guard let registration = await store.state.dps!.registrations[id] else {
+                guard let registration = await store.state.dps.registrations[id] else {
                     return Self.error(404, "No registration '\(id)'.", sub: 2)
                 }
                 return try SandboxHTTP.json(registration.foundation)
@@ -65,7 +65,7 @@ struct DPSServiceRoutes {
             try await guarded(request, right: "RegistrationStatusWrite") {
                 let id = try context.parameters.require("id")
                 let removed = try await store.update { state -> Bool in
-                    state.dps!.registrations.removeValue(forKey: id) != nil
+                    state.dps.registrations.removeValue(forKey: id) != nil
                 }
                 return removed ? Response(status: .noContent) : Self.error(404, "No registration '\(id)'.", sub: 2)
             }
@@ -73,7 +73,7 @@ struct DPSServiceRoutes {
         router.post("registrations/:id/query") { request, context in
             try await guarded(request, right: "RegistrationStatusRead") {
                 let group = try context.parameters.require("id")
-                let states = await store.state.dps!.registrations.values.filter {
+                let states = await store.state.dps.registrations.values.filter {
                     $0[path: "x509", "enrollmentGroupId"]?.string == group
                         || $0[path: "symmetricKey", "enrollmentGroupId"]?.string == group
                 }
@@ -96,7 +96,7 @@ struct DPSServiceRoutes {
         }
         let ifMatch = request.headers[.ifMatch]
         return try await store.update { state -> Response in
-            var dps = state.dps!
+            var dps = state.dps
             let existing = kind.records(dps)[id]
             if let ifMatch, !Self.etagMatches(ifMatch, existing) {
                 return Self.error(412, "The ETag does not match (If-Match: \(ifMatch)).", sub: 1)
@@ -113,7 +113,7 @@ struct DPSServiceRoutes {
     }
 
     private func get(_ kind: Kind, id: String) async throws -> Response {
-        guard let record = kind.records(await store.state.dps!)[id] else {
+        guard let record = kind.records(await store.state.dps)[id] else {
             return Self.error(404, "No \(kind.noun) '\(id)'.", sub: 2)
         }
         return try SandboxHTTP.json(record.foundation)
@@ -122,7 +122,7 @@ struct DPSServiceRoutes {
     private func delete(_ kind: Kind, id: String, request: Request) async throws -> Response {
         let ifMatch = request.headers[.ifMatch]
         return try await store.update { state -> Response in
-            var dps = state.dps!
+            var dps = state.dps
             guard let existing = kind.records(dps)[id] else {
                 return Self.error(404, "No \(kind.noun) '\(id)'.", sub: 2)
             }
@@ -144,7 +144,7 @@ struct DPSServiceRoutes {
         guard text.trimmingCharacters(in: .whitespaces) == "*" || text.uppercased().hasPrefix("SELECT *") else {
             return Self.error(400, "The sandbox answers the query \"*\" only.", sub: 4)
         }
-        let records = kind.records(await store.state.dps!).sorted { $0.key < $1.key }.map(\.value)
+        let records = kind.records(await store.state.dps).sorted { $0.key < $1.key }.map(\.value)
         return try page(records, request: request, itemType: kind.itemType)
     }
 
@@ -170,7 +170,7 @@ struct DPSServiceRoutes {
             return Self.error(400, "A bulk operation takes 1 to 10 items, not \(items.count).", sub: 4)
         }
         return try await store.update { state -> Response in
-            var dps = state.dps!
+            var dps = state.dps
             var errors: [Any] = []
             for item in items {
                 let id = item[kind.idField]?.string ?? ""
@@ -305,7 +305,7 @@ struct DPSServiceRoutes {
         guard Self.apiVersions.contains(version) else {
             return Self.error(400, "api-version '\(version)' is not supported.", sub: 4)
         }
-        let policies = await store.state.dps!.policies
+        let policies = await store.state.dps.policies
         switch SharedAccessSignature.verify(
             header: request.headers[.authorization], host: request.head.authority, policies: policies, right: right)
         {

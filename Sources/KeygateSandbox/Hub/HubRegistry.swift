@@ -63,7 +63,7 @@ final class HubRegistry: Sendable {
     /// certificate with CN = device ID whose thumbprint is registered (`selfSigned`) or that a CA
     /// known to the hub issued (`certificateAuthority`).
     func refusal(deviceID: String, leafDER: [UInt8]?) async -> String? {
-        let hub = await store.state.hub!
+        let hub = await store.state.hub
         guard let device = hub.devices[deviceID] else { return "unknown device" }
         guard device["status"]?.string == "enabled" else { return "device disabled" }
         guard let leafDER, let facts = CertificateFacts(der: leafDER) else { return "no client certificate" }

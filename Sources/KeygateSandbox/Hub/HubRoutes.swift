@@ -19,14 +19,14 @@ struct HubRoutes {
         router.get("devices/:id") { request, context in
             try await guarded(request, right: "RegistryRead") {
                 let id = try context.parameters.require("id")
-                guard let device = await store.state.hub!.devices[id] else { return Self.notFound(id) }
+                guard let device = await store.state.hub.devices[id] else { return Self.notFound(id) }
                 return try SandboxHTTP.json(live(device).foundation)
             }
         }
         router.get("devices") { request, _ in
             try await guarded(request, right: "RegistryRead") {
                 let top = request.uri.queryParameters.get("top").flatMap(Int.init).map { min(max($0, 1), 1000) } ?? 1000
-                let devices = await store.state.hub!.devices.sorted { $0.key < $1.key }.prefix(top).map {
+                let devices = await store.state.hub.devices.sorted { $0.key < $1.key }.prefix(top).map {
                     live($0.value).foundation
                 }
                 return try SandboxHTTP.json(devices)
@@ -37,11 +37,11 @@ struct HubRoutes {
                 let id = try context.parameters.require("id")
                 let ifMatch = request.headers[.ifMatch]
                 let answer = try await store.update { state -> Response? in
-                    guard let existing = state.hub!.devices[id] else { return Self.notFound(id) }
+                    guard let existing = state.hub.devices[id] else { return Self.notFound(id) }
                     if let ifMatch, !DPSServiceRoutes.etagMatches(ifMatch, existing) {
                         return SandboxHTTP.hubError(status: 412, code: "PreconditionFailed", message: "ETag mismatch.")
                     }
-                    state.hub!.devices[id] = nil
+                    state.hub.devices[id] = nil
                     return nil
                 }
                 if let answer { return answer }
@@ -76,7 +76,7 @@ struct HubRoutes {
         }
         let ifMatch = request.headers[.ifMatch]
         let (response, disabled) = try await store.update { state -> (Response, Bool) in
-            let existing = state.hub!.devices[id]
+            let existing = state.hub.devices[id]
             if existing != nil && ifMatch == nil {
                 return (
                     SandboxHTTP.hubError(status: 409, code: "DeviceAlreadyExists", message: "Device '\(id)' exists."),
@@ -87,7 +87,7 @@ struct HubRoutes {
                 return (SandboxHTTP.hubError(status: 412, code: "PreconditionFailed", message: "ETag mismatch."), false)
             }
             let device = HubState.prepareDevice(json, id: id, existing: existing)
-            state.hub!.devices[id] = device
+            state.hub.devices[id] = device
             return (try SandboxHTTP.json(live(device).foundation), device["status"]?.string == "disabled")
         }
         if disabled { registry.disconnect(deviceID: id) }
@@ -111,7 +111,7 @@ struct HubRoutes {
         }
         switch SharedAccessSignature.verify(
             header: request.headers[.authorization], host: request.head.authority,
-            policies: await store.state.hub!.policies, right: right)
+            policies: await store.state.hub.policies, right: right)
         {
         case .success: return try await body()
         case .failure(let failure):

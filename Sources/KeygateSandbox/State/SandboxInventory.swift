@@ -38,8 +38,8 @@ public struct SandboxInventory: Codable, Sendable {
 
     static func make(store: SandboxStore, hub: HubRegistry) async -> SandboxInventory {
         let state = await store.state
-        let dps = state.dps!
-        let hubState = state.hub!
+        let dps = state.dps
+        let hubState = state.hub
         let counts = hub.telemetryCounts
         func enrollment(_ id: String, _ record: JSONValue, kind: String) -> Enrollment {
             func thumbprint(_ which: String) -> String? {

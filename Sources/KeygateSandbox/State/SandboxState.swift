@@ -19,12 +19,12 @@ struct SandboxState: Codable, Sendable {
     /// Signs the bearer tokens the AAD endpoint hands out (HMAC-SHA256, base64).
     var tokenKey: String
     var vaultKeys: [VaultKey] = []
-    /// The bearer token of the control endpoint (added to older state files on load).
-    var controlToken: String?
-    /// DPS, IoT Hub and IoT Central (added to older state files on load).
-    var dps: DPSState?
-    var hub: HubState?
-    var central: CentralState?
+    /// The bearer token of the control endpoint.
+    var controlToken: String
+    /// DPS, IoT Hub and IoT Central.
+    var dps: DPSState
+    var hub: HubState
+    var central: CentralState
 
     static func fresh() -> SandboxState {
         func random(_ count: Int) -> String {
@@ -38,6 +38,25 @@ struct SandboxState: Codable, Sendable {
     }
 }
 
+extension SandboxState {
+    /// Reads a state file; the control token, DPS, IoT Hub and IoT Central, missing from files an
+    /// earlier sandbox wrote, are made fresh.
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        tenantID = try container.decode(String.self, forKey: .tenantID)
+        clientID = try container.decode(String.self, forKey: .clientID)
+        clientSecret = try container.decode(String.self, forKey: .clientSecret)
+        tokenKey = try container.decode(String.self, forKey: .tokenKey)
+        vaultKeys = try container.decodeIfPresent([VaultKey].self, forKey: .vaultKeys) ?? []
+        controlToken =
+            try container.decodeIfPresent(String.self, forKey: .controlToken)
+            ?? Base64URL.encode(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
+        dps = try container.decodeIfPresent(DPSState.self, forKey: .dps) ?? .fresh()
+        hub = try container.decodeIfPresent(HubState.self, forKey: .hub) ?? .fresh(hostName: "localhost")
+        central = try container.decodeIfPresent(CentralState.self, forKey: .central) ?? .fresh()
+    }
+}
+
 /// Loads and saves the state file atomically, one writer at a time.
 actor SandboxStore {
     let path: String
@@ -48,16 +67,9 @@ actor SandboxStore {
         if let data = FileManager.default.contents(atPath: path) {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
-            var loaded = try decoder.decode(SandboxState.self, from: data)
-            if loaded.controlToken == nil || loaded.dps == nil || loaded.hub == nil || loaded.central == nil {
-                if loaded.controlToken == nil {
-                    loaded.controlToken = Base64URL.encode(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
-                }
-                if loaded.dps == nil { loaded.dps = .fresh() }
-                if loaded.hub == nil { loaded.hub = .fresh(hostName: "localhost") }
-                if loaded.central == nil { loaded.central = .fresh() }
-                try Self.write(loaded, to: path)
-            }
+            let loaded = try decoder.decode(SandboxState.self, from: data)
+            // Written back at once: what an older file lacked is fixed from now on.
+            try Self.write(loaded, to: path)
             state = loaded
         } else {
             state = .fresh()

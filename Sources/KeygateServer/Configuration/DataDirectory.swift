@@ -1,5 +1,5 @@
 public import Foundation
-public import KeygatePKI
+import KeygatePKI
 import SwiftASN1
 public import X509
 
@@ -124,10 +124,4 @@ public enum PassphraseSource {
         }
         return trimmed
     }
-}
-
-extension KeygateError.Code {
-    public static let dataDirectoryMissing = Self("dataDirectoryMissing", kind: .notFound)
-    public static let dataDirectoryExists = Self("dataDirectoryExists", kind: .conflict)
-    public static let passphraseMissing = Self("passphraseMissing", kind: .invalidInput)
 }

@@ -76,8 +76,3 @@ public enum PKCS11PIN {
         return pin
     }
 }
-
-extension KeygateError.Code {
-    /// No PKCS#11 PIN was given (environment or file).
-    public static let pkcs11PinMissing = Self("pkcs11PinMissing", kind: .invalidInput)
-}

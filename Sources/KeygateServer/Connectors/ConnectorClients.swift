@@ -8,9 +8,14 @@ import KeygatePKI
 /// outbox action means for DPS and for IoT Central.
 public struct ConnectorClient: Sendable {
     public let connector: Connector
-    let dps: DPSServiceClient?
-    let central: IoTCentralClient?
-    let hub: IoTHubRegistryClient?
+    let service: Service
+
+    /// The Azure service a connector talks to: DPS (with the IoT Hub registry when a hub connection
+    /// string is given, to disable and delete hub identities), or IoT Central.
+    enum Service: Sendable {
+        case dps(DPSServiceClient, hub: IoTHubRegistryClient?)
+        case central(IoTCentralClient)
+    }
 
     public init(_ connector: Connector, secrets: SecretBox?) throws {
         self.connector = connector
@@ -27,8 +32,9 @@ public struct ConnectorClient: Sendable {
             guard let connectionString = try secret("connectionString") else {
                 throw KeygateError(.invalidConnector, "the DPS connector \(connector.name) has no connection string")
             }
-            dps = try DPSServiceClient(connectionString: connectionString, http: http)
-            central = nil
+            service = .dps(
+                try DPSServiceClient(connectionString: connectionString, http: http),
+                hub: try secret("hubConnectionString").map { try IoTHubRegistryClient(connectionString: $0, http: http) })
         case .iotCentral:
             var tokens: AADTokenProvider?
             if let endpoint = connector.settings.tokenEndpoint, let clientID = connector.settings.clientID,
@@ -38,60 +44,59 @@ public struct ConnectorClient: Sendable {
                     tokenEndpoint: endpoint, clientID: clientID, clientSecret: clientSecret,
                     scope: IoTCentralClient.aadScope, http: http)
             }
-            central = try IoTCentralClient(
-                appURL: connector.settings.endpoint, apiToken: try secret("apiToken"), tokens: tokens, http: http)
-            dps = nil
+            service = .central(
+                try IoTCentralClient(
+                    appURL: connector.settings.endpoint, apiToken: try secret("apiToken"), tokens: tokens, http: http))
         }
-        hub = try secret("hubConnectionString").map { try IoTHubRegistryClient(connectionString: $0, http: http) }
     }
 
     /// Makes the change in Azure; safe to repeat. Answers the ID scope when it learned it.
     public func deliver(_ item: OutboxItem) async throws -> String? {
-        switch (connector.kind, item.action) {
-        case (.dps, .enroll):
+        switch (service, item.action) {
+        case (.dps(let dps, _), .enroll):
             guard let certificate = item.certificate else { throw missingCertificate(item) }
-            try await dps!.put(
+            try await dps.put(
                 .init(
                     registrationID: item.deviceID, primaryCertificate: certificate,
                     secondaryCertificate: item.previousCertificate, enabled: true))
             return nil
-        case (.dps, .disable), (.dps, .enable):
+        case (.dps(let dps, let hub), .disable), (.dps(let dps, let hub), .enable):
             let enabled = item.action == .enable
-            try await dps!.setEnabled(item.deviceID, enabled)
+            try await dps.setEnabled(item.deviceID, enabled)
             try await hub?.setStatus(item.deviceID, enabled: enabled, reason: enabled ? nil : "quarantined by Keygate")
             return nil
-        case (.dps, .delete):
-            try await dps!.delete(item.deviceID)
+        case (.dps(let dps, let hub), .delete):
+            try await dps.delete(item.deviceID)
             try await hub?.delete(item.deviceID)
             return nil
-        case (.iotCentral, .enroll):
+        case (.central(let central), .enroll):
             guard let certificate = item.certificate else { throw missingCertificate(item) }
-            try await central!.putDevice(
+            try await central.putDevice(
                 item.deviceID, displayName: item.deviceID, enabled: true, certificate: certificate,
                 secondaryCertificate: item.previousCertificate)
-            return connector.settings.idScope == nil ? try await central!.idScope(deviceID: item.deviceID) : nil
-        case (.iotCentral, .disable), (.iotCentral, .enable):
-            try await central!.setEnabled(item.deviceID, item.action == .enable)
+            return connector.settings.idScope == nil ? try await central.idScope(deviceID: item.deviceID) : nil
+        case (.central(let central), .disable), (.central(let central), .enable):
+            try await central.setEnabled(item.deviceID, item.action == .enable)
             return nil
-        case (.iotCentral, .delete):
-            try await central!.deleteDevice(item.deviceID)
+        case (.central(let central), .delete):
+            try await central.deleteDevice(item.deviceID)
             return nil
         }
     }
 
     /// A harmless authenticated call; says what it found.
     public func test() async throws -> String {
-        switch connector.kind {
-        case .dps:
-            let count = try await dps!.probe()
-            var found = "DPS \(dps!.credentials.hostName) answered: \(count) enrollment(s) on the first page"
+        switch service {
+        case .dps(let dps, let hub):
+            let count = try await dps.probe()
+            var found = "DPS \(dps.credentials.hostName) answered: \(count) enrollment(s) on the first page"
             if let hub {
                 _ = try await hub.device("keygate-connector-test")
                 found += "; IoT Hub \(hub.credentials.hostName) answered"
             }
             return found
-        case .iotCentral:
-            try await central!.probe()
+        case .central(let central):
+            try await central.probe()
             return "IoT Central \(connector.settings.endpoint) answered"
         }
     }

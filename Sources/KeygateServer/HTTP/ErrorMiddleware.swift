@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-public import KeygatePKI
+import KeygatePKI
 import Logging
 import NIOCore
 
@@ -69,12 +69,6 @@ extension KeygateError.Kind {
         case .internalError: return .internalServerError
         }
     }
-}
-
-extension KeygateError.Code {
-    public static let routeNotFound = Self("routeNotFound", kind: .notFound)
-    public static let methodNotAllowed = Self("methodNotAllowed", kind: .invalidInput)
-    public static let unsupportedMediaType = Self("unsupportedMediaType", kind: .invalidInput)
 }
 
 extension Request {

@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import GRDB
 import KeygateDomain
-public import KeygatePKI
+import KeygatePKI
 
 /// The embedded store: one SQLite file in WAL mode, shared safely by several processes on one host.
 ///
@@ -155,10 +155,6 @@ public final class SQLiteStore: Sendable {
             throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
         }
     }
-}
-
-extension KeygateError.Code {
-    public static let storeUnavailable = Self("storeUnavailable", kind: .unavailable)
 }
 
 extension Date {
