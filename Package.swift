@@ -73,12 +73,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // HTTP: what the server's and the sandbox's listeners share (TLS setup, running in the background).
+        .target(
+            name: "KeygateHTTP",
+            dependencies: [
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Sandbox: a local stand-in for DPS, IoT Hub, IoT Central, Key Vault and AAD.
         .target(
             name: "KeygateSandbox",
             dependencies: [
                 "KeygatePKI",
                 "KeygateMQTT",
+                "KeygateHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -153,6 +165,7 @@ let package = Package(
             name: "KeygateServer",
             dependencies: [
                 "KeygatePKI",
+                "KeygateHTTP",
                 "KeygateAttestation",
                 "KeygateAzure",
                 "KeygatePKCS11",
@@ -176,6 +189,7 @@ let package = Package(
             name: "KeygateCLI",
             dependencies: [
                 "KeygatePKI",
+                "KeygateHTTP",
                 "KeygateAgent",
                 "KeygateMQTT",
                 "KeygatePKCS11",
@@ -233,6 +247,7 @@ let package = Package(
             name: "KeygateTestSupport",
             dependencies: [
                 "KeygatePKI",
+                "KeygateHTTP",
                 "KeygateDomain",
                 "KeygateStore",
                 "KeygateServer",

@@ -16,7 +16,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 "$KEYGATE" init --data-dir "$WORK/data" --https-port "$(free_port)" --http-port "$(free_port)" > /dev/null
 "$KEYGATE" serve --data-dir "$WORK/data" > "$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 100); do grep -q "keygate serving" "$WORK/serve.log" && break; sleep 0.1; done
+wait_for_serving "$WORK/serve.log" > /dev/null
 "$KEYGATE" group create fleet --data-dir "$WORK/data" > /dev/null
 python3 - "$ROWS" "$WORK/fleet.csv" <<'PY'
 import sys

@@ -33,8 +33,7 @@ serve() {
     "$BIN/keygate" serve --data-dir "$WORK/kg" >> "$WORK/serve.log" 2>&1 &
     SERVE_PID=$!
     PIDS+=("$SERVE_PID")
-    for _ in $(seq 1 200); do grep -q "keygate serving" "$WORK/serve.log" 2>/dev/null && return; sleep 0.1; done
-    echo "keygate serve did not start" >&2; cat "$WORK/serve.log" >&2; exit 1
+    wait_for_serving "$WORK/serve.log" > /dev/null
 }
 serve
 json "['dps']['serviceConnectionString']" > "$WORK/dps.cs"

@@ -22,3 +22,19 @@ build() {
 
 # bin_path CONFIG — where `swift build -c CONFIG` puts its binaries.
 bin_path() { swift build -c "$1" --show-bin-path; }
+
+# wait_for_serving LOG [SECONDS] — waits until `keygate serve` writing to LOG says it listens;
+# otherwise prints the log and exits.
+wait_for_serving() {
+    local log=$1 limit=${2:-20}
+    for _ in $(seq 1 $((limit * 10))); do
+        if grep -q "keygate serving" "$log" 2>/dev/null; then
+            grep "keygate serving" "$log"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "error: keygate serve did not start within ${limit} s:" >&2
+    cat "$log" >&2
+    exit 1
+}

@@ -26,8 +26,7 @@ step "keygate init: root CA, issuing CA, encrypted keys, TLS certificate, admin 
 step "keygate serve (HTTPS $HTTPS_PORT for the admin API, HTTP $HTTP_PORT for CRL/OCSP)"
 "$KEYGATE" serve --data-dir "$DATA" > "$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 100); do grep -q "keygate serving" "$WORK/serve.log" && break; sleep 0.1; done
-grep "keygate serving" "$WORK/serve.log"
+wait_for_serving "$WORK/serve.log"
 
 step "a device makes a key and a CSR (the key never leaves it); the CSR asks for CN=whatever"
 openssl ecparam -name prime256v1 -genkey -noout -out "$WORK/device.key"

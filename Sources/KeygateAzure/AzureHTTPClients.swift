@@ -1,15 +1,15 @@
 public import AsyncHTTPClient
-import NIOConcurrencyHelpers
+import Synchronization
 public import NIOCore
 import NIOSSL
 
 /// Long-lived HTTP clients for Azure, one per trust anchor (`nil`: the system's roots). They live as
 /// long as the process, like the signers that use them, so they are never shut down.
 public enum AzureHTTPClients {
-    private static let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
+    private static let clients = Mutex<[String: HTTPClient]>([:])
 
     public static func client(trusting caCertificate: String?) -> HTTPClient {
-        clients.withLockedValue { clients in
+        clients.withLock { clients in
             let key = caCertificate ?? ""
             if let existing = clients[key] { return existing }
             var tls = TLSConfiguration.makeClientConfiguration()

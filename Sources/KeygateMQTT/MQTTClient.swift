@@ -1,7 +1,7 @@
-import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
 public import NIOSSL
+import Synchronization
 
 /// A small MQTT 3.1.1 client over TLS, the way Azure IoT devices speak it: CONNECT with a client
 /// certificate, SUBSCRIBE, PUBLISH at QoS 0 or 1 (waiting for PUBACK), incoming PUBLISHes as a stream
@@ -50,7 +50,7 @@ public final class MQTTClient: Sendable {
         }
     }
 
-    private struct State {
+    fileprivate struct State {
         var nextPacketID: UInt16 = 0
         var waiting: [UInt16: CheckedContinuation<MQTTPacket, any Error>] = [:]
         /// Answers that arrived before their waiter was registered (the request sends and registers
@@ -61,7 +61,7 @@ public final class MQTTClient: Sendable {
 
     private let channel: any Channel
     private let outbound: NIOAsyncChannelOutboundWriter<MQTTPacket>
-    private let state: NIOLockedValueBox<State>
+    private let state: Exchange
     private let timeout: TimeAmount
     /// PUBLISHes from the server, in order; they are acknowledged before they are yielded.
     public let messages: AsyncStream<MQTTPacket.Publish>
@@ -70,7 +70,7 @@ public final class MQTTClient: Sendable {
     private init(
         channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<MQTTPacket>,
         messages: AsyncStream<MQTTPacket.Publish>,
-        reader: Task<Void, Never>, state: NIOLockedValueBox<State>, timeout: TimeAmount
+        reader: Task<Void, Never>, state: Exchange, timeout: TimeAmount
     ) {
         self.channel = channel
         self.outbound = outbound
@@ -83,7 +83,7 @@ public final class MQTTClient: Sendable {
     /// Reads until the connection ends: answers go to their waiters, PUBLISHes to `messages`.
     private static func read(
         _ inbound: NIOAsyncChannelInboundStream<MQTTPacket>, outbound: NIOAsyncChannelOutboundWriter<MQTTPacket>,
-        state: NIOLockedValueBox<State>, messages: AsyncStream<MQTTPacket.Publish>.Continuation
+        state: Exchange, messages: AsyncStream<MQTTPacket.Publish>.Continuation
     ) async {
         do {
             for try await packet in inbound {
@@ -103,7 +103,7 @@ public final class MQTTClient: Sendable {
             }
         } catch {}
         messages.finish()
-        let waiting = state.withLockedValue { state -> [CheckedContinuation<MQTTPacket, any Error>] in
+        let waiting = state.withLock { state -> [CheckedContinuation<MQTTPacket, any Error>] in
             state.closed = true
             defer { state.waiting = [:] }
             return Array(state.waiting.values)
@@ -112,8 +112,8 @@ public final class MQTTClient: Sendable {
     }
 
     /// Hands an answer to its waiter, or keeps it until the waiter registers.
-    private static func deliver(_ state: NIOLockedValueBox<State>, id: UInt16, _ packet: MQTTPacket) {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<MQTTPacket, any Error>? in
+    private static func deliver(_ state: Exchange, id: UInt16, _ packet: MQTTPacket) {
+        let waiter = state.withLock { state -> CheckedContinuation<MQTTPacket, any Error>? in
             if let waiter = state.waiting.removeValue(forKey: id) { return waiter }
             state.arrived[id] = packet
             return nil
@@ -123,9 +123,9 @@ public final class MQTTClient: Sendable {
 
     /// Ends the request `id` with `result` (a failure: timeout, close), forgetting any early answer.
     private static func resume(
-        _ state: NIOLockedValueBox<State>, id: UInt16, with result: Result<MQTTPacket, any Error>
+        _ state: Exchange, id: UInt16, with result: Result<MQTTPacket, any Error>
     ) {
-        let waiter = state.withLockedValue { state in
+        let waiter = state.withLock { state in
             state.arrived[id] = nil
             return state.waiting.removeValue(forKey: id)
         }
@@ -155,7 +155,7 @@ public final class MQTTClient: Sendable {
                     return try NIOAsyncChannel<MQTTPacket, MQTTPacket>(wrappingChannelSynchronously: channel)
                 }
             }
-        let state = NIOLockedValueBox(State())
+        let state = Exchange()
         let (messages, messageSink) = AsyncStream.makeStream(of: MQTTPacket.Publish.self)
         let (writers, writerSink) = AsyncStream.makeStream(of: NIOAsyncChannelOutboundWriter<MQTTPacket>.self)
         let reader = Task {
@@ -234,7 +234,7 @@ public final class MQTTClient: Sendable {
     }
 
     private func nextPacketID() -> UInt16 {
-        state.withLockedValue { state in
+        state.withLock { state in
             state.nextPacketID = state.nextPacketID == UInt16.max ? 1 : state.nextPacketID + 1
             state.arrived[state.nextPacketID] = nil  // a late answer to an earlier use of the ID
             return state.nextPacketID
@@ -248,7 +248,7 @@ public final class MQTTClient: Sendable {
         return try await withThrowingTaskGroup(of: MQTTPacket.self) { group in
             group.addTask {
                 try await withCheckedThrowingContinuation { continuation in
-                    let (early, closed) = state.withLockedValue { state -> (MQTTPacket?, Bool) in
+                    let (early, closed) = state.withLock { state -> (MQTTPacket?, Bool) in
                         if let early = state.arrived.removeValue(forKey: id) { return (early, false) }
                         if state.closed { return (nil, true) }
                         state.waiting[id] = continuation
@@ -273,6 +273,17 @@ public final class MQTTClient: Sendable {
                 Self.resume(state, id: id, with: .failure(error))
                 throw error
             }
+        }
+    }
+}
+
+extension MQTTClient {
+    /// What the reader task and the requests share: waiters by packet ID, early answers, closure.
+    fileprivate final class Exchange: Sendable {
+        private let state = Mutex(State())
+
+        func withLock<Result: Sendable>(_ body: (inout State) -> Result) -> Result {
+            state.withLock { body(&$0) }
         }
     }
 }

@@ -1,7 +1,7 @@
 import CPKCS11
 import Foundation
 import KeygatePKI
-import NIOConcurrencyHelpers
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -16,14 +16,14 @@ public final class PKCS11Module: @unchecked Sendable {
     public let path: String
     // The function list is owned by the module and valid until the library is unloaded (never).
     let functions: UnsafeMutablePointer<CK_FUNCTION_LIST>
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
 
     private struct State {
         var initialized = false
         var generation = 0
     }
 
-    private static let loaded = NIOLockedValueBox<[String: PKCS11Module]>([:])
+    private static let loaded = Mutex<[String: PKCS11Module]>([:])
 
     private init(path: String, functions: UnsafeMutablePointer<CK_FUNCTION_LIST>) {
         self.path = path
@@ -32,7 +32,7 @@ public final class PKCS11Module: @unchecked Sendable {
 
     /// Loads (once per process) the module at `path`.
     public static func load(_ path: String) throws -> PKCS11Module {
-        try loaded.withLockedValue { modules in
+        try loaded.withLock { modules in
             if let module = modules[path] { return module }
             guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
                 let reason = dlerror().map { String(cString: $0) } ?? "unknown reason"
@@ -57,11 +57,11 @@ public final class PKCS11Module: @unchecked Sendable {
     }
 
     /// The generation sessions must carry to be usable; -1 while the module is not initialised.
-    var generation: Int { state.withLockedValue { $0.initialized ? $0.generation : -1 } }
+    var generation: Int { state.withLock { $0.initialized ? $0.generation : -1 } }
 
     /// The current generation, initialising the module first if needed.
     func ensureInitialized() throws -> Int {
-        try state.withLockedValue { state in
+        try state.withLock { state in
             if state.initialized { return state.generation }
             var arguments = CK_C_INITIALIZE_ARGS()
             arguments.flags = PKCS11Constants.osLockingOK
@@ -78,7 +78,7 @@ public final class PKCS11Module: @unchecked Sendable {
     /// Called when the module said it is not initialised (the HSM was reset): the next call
     /// initialises it again, and every session of `generation` is discarded.
     func markLost(generation: Int) {
-        state.withLockedValue { state in
+        state.withLock { state in
             guard state.generation == generation, state.initialized else { return }
             _ = functions.pointee.C_Finalize!(nil)
             state.initialized = false
@@ -88,7 +88,7 @@ public final class PKCS11Module: @unchecked Sendable {
     /// Finalises the module: every session is closed and the token is logged out, as when the
     /// HSM goes away. The next signature initialises it again. (Operations and tests use it.)
     public func finalize() {
-        state.withLockedValue { state in
+        state.withLock { state in
             guard state.initialized else { return }
             _ = functions.pointee.C_Finalize!(nil)
             state.initialized = false

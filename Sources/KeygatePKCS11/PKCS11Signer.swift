@@ -1,7 +1,7 @@
 import CPKCS11
 import Crypto
 public import KeygatePKI
-import NIOConcurrencyHelpers
+import Synchronization
 import NIOPosix
 public import X509
 
@@ -280,16 +280,16 @@ final class SessionPool: Sendable {
         var available: Int
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
-    private let state: NIOLockedValueBox<State>
+    private let state: Mutex<State>
 
     init(size: Int) {
-        state = NIOLockedValueBox(State(available: size))
+        state = Mutex(State(available: size))
     }
 
     /// Waits for a turn; returns an idle session if there is one.
     func acquire() async -> PKCS11Signer.Lease? {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLockedValue { state -> Bool in
+            let now = state.withLock { state -> Bool in
                 if state.available > 0 {
                     state.available -= 1
                     return true
@@ -299,12 +299,12 @@ final class SessionPool: Sendable {
             }
             if now { continuation.resume() }
         }
-        return state.withLockedValue { $0.idle.popLast() }
+        return state.withLock { $0.idle.popLast() }
     }
 
     /// Ends a turn, keeping the session (if still good) for the next caller.
     func release(_ lease: PKCS11Signer.Lease?) {
-        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
             if let lease { state.idle.append(lease) }
             if state.waiters.isEmpty {
                 state.available += 1

@@ -1,10 +1,10 @@
 import Crypto
 import Foundation
 import Hummingbird
-import HummingbirdTLS
+import KeygateHTTP
 import KeygatePKI
 public import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
@@ -163,14 +163,8 @@ public struct SandboxServer: Sendable {
             try await store.update { $0.hub.hostName = hubHost }
         }
         let state = await store.state
-        let chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: chain.map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem)))
-        tls.minimumTLSVersion = .tlsv12
         // Devices present client certificates (DPS and hub device APIs); other callers need none.
-        // Any certificate is accepted by TLS: the routes decide what it proves.
-        tls.certificateVerification = .optionalVerification
+        let tls = try TLSListener.configuration(chainFile: certificatePath, keyFile: keyPath)
         let portBox = PortBox()
         let injector = FaultInjector()
         if let faults = options.faults {
@@ -200,11 +194,7 @@ public struct SandboxServer: Sendable {
         let mqttPort = boundMQTTPort
         let app = Application(
             router: router,
-            server: try .tls(
-                .http1(),
-                configuration: TLSChannelConfiguration(
-                    tlsConfiguration: tls,
-                    customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })),
+            server: try TLSListener.http1(tls),
             configuration: .init(
                 address: .hostname(options.listenHost, port: options.httpsPort), serverName: "keygate-sandbox"),
             onServerRunning: { channel in
@@ -230,7 +220,7 @@ public struct SandboxServer: Sendable {
 
 /// The base URL, known once the listener is bound (port 0 picks one).
 final class PortBox: Sendable {
-    private let value = NIOLockedValueBox<String>("")
-    func set(_ url: String) { value.withLockedValue { $0 = url } }
-    var baseURL: String { value.withLockedValue { $0 } }
+    private let value = Mutex<String>("")
+    func set(_ url: String) { value.withLock { $0 = url } }
+    var baseURL: String { value.withLock { $0 } }
 }

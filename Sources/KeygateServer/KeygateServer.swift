@@ -1,6 +1,6 @@
 import Foundation
 public import Hummingbird
-import HummingbirdTLS
+import KeygateHTTP
 import KeygateDomain
 import KeygatePKI
 public import KeygateStore
@@ -8,6 +8,7 @@ public import Logging
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 public import X509
 
@@ -98,11 +99,7 @@ public struct KeygateServer: Sendable {
         // handshake and the renewal routes decide what it proves (others ignore it).
         let https = Application(
             router: try httpsRouter(),
-            server: try .tls(
-                .http1(),
-                configuration: TLSChannelConfiguration(
-                    tlsConfiguration: tls,
-                    customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })),
+            server: try TLSListener.http1(tls),
             configuration: .init(
                 address: .hostname(configuration.https.host, port: configuration.https.port), serverName: "keygate"),
             onServerRunning: { channel in ports.set(https: channel.localAddress?.port ?? 0) },
@@ -132,7 +129,7 @@ public struct KeygateServer: Sendable {
 
 /// Collects the two bound ports and reports them once both are known.
 private final class PortCollector: Sendable {
-    private let state = LockedState()
+    private let ports = Mutex<(https: Int?, http: Int?)>((nil, nil))
     private let onReady: @Sendable (KeygateServer.BoundPorts) -> Void
 
     init(onReady: @escaping @Sendable (KeygateServer.BoundPorts) -> Void) {
@@ -140,23 +137,13 @@ private final class PortCollector: Sendable {
     }
 
     func set(https: Int? = nil, http: Int? = nil) {
-        if let ready = state.update(https: https, http: http) { onReady(ready) }
-    }
-
-    private final class LockedState: @unchecked Sendable {
-        // Guarded by `lock`.
-        private let lock = NSLock()
-        private var https: Int?
-        private var http: Int?
-
-        func update(https: Int?, http: Int?) -> KeygateServer.BoundPorts? {
-            lock.lock()
-            defer { lock.unlock() }
-            if let https { self.https = https }
-            if let http { self.http = http }
-            guard let a = self.https, let b = self.http else { return nil }
+        let ready = ports.withLock { ports -> KeygateServer.BoundPorts? in
+            if let https { ports.https = https }
+            if let http { ports.http = http }
+            guard let a = ports.https, let b = ports.http else { return nil }
             return .init(https: a, http: b)
         }
+        if let ready { onReady(ready) }
     }
 }
 

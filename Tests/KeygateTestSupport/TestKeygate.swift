@@ -1,4 +1,5 @@
 import Foundation
+import KeygateHTTP
 import KeygatePKI
 public import KeygateStore
 public import KeygateServer
@@ -47,25 +48,17 @@ public struct TestKeygate: Sendable {
 extension TestKeygate {
     /// Runs the server in this process on free ports until the returned handle is stopped.
     public func start() async throws -> RunningServer {
-        let (stream, continuation) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
-        let server = self.server
-        let task = Task { try await server.run { continuation.yield($0) } }
-        var iterator = stream.makeAsyncIterator()
-        guard let ports = await iterator.next() else { throw ServerDidNotStart(log: "no ports reported") }
-        return RunningServer(task: task, ports: ports)
+        RunningServer(running: try await BackgroundServer.start(server.run))
     }
 }
 
 /// A server started by ``TestKeygate/start()``.
 public struct RunningServer: Sendable {
-    let task: Task<Void, any Error>
-    public let ports: KeygateServer.BoundPorts
+    let running: BackgroundServer<KeygateServer.BoundPorts>
+    public var ports: KeygateServer.BoundPorts { running.ready }
 
     public var httpsURL: String { "https://127.0.0.1:\(ports.https)" }
     public var httpURL: String { "http://127.0.0.1:\(ports.http)" }
 
-    public func stop() async {
-        task.cancel()
-        _ = await task.result
-    }
+    public func stop() async { await running.stop() }
 }

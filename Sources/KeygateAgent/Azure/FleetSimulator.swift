@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Many simulated devices in one process, each through the whole flow (`DeviceRunner`), at most
 /// `concurrency` at once; records when each reached each step. `keygate-agent simulate` and
@@ -75,7 +75,7 @@ public struct FleetSimulator: Sendable {
     }
 
     public func run() async -> Report {
-        let steps = NIOLockedValueBox<[Int: [(DeviceRunner.Step, Duration)]]>([:])
+        let steps = StepTimes()
         let started = ContinuousClock.now
         var failures = 0
         var firstError: String?
@@ -88,7 +88,7 @@ public struct FleetSimulator: Sendable {
                         let runner = DeviceRunner(
                             enrollment: try makeEnrollment(index), options: options,
                             onStep: { step, at in
-                                steps.withLockedValue { steps in
+                                steps.record { steps in
                                     // The first time counts (a reconnect reports `connected` again).
                                     if steps[index]?.contains(where: { $0.0 == step }) != true {
                                         steps[index, default: []].append((step, at - begin))
@@ -119,7 +119,16 @@ public struct FleetSimulator: Sendable {
             }
         }
         return Report(
-            devices: count, steps: steps.withLockedValue { $0 }, failures: failures, firstError: firstError,
+            devices: count, steps: steps.all, failures: failures, firstError: firstError,
             elapsed: ContinuousClock.now - started)
     }
+}
+
+/// When each device reached each step, filled from the devices' tasks.
+private final class StepTimes: Sendable {
+    private let steps = Mutex<[Int: [(DeviceRunner.Step, Duration)]]>([:])
+
+    func record(_ body: (inout [Int: [(DeviceRunner.Step, Duration)]]) -> Void) { steps.withLock { body(&$0) } }
+
+    var all: [Int: [(DeviceRunner.Step, Duration)]] { steps.withLock { $0 } }
 }

@@ -1,5 +1,6 @@
 public import ArgumentParser
 import Foundation
+import Synchronization
 import KeygateAttestation
 import KeygatePKI
 import NIOSSL
@@ -378,12 +379,12 @@ struct Simulate: AsyncParsableCommand {
 }
 
 /// A counter for the progress line (bumped from the simulator's one collecting task).
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
+final class Counter: Sendable {
+    private let value = Mutex(0)
     func increment() -> Int {
-        lock.withLock {
-            value += 1; return value
+        value.withLock {
+            $0 += 1
+            return $0
         }
     }
 }

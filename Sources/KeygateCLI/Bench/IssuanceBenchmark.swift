@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import KeygateHTTP
 import KeygateAzure
 import KeygateDomain
 import KeygatePKCS11
@@ -94,8 +95,8 @@ struct IssuanceBenchmark {
         let root = try await CertificateAuthority.makeRoot(
             name: "Bench Root", signer: try SoftwareSigner.generate(algorithm))
         let signer: any CertificateSigner
-        var sandboxTask: Task<Void, any Error>?
-        defer { sandboxTask?.cancel() }
+        var sandboxRunning: BackgroundServer<SandboxServer.Connection>?
+        defer { sandboxRunning?.cancel() }
         switch keyStore {
         case .software:
             signer = try SoftwareSigner.generate(algorithm)
@@ -111,10 +112,9 @@ struct IssuanceBenchmark {
             var logger = Logger(label: "keygate-bench-sandbox")
             logger.logLevel = .critical
             let sandbox = SandboxServer(options: options, logger: logger)
-            let (stream, continuation) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
-            sandboxTask = Task { try await sandbox.run { continuation.yield($0) } }
-            var iterator = stream.makeAsyncIterator()
-            guard let connection = await iterator.next() else { throw CLIError("the benchmark sandbox did not start") }
+            let running = try await BackgroundServer.start(sandbox.run)
+            sandboxRunning = running
+            let connection = running.ready
             let kv = connection.keyVault
             let http = AzureHTTPClients.client(trusting: connection.caCertificate)
             let tokens = AADTokenProvider(
@@ -146,11 +146,9 @@ struct IssuanceBenchmark {
         var logger = Logger(label: "keygate-bench")
         logger.logLevel = .warning
         let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
-        let (ports, continuation) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
-        let serverTask = Task { try await server.run { continuation.yield($0) } }
-        defer { serverTask.cancel() }
-        var iterator = ports.makeAsyncIterator()
-        guard let bound = await iterator.next() else { throw CLIError("the benchmark server did not start") }
+        let running = try await BackgroundServer.start(server.run)
+        defer { running.cancel() }
+        let bound = running.ready
 
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(directory.path(initialized.configuration.root.certificate))
@@ -175,8 +173,7 @@ struct IssuanceBenchmark {
             guard response.status == .created else { throw CLIError("HTTP \(response.status.code)") }
         }
         try await client.shutdown()
-        serverTask.cancel()
-        _ = await serverTask.result
+        await running.stop()
         return result
     }
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import KeygateHTTP
 import KeygateDomain
 import KeygatePKI
 import KeygateServer
@@ -77,11 +78,9 @@ struct RevocationBenchmark {
         logger.logLevel = .warning
         let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
         let service = server.services.certificates
-        let (ports, continuation) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
-        let serverTask = Task { try await server.run { continuation.yield($0) } }
-        defer { serverTask.cancel() }
-        var iterator = ports.makeAsyncIterator()
-        guard let bound = await iterator.next() else { throw CLIError("the benchmark server did not start") }
+        let running = try await BackgroundServer.start(server.run)
+        defer { running.cancel() }
+        let bound = running.ready
 
         // Records only: signing is measured by `bench issue`; here what matters is how many exist.
         log("recording \(count) certificates")

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import Synchronization
 import KeygateAgent
 import KeygateAzure
 import KeygatePKI
@@ -136,19 +137,17 @@ struct SandboxBenchmark {
 }
 
 /// Assignments by device index, filled concurrently.
-private final class AssignmentBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [DPSAssignment?]
-    init(count: Int) { values = Array(repeating: nil, count: count) }
-    func set(_ index: Int, _ value: DPSAssignment) { lock.withLock { values[index] = value } }
-    func get(_ index: Int) -> DPSAssignment? { lock.withLock { values[index] } }
+private final class AssignmentBox: Sendable {
+    private let values: Mutex<[DPSAssignment?]>
+    init(count: Int) { values = Mutex(Array(repeating: nil, count: count)) }
+    func set(_ index: Int, _ value: DPSAssignment) { values.withLock { $0[index] = value } }
+    func get(_ index: Int) -> DPSAssignment? { values.withLock { $0[index] } }
 }
 
 /// The hub connections held open.
-private final class ConnectionBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var connections: [IoTHubDeviceConnection] = []
-    func add(_ connection: IoTHubDeviceConnection) { lock.withLock { connections.append(connection) } }
-    var all: [IoTHubDeviceConnection] { lock.withLock { connections } }
-    var count: Int { lock.withLock { connections.count } }
+private final class ConnectionBox: Sendable {
+    private let connections = Mutex<[IoTHubDeviceConnection]>([])
+    func add(_ connection: IoTHubDeviceConnection) { connections.withLock { $0.append(connection) } }
+    var all: [IoTHubDeviceConnection] { connections.withLock { $0 } }
+    var count: Int { connections.withLock { $0.count } }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import KeygateHTTP
 import KeygateAgent
 import KeygateAttestation
 import KeygateDomain
@@ -76,13 +77,9 @@ struct DemoCommand: AsyncParsableCommand {
                 timeoutSeconds: 11, retryAfterSeconds: 1)
             sandboxOptions.faultSurfaces = [.dpsService, .central]
         }
-        let (sandboxStream, sandboxReady) = AsyncStream.makeStream(of: SandboxServer.Connection.self)
-        let sandboxTask = Task {
-            try await SandboxServer(options: sandboxOptions, logger: logger).run { sandboxReady.yield($0) }
-        }
-        defer { sandboxTask.cancel() }
-        var sandboxIterator = sandboxStream.makeAsyncIterator()
-        guard let azure = await sandboxIterator.next() else { throw CLIError("the sandbox did not start") }
+        let sandbox = try await BackgroundServer.start(SandboxServer(options: sandboxOptions, logger: logger).run)
+        defer { sandbox.cancel() }
+        let azure = sandbox.ready
 
         // Keygate: a software CA on a temporary data folder, served on free ports.
         say("creating a Keygate CA and starting the server")
@@ -93,11 +90,9 @@ struct DemoCommand: AsyncParsableCommand {
         let directory = DataDirectory(path: folder + "/keygate")
         _ = try await KeygateInitializer(directory: directory, options: options).run()
         let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
-        let (portStream, portsReady) = AsyncStream.makeStream(of: KeygateServer.BoundPorts.self)
-        let serverTask = Task { try await server.run { portsReady.yield($0) } }
-        defer { serverTask.cancel() }
-        var portIterator = portStream.makeAsyncIterator()
-        guard let ports = await portIterator.next() else { throw CLIError("the Keygate server did not start") }
+        let running = try await BackgroundServer.start(server.run)
+        defer { running.cancel() }
+        let ports = running.ready
         let keygateURL = "https://127.0.0.1:\(ports.https)"
         let rootFile = directory.path(server.configuration.root.certificate)
 

@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 import X509
 
 /// Device registration, shared by the HTTPS and MQTT device APIs: find the enrollment the client
@@ -26,7 +26,7 @@ final class DPSRegistrar: Sendable {
         var created: Date
     }
 
-    private let operations = NIOLockedValueBox<[String: Operation]>([:])
+    private let operations = Mutex<[String: Operation]>([:])
 
     init(store: SandboxStore, hub: HubRegistry) {
         self.store = store
@@ -118,7 +118,7 @@ final class DPSRegistrar: Sendable {
         }
         _ = deviceID
         _ = disabled
-        operations.withLockedValue { operations in
+        operations.withLock { operations in
             let cutoff = Date().addingTimeInterval(-600)
             operations = operations.filter { $0.value.created > cutoff }
             operations[operationID] = Operation(registrationID: registrationID, result: result, created: Date())
@@ -128,7 +128,7 @@ final class DPSRegistrar: Sendable {
 
     /// The status of an operation of `registrationID`.
     func operation(_ operationID: String, registrationID: String) -> JSONValue? {
-        operations.withLockedValue { operations in
+        operations.withLock { operations in
             guard let operation = operations[operationID], operation.registrationID == registrationID else {
                 return nil
             }

@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// A part of Azure the sandbox stands in for; faults and quotas are set per surface.
 public enum SandboxSurface: String, CaseIterable, Codable, Sendable, CodingKeyRepresentable {
@@ -163,7 +163,7 @@ public final class FaultInjector: Sendable {
         var passed: [SandboxSurface: Int] = [:]
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
     private let clock: @Sendable () -> Double
 
     public init() {
@@ -175,12 +175,12 @@ public final class FaultInjector: Sendable {
     }
 
     public func settings(_ surface: SandboxSurface) -> FaultSettings {
-        state.withLockedValue { $0.settings[surface] ?? FaultSettings() }
+        state.withLock { $0.settings[surface] ?? FaultSettings() }
     }
 
     /// Applies `change` to the surfaces given (all when `nil`).
     func apply(_ change: FaultSettings.Change, to surfaces: [SandboxSurface]) throws {
-        try state.withLockedValue { state in
+        try state.withLock { state in
             var next = state.settings
             for surface in surfaces {
                 next[surface] = try change.applied(to: next[surface] ?? FaultSettings())
@@ -190,7 +190,7 @@ public final class FaultInjector: Sendable {
     }
 
     public var report: Report {
-        state.withLockedValue { state in
+        state.withLock { state in
             var settings: [SandboxSurface: FaultSettings] = [:]
             for surface in SandboxSurface.allCases { settings[surface] = state.settings[surface] ?? FaultSettings() }
             return Report(settings: settings, injected: state.injected, passed: state.passed)
@@ -200,7 +200,7 @@ public final class FaultInjector: Sendable {
     /// The fate of one call on `surface`; `nil`: it goes through.
     func decide(_ surface: SandboxSurface) -> FaultDecision? {
         let now = clock()
-        return state.withLockedValue { state -> FaultDecision? in
+        return state.withLock { state -> FaultDecision? in
             let settings = state.settings[surface] ?? FaultSettings()
             let decision = Self.decide(settings, surface: surface, now: now, window: &state.windows[surface])
             if decision == nil {

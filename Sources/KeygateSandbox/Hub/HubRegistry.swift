@@ -1,5 +1,5 @@
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 import X509
 
 /// The hub's live side: which devices are connected (one connection each), telemetry counts, and
@@ -12,9 +12,9 @@ final class HubRegistry: Sendable {
         var close: @Sendable () -> Void
     }
 
-    private let live = NIOLockedValueBox<[String: Live]>([:])
-    private let telemetry = NIOLockedValueBox<[String: Int]>([:])
-    private let nextConnection = NIOLockedValueBox<UInt64>(0)
+    private let live = Mutex<[String: Live]>([:])
+    private let telemetry = Mutex<[String: Int]>([:])
+    private let nextConnection = Mutex<UInt64>(0)
 
     init(store: SandboxStore) {
         self.store = store
@@ -22,7 +22,7 @@ final class HubRegistry: Sendable {
 
     /// A new connection ID for `attach`.
     func connectionID() -> UInt64 {
-        nextConnection.withLockedValue {
+        nextConnection.withLock {
             $0 += 1
             return $0
         }
@@ -30,7 +30,7 @@ final class HubRegistry: Sendable {
 
     /// Records a device's connection; an older connection of the same device is closed.
     func attach(deviceID: String, connectionID: UInt64, close: @escaping @Sendable () -> Void) {
-        let previous = live.withLockedValue { live -> Live? in
+        let previous = live.withLock { live -> Live? in
             let old = live[deviceID]
             live[deviceID] = Live(connectionID: connectionID, close: close)
             return old
@@ -39,25 +39,25 @@ final class HubRegistry: Sendable {
     }
 
     func detach(deviceID: String, connectionID: UInt64) {
-        live.withLockedValue { live in
+        live.withLock { live in
             if live[deviceID]?.connectionID == connectionID { live[deviceID] = nil }
         }
     }
 
     /// Closes the device's live connection, if any (it was disabled or deleted).
     func disconnect(deviceID: String) {
-        let current = live.withLockedValue { $0.removeValue(forKey: deviceID) }
+        let current = live.withLock { $0.removeValue(forKey: deviceID) }
         current?.close()
     }
 
-    func isConnected(_ deviceID: String) -> Bool { live.withLockedValue { $0[deviceID] != nil } }
-    var connectedCount: Int { live.withLockedValue { $0.count } }
+    func isConnected(_ deviceID: String) -> Bool { live.withLock { $0[deviceID] != nil } }
+    var connectedCount: Int { live.withLock { $0.count } }
 
     func countTelemetry(_ deviceID: String) {
-        telemetry.withLockedValue { $0[deviceID, default: 0] += 1 }
+        telemetry.withLock { $0[deviceID, default: 0] += 1 }
     }
 
-    var telemetryCounts: [String: Int] { telemetry.withLockedValue { $0 } }
+    var telemetryCounts: [String: Int] { telemetry.withLock { $0 } }
 
     /// Why a device may not connect, or `nil` when it may: it must exist, be enabled, and present a
     /// certificate with CN = device ID whose thumbprint is registered (`selfSigned`) or that a CA

@@ -1,3 +1,4 @@
+import KeygateHTTP
 import Crypto
 import Foundation
 import KeygateDomain
@@ -63,13 +64,8 @@ struct ServerTLSIdentity {
     }
 
     func tlsConfiguration() throws -> TLSConfiguration {
-        let chain = try NIOSSLCertificate.fromPEMFile(directory.path(configuration.tlsCertificate))
-        let key = try NIOSSLPrivateKey(file: directory.path(configuration.tlsKey), format: .pem)
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-        tls.minimumTLSVersion = .tlsv12
-        tls.certificateVerification = .optionalVerification
-        return tls
+        try TLSListener.configuration(
+            chainFile: directory.path(configuration.tlsCertificate), keyFile: directory.path(configuration.tlsKey))
     }
 
     private func isIPAddress(_ host: String) -> Bool {

@@ -3,7 +3,7 @@ import KeygateDomain
 import KeygatePKI
 public import KeygateStore
 public import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 public import ServiceLifecycle
 
 /// Delivers the outbox to Azure (a ServiceLifecycle service): due items oldest first, one at a time
@@ -32,7 +32,7 @@ public struct OutboxDispatcher: Service {
     let secrets: SecretBox?
     let policy: Policy
     let logger: Logger
-    private let clients = NIOLockedValueBox<[String: ConnectorClient]>([:])
+    private let clients = ClientCache()
 
     public init(store: any ServerStore, secrets: SecretBox?, policy: Policy = Policy(), logger: Logger) {
         self.store = store
@@ -86,7 +86,7 @@ public struct OutboxDispatcher: Service {
                 var settings = client.connector.settings
                 settings.idScope = idScope
                 try await store.updateConnectorSettings(name: item.connector, settings: settings)
-                clients.withLockedValue { $0[item.connector] = nil }
+                clients.forget(item.connector)
             }
             try await store.completeOutboxItem(id: item.id, at: Date())
         } catch {
@@ -109,12 +109,25 @@ public struct OutboxDispatcher: Service {
     }
 
     private func client(for name: String) async throws -> ConnectorClient {
-        if let cached = clients.withLockedValue({ $0[name] }) { return cached }
+        if let cached = clients[name] { return cached }
         guard let connector = try await store.connector(named: name) else {
             throw KeygateError(.connectorNotFound, "no connector \(name)")
         }
         let client = try ConnectorClient(connector, secrets: secrets)
-        clients.withLockedValue { $0[name] = client }
+        clients[name] = client
         return client
     }
+}
+
+/// The connector clients the dispatcher opened, by connector name (a connector that learned its ID
+/// scope is forgotten and opened again).
+private final class ClientCache: Sendable {
+    private let clients = Mutex<[String: ConnectorClient]>([:])
+
+    subscript(name: String) -> ConnectorClient? {
+        get { clients.withLock { $0[name] } }
+        set { clients.withLock { $0[name] = newValue } }
+    }
+
+    func forget(_ name: String) { clients.withLock { $0[name] = nil } }
 }

@@ -5,37 +5,6 @@ import KeygatePKI
 
 /// Connectors and the outbox of Azure changes.
 extension SQLiteStore: ConnectorStore {
-    static func registerConnectorMigration(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v3-connectors") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE connectors (
-                        name TEXT PRIMARY KEY NOT NULL,
-                        kind TEXT NOT NULL,
-                        settings TEXT NOT NULL,
-                        sealed_secrets TEXT NOT NULL,
-                        created_at INTEGER NOT NULL
-                    );
-                    CREATE TABLE outbox (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        connector TEXT NOT NULL,
-                        device_id TEXT NOT NULL,
-                        action TEXT NOT NULL,
-                        certificate TEXT,
-                        previous_certificate TEXT,
-                        state TEXT NOT NULL,
-                        attempts INTEGER NOT NULL DEFAULT 0,
-                        next_attempt_at INTEGER NOT NULL,
-                        last_error TEXT,
-                        created_at INTEGER NOT NULL,
-                        updated_at INTEGER NOT NULL
-                    );
-                    CREATE INDEX outbox_due ON outbox(state, next_attempt_at, id);
-                    CREATE INDEX outbox_by_device ON outbox(device_id, id);
-                    """)
-        }
-    }
-
     // MARK: Connectors
 
     public func addConnector(_ connector: Connector, audit: AuditEvent.Draft) async throws {

@@ -4,23 +4,6 @@ public import KeygateDomain
 import KeygatePKI
 
 extension SQLiteStore: LifecycleStore {
-    static func registerLifecycleMigration(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v4-lifecycle") { db in
-            try db.execute(
-                sql: """
-                    ALTER TABLE certificates ADD COLUMN expiry_flagged_at INTEGER;
-                    ALTER TABLE devices ADD COLUMN reregistration_allowed INTEGER NOT NULL DEFAULT 0;
-                    CREATE INDEX certificates_by_device_creation ON certificates(device_id, created_at);
-                    CREATE TABLE rotations (
-                        group_name TEXT PRIMARY KEY NOT NULL,
-                        started_at INTEGER NOT NULL,
-                        per_minute INTEGER NOT NULL,
-                        reason TEXT NOT NULL
-                    );
-                    """)
-        }
-    }
-
     // MARK: Device changes
 
     public func changeDevice(_ change: DeviceChange) async throws -> (Device, [String]) {
