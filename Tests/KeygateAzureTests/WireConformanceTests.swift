@@ -8,6 +8,7 @@ import KeygatePKI
 import KeygateTestSupport
 import NIOCore
 import NIOSSL
+import Synchronization
 import Testing
 import X509
 
@@ -24,14 +25,19 @@ import X509
         var bytes: [UInt8]
     }
 
-    final class Recorder: @unchecked Sendable {
-        private let lock = NSLock()
-        private var recorded: [Recorded] = []
-        private var stored: [String: [String: Any]] = [:]
-        func record(_ request: Recorded) { lock.withLock { recorded.append(request) } }
-        var all: [Recorded] { lock.withLock { recorded } }
-        func store(_ path: String, _ body: [String: Any]?) { lock.withLock { stored[path] = body } }
-        func stored(_ path: String) -> [String: Any]? { lock.withLock { stored[path] } }
+    final class Recorder: Sendable {
+        private let recorded = Mutex<[Recorded]>([])
+        /// What was PUT, by path, as JSON bytes.
+        private let stored = Mutex<[String: [UInt8]]>([:])
+        func record(_ request: Recorded) { recorded.withLock { $0.append(request) } }
+        var all: [Recorded] { recorded.withLock { $0 } }
+        func store(_ path: String, _ body: [String: Any]?) {
+            let bytes = body.flatMap { try? JSONSerialization.data(withJSONObject: $0) }.map { [UInt8]($0) }
+            stored.withLock { $0[path] = bytes }
+        }
+        func stored(_ path: String) -> [String: Any]? {
+            stored.withLock { $0[path] }.flatMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] }
+        }
     }
 
     /// An HTTPS server that records every request and keeps what was PUT (with an etag).
