@@ -30,7 +30,9 @@ public enum BootstrapAttestation {
 
     /// What a successful check found.
     public struct Verified: Sendable {
+        /// The manufacturer certificate that names the device and whose key signed the challenge.
         public var leaf: Certificate
+        /// The validated path, from the leaf up to the trusted bootstrap CA.
         public var chain: [Certificate]
     }
 
@@ -83,6 +85,7 @@ public enum BootstrapAttestation {
 
 /// The bootstrap attestation was checked and refused.
 public struct BootstrapRejected: Error, Sendable {
+    /// Why, in one sentence; the server reports it as `attestationFailed` and counts a failed attempt.
     public var reason: String
 }
 

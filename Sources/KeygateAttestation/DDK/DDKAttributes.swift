@@ -3,16 +3,20 @@ import Foundation
 
 /// The named byte strings a DDK identity is derived from (`machine-id`, `mac:eth0`, ...).
 public struct DDKAttributes: Sendable, Hashable {
+    /// Attribute values by name; every name and value goes into the fingerprint, so any change gives new keys.
     public var values: [String: [UInt8]]
 
+    /// Creates attributes from raw byte values.
     public init(_ values: [String: [UInt8]] = [:]) {
         self.values = values
     }
 
+    /// Creates attributes from text values, stored as their UTF-8 bytes.
     public init(strings: [String: String]) {
         self.values = strings.mapValues { Array($0.utf8) }
     }
 
+    /// The attribute names in the order ``canonicalBytes`` encodes them (sorted).
     public var names: [String] { values.keys.sorted() }
 
     /// `canonical(attributes)`: sorted by name, each `len(name) ‖ name ‖ len(value) ‖ value` with

@@ -9,9 +9,11 @@ import Foundation
 /// TLS key of generation g: the same with "tls" ‖ uint64be(g)
 /// ```
 public struct DDKIdentity: Sendable {
+    /// The device ID, bound into the root secret and into every signed message.
     public let deviceID: String
     private let root: SymmetricKey
 
+    /// Derives the root secret `R` from the attributes' fingerprint, the optional `seed` and the device ID.
     public init(deviceID: String, attributes: DDKAttributes, seed: [UInt8] = []) {
         self.deviceID = deviceID
         root = HKDF<SHA256>.deriveKey(

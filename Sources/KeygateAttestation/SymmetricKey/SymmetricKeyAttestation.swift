@@ -59,6 +59,7 @@ public enum SymmetricKeyAttestation {
 public enum AttestationError: Error, Sendable, CustomStringConvertible {
     case malformed(String)
 
+    /// The reason text; the server returns it as a `malformedInput` message.
     public var description: String {
         switch self {
         case .malformed(let text): return text

@@ -2,20 +2,30 @@ public import Foundation
 
 /// A device Keygate knows: allowlisted, and possibly registered, enrolled, quarantined...
 public struct Device: Sendable, Hashable, Codable {
+    /// The device ID (see ``AllowlistEntry/isValidDeviceID(_:)``): the DPS registration ID and certificate CN.
     public var id: String
+    /// The name of the device's group, whose policy applies to it.
     public var group: String
+    /// Where the device is in its lifecycle; changed only through ``State/apply(_:)``.
     public var state: State
     /// The method of the last successful attestation.
     public var attestationMethod: String?
+    /// The assurance (1 to 3) of the attestation recorded with the last enrollment; `nil` before one.
     public var assuranceLevel: Int?
     /// DDK: the epoch whose key the next session must sign with.
     public var ddkEpoch: Int
+    /// Failed attestations in a row; reset by a success and when the device gets locked.
     public var failedAttempts: Int
+    /// Sessions are refused with `deviceLocked` until then, after too many failures; `nil`: never locked.
     public var lockedUntil: Date?
+    /// The reason given with the last state change (such as a quarantine's); `nil` when none was.
     public var stateReason: String?
+    /// When the device was first allowlisted.
     public var createdAt: Date
+    /// When the device last changed (state, epoch, failures).
     public var updatedAt: Date
 
+    /// Creates a device; new devices start `allowlisted` at DDK epoch 0.
     public init(
         id: String, group: String, state: State = .allowlisted, attestationMethod: String? = nil,
         assuranceLevel: Int? = nil, ddkEpoch: Int = 0, failedAttempts: Int = 0, lockedUntil: Date? = nil,
@@ -34,6 +44,7 @@ public struct Device: Sendable, Hashable, Codable {
         self.updatedAt = updatedAt
     }
 
+    /// Whether ``lockedUntil`` is still in the future at `date`.
     public func isLocked(at date: Date = Date()) -> Bool {
         lockedUntil.map { $0 > date } ?? false
     }

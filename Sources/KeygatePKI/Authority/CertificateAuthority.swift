@@ -12,13 +12,18 @@ public import X509
 ///                                      identity: .init(commonName: "sensor-17"), revocation: urls)
 /// ```
 public struct CertificateAuthority: Sendable {
+    /// The CA's own certificate: the issuer of what it signs, and the first element of ``chain``.
     public let certificate: Certificate
     /// The CA's own certificate followed by its issuers, ending at the root.
     public let chain: [Certificate]
+    /// Holds the CA's private key; certificates, CRLs and OCSP responses of this CA are signed through it.
     public let signer: any CertificateSigner
     /// The chain as concatenated PEM, leaf first (computed once).
     public let chainPEM: String
 
+    /// Pairs a CA certificate with its chain and signer, and encodes ``chainPEM``.
+    ///
+    /// Throws `conflict` when `signer`'s public key is not the certificate's.
     public init(certificate: Certificate, chain: [Certificate], signer: any CertificateSigner) throws {
         guard certificate.publicKey == signer.publicKey else {
             throw KeygateError(.conflict, "the CA key does not belong to the CA certificate \(certificate.subject)")

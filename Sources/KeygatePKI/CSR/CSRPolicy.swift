@@ -13,6 +13,7 @@ public struct CSRPolicy: Sendable {
     /// The smallest RSA modulus accepted.
     public var minimumRSABits: Int
 
+    /// Creates a policy; the defaults accept CSRs up to 16 KiB and RSA keys of 2048 bits or more.
     public init(maximumBytes: Int = 16 * 1024, minimumRSABits: Int = 2048) {
         self.maximumBytes = maximumBytes
         self.minimumRSABits = minimumRSABits
@@ -20,8 +21,11 @@ public struct CSRPolicy: Sendable {
 
     /// A CSR that passed every check, with its key's algorithm.
     public struct Checked: Sendable {
+        /// The parsed request; its signature verifies with its own public key.
         public var csr: CertificateSigningRequest
+        /// The algorithm of the CSR's key; every accepted RSA key reports `rsa3072`, whatever its size.
         public var keyAlgorithm: KeyAlgorithm
+        /// The request's DER encoding (PEM input already decoded).
         public var der: [UInt8]
     }
 

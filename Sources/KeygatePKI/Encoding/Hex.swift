@@ -4,6 +4,7 @@ public enum Hex {
     private static let lower = Array("0123456789abcdef".utf8)
     private static let upper = Array("0123456789ABCDEF".utf8)
 
+    /// Two hex digits per byte, no separators; lower-case unless `uppercase` is set.
     public static func encode<Bytes: Sequence>(_ bytes: Bytes, uppercase: Bool = false) -> String
     where Bytes.Element == UInt8 {
         let digits = uppercase ? upper : lower

@@ -2,6 +2,7 @@
 public enum PEM {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
+    /// Wraps `der` in `-----BEGIN label-----` and `-----END label-----` lines; the result ends in a newline.
     public static func encode(label: String, der: [UInt8]) -> String {
         var out: [UInt8] = Array("-----BEGIN \(label)-----\n".utf8)
         out.reserveCapacity(der.count * 4 / 3 + der.count / 48 + 64)

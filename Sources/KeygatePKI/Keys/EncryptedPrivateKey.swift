@@ -25,6 +25,7 @@ import SwiftASN1
 public enum EncryptedPrivateKey {
     /// The iteration count for new files (OWASP's guidance for PBKDF2-HMAC-SHA256).
     public static let defaultIterations = 600_000
+    /// The PEM label Keygate writes and ``decrypt(pem:passphrase:)`` requires.
     public static let pemLabel = "ENCRYPTED PRIVATE KEY"
 
     /// Encrypts a PKCS #8 `PrivateKeyInfo` and returns the PEM document.

@@ -13,12 +13,14 @@ public enum PKCS8 {
     ///     publicKey            [1]  IMPLICIT BIT STRING OPTIONAL }   -- v2 (RFC 5958)
     /// ```
     public struct Info: Sendable {
+        /// The `privateKeyAlgorithm` OID (ecPublicKey, rsaEncryption, Ed25519...).
         public var algorithm: ASN1ObjectIdentifier
         /// The named curve for EC keys.
         public var curve: ASN1ObjectIdentifier?
         /// The contents of `privateKey`.
         public var privateKey: [UInt8]
 
+        /// Parses `PrivateKeyInfo` DER; throws `malformedDER` when it is not one.
         public init(derBytes: [UInt8]) throws {
             do {
                 let root = try DER.parse(derBytes)

@@ -26,15 +26,21 @@ public import X509
 ///     serialNumber        CertificateSerialNumber }
 /// ```
 public struct OCSPRequest: Sendable {
+    /// One certificate asked about: hashes of its issuer's name and key, and its serial number.
     public struct CertID: Sendable, Hashable {
+        /// The hash used for both issuer hashes; an `unsupported` one never matches Keygate's CA.
         public var hashAlgorithm: OCSPHashAlgorithm
+        /// Hash of the issuer's DER-encoded subject name.
         public var issuerNameHash: [UInt8]
+        /// Hash of the issuer's `subjectPublicKey` BIT STRING value.
         public var issuerKeyHash: [UInt8]
+        /// Serial number of the certificate asked about.
         public var serialNumber: Certificate.SerialNumber
         /// The `CertID` exactly as the client sent it; echoed back in the response.
         var der: [UInt8]
     }
 
+    /// The certificates asked about, in request order (1 to ``maximumCertIDs``).
     public var certIDs: [CertID]
     /// The `extnValue` of the nonce extension, echoed verbatim (RFC 8954).
     public var nonceExtensionValue: [UInt8]?
@@ -42,6 +48,10 @@ public struct OCSPRequest: Sendable {
     /// At most this many certificates in one request.
     public static let maximumCertIDs = 16
 
+    /// Decodes a DER request.
+    ///
+    /// Throws `malformedOCSPRequest` when it is not a valid request, lists no certificate or more
+    /// than ``maximumCertIDs``, or carries a nonce longer than 128 bytes.
     public init(derBytes: [UInt8]) throws {
         do {
             let root = try DER.parse(derBytes)

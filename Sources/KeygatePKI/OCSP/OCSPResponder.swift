@@ -53,6 +53,7 @@ public enum OCSPCertificateStatus: Sendable, Hashable {
 ///     revocationReason    [0]     EXPLICIT CRLReason OPTIONAL }
 /// ```
 public struct OCSPResponder: Sendable {
+    /// The `OCSPResponseStatus` values Keygate sends; everything but `successful` goes out unsigned.
     public enum Status: UInt8, Sendable {
         case successful = 0
         case malformedRequest = 1
@@ -61,6 +62,7 @@ public struct OCSPResponder: Sendable {
         case unauthorized = 6
     }
 
+    /// The CA answered for; its signer signs every successful response.
     public let authority: CertificateAuthority
     /// How long an answer may be cached (`nextUpdate - thisUpdate`).
     public var validity: TimeInterval
@@ -68,6 +70,7 @@ public struct OCSPResponder: Sendable {
     private let keyHashes: [OCSPHashAlgorithm: [UInt8]]
     private let sha1KeyHash: [UInt8]
 
+    /// Precomputes the CA's name and key hashes (SHA-1/256/384/512); answers stay valid for an hour by default.
     public init(authority: CertificateAuthority, validity: TimeInterval = 3600) throws {
         self.authority = authority
         self.validity = validity

@@ -5,10 +5,14 @@ import X509
 /// The names Keygate puts into a certificate. They come from Keygate's own records (the device ID,
 /// the server's host names), never from the CSR.
 public struct CertificateIdentity: Sendable, Hashable, Codable {
+    /// The subject CN (the device ID for device certificates): 1 to 64 printable ASCII characters.
     public var commonName: String
+    /// DNS SubjectAltNames (`*` wildcards allowed); a server certificate needs one or an IP address.
     public var dnsNames: [String]
+    /// IP SubjectAltNames in IPv4 dotted or IPv6 text form, encoded as 4 or 16 octets.
     public var ipAddresses: [String]
 
+    /// Creates an identity; the names are checked by ``validate(for:)`` when a certificate is issued.
     public init(commonName: String, dnsNames: [String] = [], ipAddresses: [String] = []) {
         self.commonName = commonName
         self.dnsNames = dnsNames

@@ -6,6 +6,7 @@ import X509
 /// Profiles decide; a CSR only supplies the public key. Built-in profiles: ``device`` (TLS client,
 /// the identity a device presents to DPS and IoT Hub) and ``server`` (TLS server).
 public struct CertificateProfile: Sendable, Hashable, Codable {
+    /// What the certificate authenticates: a device as TLS client (`"device"`) or a TLS server.
     public enum Purpose: String, Sendable, Hashable, Codable {
         case deviceClient = "device"
         case server
@@ -13,6 +14,7 @@ public struct CertificateProfile: Sendable, Hashable, Codable {
 
     /// The profile's name, as used on the command line and in the API.
     public var name: String
+    /// Decides the extended key usage (clientAuth or serverAuth) and whether a SAN is required.
     public var purpose: Purpose
     /// Validity in seconds, counted from the moment of issuance (not from the backdated `notBefore`).
     public var validitySeconds: Int64
@@ -21,6 +23,7 @@ public struct CertificateProfile: Sendable, Hashable, Codable {
     /// Whether to include the CRL distribution point and the AIA OCSP URL.
     public var includeRevocationPointers: Bool
 
+    /// Creates a profile; by default every ``KeyAlgorithm`` is allowed and revocation pointers are included.
     public init(
         name: String,
         purpose: Purpose,
@@ -40,6 +43,7 @@ public struct CertificateProfile: Sendable, Hashable, Codable {
     /// A TLS server: 90 days, DNS and IP SANs, serverAuth.
     public static let server = CertificateProfile(name: "server", purpose: .server, validitySeconds: 90 * 86_400)
 
+    /// The profiles ``named(_:)`` knows: ``device`` and ``server``.
     public static let builtIn: [CertificateProfile] = [.device, .server]
 
     /// Looks a built-in profile up by name; throws `unknownProfile` with the choices otherwise.

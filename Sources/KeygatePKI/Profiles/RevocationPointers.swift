@@ -8,6 +8,7 @@ public struct RevocationPointers: Sendable, Hashable, Codable {
     /// The URL of the OCSP responder (`…/pki/ocsp`).
     public var ocspURL: String
 
+    /// Uses the two URLs as given.
     public init(crlURL: String, ocspURL: String) {
         self.crlURL = crlURL
         self.ocspURL = ocspURL

@@ -28,8 +28,10 @@ import X509
 /// CRLNumber ::= INTEGER (0..MAX)
 /// ```
 public struct CRLBuilder: Sendable {
+    /// The issuing CA: its subject is the CRL's issuer, its key identifier the AKI, its signer signs.
     public var authority: CertificateAuthority
 
+    /// Creates a builder for `authority`'s CRLs.
     public init(authority: CertificateAuthority) {
         self.authority = authority
     }

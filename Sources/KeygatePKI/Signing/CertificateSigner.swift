@@ -30,6 +30,7 @@ public enum KeyLocation: Sendable, Hashable, CustomStringConvertible {
     /// An Azure Key Vault key.
     case azureKeyVault(keyID: String)
 
+    /// A human-readable location for `keygate ca show`, such as `software, encrypted PKCS#8 at <path>`.
     public var description: String {
         switch self {
         case .encryptedFile(let path): return "software, encrypted PKCS#8 at \(path)"

@@ -6,8 +6,11 @@ public import X509
 
 /// A signer whose key is in this process's memory (loaded from an encrypted file).
 public struct SoftwareSigner: CertificateSigner {
+    /// The private key, held in memory.
     public let privateKey: Certificate.PrivateKey
+    /// The key's algorithm; every RSA key (2048 bits or more) reports `rsa3072`.
     public let algorithm: KeyAlgorithm
+    /// Where the key was loaded from; `.memory` for generated keys.
     public let keyLocation: KeyLocation
     private let backing: Backing
 
@@ -52,8 +55,10 @@ public struct SoftwareSigner: CertificateSigner {
         try SoftwareSigner(privateKey: algorithm.generatePrivateKey())
     }
 
+    /// The public half of ``privateKey``.
     public var publicKey: Certificate.PublicKey { privateKey.publicKey }
 
+    /// ECDSA with SHA-256 (P-256) or SHA-384 (P-384), SHA-256 with RSA PKCS #1 v1.5, or Ed25519.
     public var signatureAlgorithm: Certificate.SignatureAlgorithm {
         switch backing {
         case .p256: return .ecdsaWithSHA256
@@ -63,6 +68,7 @@ public struct SoftwareSigner: CertificateSigner {
         }
     }
 
+    /// Signs at once, without suspending; see ``signNow(_:)``.
     public func sign(_ message: [UInt8]) async throws -> [UInt8] {
         try signNow(message)
     }
