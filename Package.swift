@@ -108,7 +108,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Azure: clients for AAD tokens and Key Vault (DPS, IoT Central and IoT Hub registry follow).
+        // Azure: clients for AAD tokens, Key Vault, the DPS service API, the IoT Hub registry and IoT Central.
         .target(
             name: "KeygateAzure",
             dependencies: [

@@ -1,6 +1,6 @@
 /// How a device proves who it is.
 public enum AttestationMethod: String, CaseIterable, Codable, Sendable, Hashable {
-    /// Dynamic device keys derived from the device's attributes (DDK.md).
+    /// Dynamic device keys derived from the device's attributes (docs/ddk.md).
     case ddk
     /// A manufacturer (bootstrap) certificate whose chain ends at one of the group's CAs.
     case x509

@@ -12,7 +12,7 @@ import Synchronization
 import Testing
 import X509
 
-/// Keygate's Azure clients against a recorder, checked against what AZURE.md says real Azure
+/// Keygate's Azure clients against a recorder, checked against what docs/azure.md says real Azure
 /// expects: paths, api-version, headers, the SAS form and signature, bodies. (The sandbox is lenient
 /// where Azure is; this test is not.)
 @Suite struct WireConformanceTests {
@@ -107,7 +107,7 @@ import X509
         }
     }
 
-    /// Checks a SAS header the way DPS and IoT Hub do (AZURE.md).
+    /// Checks a SAS header the way DPS and IoT Hub do (docs/azure.md).
     static func checkSAS(_ header: String?, host: String, keyName: String, key: String) {
         guard let header, header.hasPrefix("SharedAccessSignature ") else {
             Issue.record("no SharedAccessSignature: \(header ?? "nil")")

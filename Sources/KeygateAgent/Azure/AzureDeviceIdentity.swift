@@ -63,7 +63,7 @@ public struct DPSRegistrationFailed: Error, Sendable, CustomStringConvertible {
     public var description: String { "DPS registration \(status): \(message)" }
 }
 
-/// Registers a device with DPS over MQTT (port 8883 in Azure), as AZURE.md describes: CONNECT with
+/// Registers a device with DPS over MQTT (port 8883 in Azure), as docs/azure.md describes: CONNECT with
 /// the registration ID, SUBSCRIBE to the responses, PUBLISH the register request, poll the operation.
 public enum DPSMQTTRegistration {
     public static func register(
@@ -134,7 +134,7 @@ public struct IoTHubDeviceConnection: Sendable {
     public func close() async { await client.close() }
 }
 
-/// Registers a device with DPS over HTTPS (AZURE.md): PUT `register` with the client certificate,
+/// Registers a device with DPS over HTTPS (docs/azure.md): PUT `register` with the client certificate,
 /// then poll the operation, honouring Retry-After.
 public enum DPSHTTPSRegistration {
     public static func register(

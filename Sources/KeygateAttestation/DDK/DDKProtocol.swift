@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import KeygatePKI
 
-/// The signed messages of DDK (DDK.md), for both sides. Every part is length-prefixed
+/// The signed messages of DDK (docs/ddk.md), for both sides. Every part is length-prefixed
 /// (4-byte big-endian length) so no two different inputs produce the same bytes.
 public enum DDKProtocol {
     /// `"keygate-ddk-register-v1" ‖ audience ‖ deviceId ‖ nonce ‖ P_0 ‖ P_1`

@@ -3,7 +3,7 @@ import Foundation
 import KeygatePKI
 import NIOHTTP1
 
-/// IoT Central's REST API (AZURE.md): a device plus its X.509 attestation, `enabled`, deletion, and
+/// IoT Central's REST API (docs/azure.md): a device plus its X.509 attestation, `enabled`, deletion, and
 /// the credentials that tell a device the app's DPS ID scope.
 public struct IoTCentralClient: Sendable {
     public static let apiVersion = "2022-07-31"

@@ -3,7 +3,7 @@ import Foundation
 import KeygatePKI
 import NIOHTTP1
 
-/// The DPS service API (AZURE.md): individual enrollments with X.509 client certificates, created
+/// The DPS service API (docs/azure.md): individual enrollments with X.509 client certificates, created
 /// or replaced idempotently (read the ETag, then PUT with If-Match), disabled, deleted; registration states.
 public struct DPSServiceClient: Sendable {
     public static let apiVersion = "2021-10-01"

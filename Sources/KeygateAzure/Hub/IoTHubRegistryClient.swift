@@ -3,7 +3,7 @@ import Foundation
 import KeygatePKI
 import NIOHTTP1
 
-/// IoT Hub's registry REST (AZURE.md): read a device identity, enable or disable it (If-Match with its
+/// IoT Hub's registry REST (docs/azure.md): read a device identity, enable or disable it (If-Match with its
 /// ETag), delete it. DPS creates identities; Keygate changes their status for quarantine.
 public struct IoTHubRegistryClient: Sendable {
     public static let apiVersion = "2021-04-12"

@@ -6,7 +6,7 @@ import Logging
 struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
-        abstract: "Run a local stand-in for Azure: DPS, IoT Hub, Key Vault and AAD (IoT Central follows).",
+        abstract: "Run a local stand-in for Azure: DPS, IoT Hub, IoT Central, Key Vault and AAD.",
         subcommands: [Start.self, Inspect.self, Faults.self],
         defaultSubcommand: Start.self)
 

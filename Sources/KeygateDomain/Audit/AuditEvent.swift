@@ -7,6 +7,7 @@ public import Foundation
 public struct AuditEvent: Sendable, Hashable, Codable {
     /// Position in the log, starting at 1.
     public var sequence: Int64
+    /// When the event was recorded, in whole milliseconds (the precision the hash commits to).
     public var at: Date
     /// Who acted: `admin:<token name>`, `device:<id>`, `system`.
     public var actor: String
@@ -16,9 +17,12 @@ public struct AuditEvent: Sendable, Hashable, Codable {
     public var subject: String
     /// Further facts as flat key/value pairs (never secrets).
     public var details: [String: String]
+    /// The ``hash`` of the entry before this one; ``genesisHash`` for the first entry.
     public var previousHash: String
+    /// Hex SHA-256 of ``previousHash`` followed by the entry's canonical bytes (see ``canonicalBytes``).
     public var hash: String
 
+    /// Creates an entry as the store reads it back; new events are appended as a ``Draft``.
     public init(
         sequence: Int64, at: Date, actor: String, action: String, subject: String, details: [String: String],
         previousHash: String, hash: String
@@ -35,11 +39,16 @@ public struct AuditEvent: Sendable, Hashable, Codable {
 
     /// An event before it is chained into the log.
     public struct Draft: Sendable, Hashable {
+        /// Who acts: `admin:<token name>`, `device:<id>` or `system`.
         public var actor: String
+        /// What happens, as a dotted verb such as `device.registered`.
         public var action: String
+        /// What it happens to: a serial, a device ID, a group name.
         public var subject: String
+        /// Further facts as flat key/value pairs (never secrets); the store may add some, such as changed serials.
         public var details: [String: String]
 
+        /// Creates a draft; the store assigns sequence, time and hashes when it appends it.
         public init(actor: String, action: String, subject: String, details: [String: String] = [:]) {
             self.actor = actor
             self.action = action

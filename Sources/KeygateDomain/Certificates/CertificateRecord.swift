@@ -9,19 +9,26 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
     public var subject: String
     /// The issuing CA's subject.
     public var issuer: String
+    /// Start of validity, backdated for clock skew; stored in whole seconds.
     public var notBefore: Date
+    /// End of validity; stored in whole seconds.
     public var notAfter: Date
     /// The profile it was issued under (`device`, `server`).
     public var profile: String
+    /// Whether the certificate is active, on hold or revoked (expiry is not a status).
     public var status: Status
+    /// When it was revoked or put on hold (whole seconds); `nil` while active.
     public var revokedAt: Date?
+    /// Why it was revoked (`certificateHold` while on hold); `nil` while active.
     public var revocationReason: RevocationReason?
     /// The certificate, PEM.
     public var pem: String
     /// The device the certificate belongs to, if any.
     public var deviceID: String?
+    /// When Keygate issued and recorded it (milliseconds); orders a device's certificates and query pages.
     public var createdAt: Date
 
+    /// The revocation state of a certificate, as stored and as reported by OCSP.
     public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
         /// Issued and not revoked (it may still have expired; see ``CertificateRecord/isExpired(at:)``).
         case active
@@ -31,6 +38,7 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
         case onHold
     }
 
+    /// Creates a record; new certificates start `active`.
     public init(
         serial: String, subject: String, issuer: String, notBefore: Date, notAfter: Date, profile: String,
         status: Status = .active, revokedAt: Date? = nil, revocationReason: RevocationReason? = nil,
@@ -50,6 +58,7 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
         self.createdAt = createdAt
     }
 
+    /// Whether ``notAfter`` has passed at `date`.
     public func isExpired(at date: Date = Date()) -> Bool { notAfter < date }
 
     /// The status an OCSP responder reports for this record.
@@ -78,8 +87,11 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
 
 /// Filters for listing certificates.
 public struct CertificateQuery: Sendable, Hashable {
+    /// Only certificates in this status; `nil`: any.
     public var status: CertificateRecord.Status?
+    /// Only certificates of this device; `nil`: any, including certificates without a device.
     public var deviceID: String?
+    /// Only certificates issued under this profile (`device`, `server`); `nil`: any.
     public var profile: String?
     /// Only certificates whose `notAfter` is before this date.
     public var expiringBefore: Date?
@@ -89,8 +101,10 @@ public struct CertificateQuery: Sendable, Hashable {
     public var unrenewedOnly: Bool
     /// Keyset paging: serials after this one in creation order.
     public var after: String?
+    /// The most results to return; the store clamps it to 1...10,000.
     public var limit: Int
 
+    /// Creates a query; without arguments it returns the first 100 certificates in creation order.
     public init(
         status: CertificateRecord.Status? = nil, deviceID: String? = nil, profile: String? = nil,
         expiringBefore: Date? = nil, unexpiredAt: Date? = nil, unrenewedOnly: Bool = false, after: String? = nil,

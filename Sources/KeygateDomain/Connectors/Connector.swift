@@ -4,6 +4,7 @@ import KeygatePKI
 /// Where a group's devices are enrolled in Azure: a DPS instance or an IoT Central app.
 /// Secrets (connection strings, API tokens, client secrets) are kept sealed with the CA passphrase.
 public struct Connector: Sendable, Hashable, Codable {
+    /// The Azure service: a Device Provisioning Service (`dps`) or an IoT Central app (`iot-central`).
     public enum Kind: String, Sendable, Codable, CaseIterable {
         case dps
         case iotCentral = "iot-central"
@@ -23,8 +24,10 @@ public struct Connector: Sendable, Hashable, Codable {
         public var hubHost: String?
         /// IoT Central with AAD: the token endpoint and client ID (the secret is sealed).
         public var tokenEndpoint: String?
+        /// IoT Central with AAD: the application (client) ID; `nil` when an API token is used.
         public var clientID: String?
 
+        /// Creates settings; `globalEndpoint` defaults to Azure's.
         public init(
             endpoint: String, idScope: String? = nil, globalEndpoint: String = Connector.azureGlobalEndpoint,
             caCertificate: String? = nil, hubHost: String? = nil, tokenEndpoint: String? = nil, clientID: String? = nil
@@ -39,15 +42,21 @@ public struct Connector: Sendable, Hashable, Codable {
         }
     }
 
+    /// Azure's DPS device endpoint, the default ``Settings/globalEndpoint``.
     public static let azureGlobalEndpoint = "global.azure-devices-provisioning.net"
 
+    /// The name groups refer to in ``Group/Policy/connector``; see ``validate(name:)``.
     public var name: String
+    /// Which Azure service the connector talks to.
     public var kind: Kind
+    /// Endpoints and IDs; the dispatcher updates ``Settings/idScope`` once IoT Central reveals it.
     public var settings: Settings
     /// Secrets by name (`connectionString`, `hubConnectionString`, `apiToken`, `clientSecret`), each sealed.
     public var sealedSecrets: [String: String]
+    /// When the connector was added.
     public var createdAt: Date
 
+    /// Creates a connector; `sealedSecrets` must already be sealed.
     public init(name: String, kind: Kind, settings: Settings, sealedSecrets: [String: String], createdAt: Date = Date())
     {
         self.name = name
@@ -72,6 +81,7 @@ public struct Connector: Sendable, Hashable, Codable {
 /// A change to make in Azure, written in the same transaction as the change in Keygate that needs
 /// it and delivered by the dispatcher until it succeeds (or dead-letters).
 public struct OutboxItem: Sendable, Hashable, Codable {
+    /// The change to make in Azure.
     public enum Action: String, Sendable, Codable, CaseIterable {
         /// Create or replace the device's enrollment with its current certificate(s), enabled.
         case enroll
@@ -83,26 +93,39 @@ public struct OutboxItem: Sendable, Hashable, Codable {
         case delete
     }
 
+    /// Where an item is in delivery: `pending` until it succeeds (`delivered`) or is given up (`deadLetter`).
     public enum State: String, Sendable, Codable, CaseIterable {
         case pending
         case delivered
         case deadLetter
     }
 
+    /// The row ID the store assigns (increasing); 0 before the item is queued.
     public var id: Int64
+    /// The name of the ``Connector`` that delivers the change.
     public var connector: String
+    /// The device the change is for; a device's items are delivered one at a time, oldest first.
     public var deviceID: String
+    /// What to do in Azure.
     public var action: Action
     /// The certificate (PEM) to enrol, and the previous one during a renewal.
     public var certificate: String?
+    /// During a renewal, the certificate (PEM) being replaced, kept as the enrollment's secondary.
     public var previousCertificate: String?
+    /// Delivery state; a dead letter waits for an operator to retry it.
     public var state: State
+    /// Failed deliveries so far; reset to 0 when a dead letter is retried.
     public var attempts: Int
+    /// When the dispatcher may try next (pushed back after each failure).
     public var nextAttemptAt: Date
+    /// The last delivery error (at most 1,000 characters kept); cleared on delivery.
     public var lastError: String?
+    /// When the item was queued.
     public var createdAt: Date
+    /// When its state or attempt count last changed.
     public var updatedAt: Date
 
+    /// Creates an item; the store ignores `id`, `state`, `attempts` and `lastError` when queuing it.
     public init(
         id: Int64 = 0, connector: String, deviceID: String, action: Action, certificate: String? = nil,
         previousCertificate: String? = nil, state: State = .pending, attempts: Int = 0, nextAttemptAt: Date = Date(),

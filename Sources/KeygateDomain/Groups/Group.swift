@@ -3,10 +3,14 @@ import KeygatePKI
 
 /// A set of devices that share a policy.
 public struct Group: Sendable, Hashable, Codable {
+    /// The group's name (see ``isValidName(_:)``); devices and allowlist entries refer to it.
     public var name: String
+    /// What the group's devices must prove and which certificates they get.
     public var policy: Policy
+    /// When the group was created.
     public var createdAt: Date
 
+    /// Creates a group; the policy is not validated here (see ``Policy/validate()``).
     public init(name: String, policy: Policy, createdAt: Date = Date()) {
         self.name = name
         self.policy = policy
@@ -33,6 +37,7 @@ extension Group {
         public var profile: String
         /// Key algorithms a device CSR may use.
         public var keyAlgorithms: [String]
+        /// Certificate lifetime in days (1 to 3650), unless ``validitySeconds`` overrides it.
         public var validityDays: Int
         /// A validity in seconds that overrides `validityDays` (short-lived certificates: tests,
         /// demos, fleets that renew hourly); at least 60.
@@ -59,6 +64,7 @@ extension Group {
         /// Whether a renewal may keep the current key (by default every renewal needs a new one).
         public var allowKeyReuse: Bool
 
+        /// Creates a policy; by default DDK with ECDSA P-256 keys, one-year `device` certificates, auto approval.
         public init(
             attestationMethods: [String] = ["ddk"], minimumAssurance: Int = 1, profile: String = "device",
             keyAlgorithms: [String] = ["ecdsa-p256"], validityDays: Int = 365, renewAfterFraction: Double = 2.0 / 3.0,
@@ -108,6 +114,7 @@ extension Group {
             allowKeyReuse = try c.decodeIfPresent(Bool.self, forKey: .allowKeyReuse) ?? d.allowKeyReuse
         }
 
+        /// Whether ``approval`` is `manual`: attested devices wait in `pendingApproval` for an operator.
         public var requiresManualApproval: Bool { approval == "manual" }
 
         /// The lifetime of the group's certificates.

@@ -16,17 +16,25 @@ public enum CertificateChange: Sendable, Hashable {
 
 /// A device lifecycle event with everything it changes, applied in one transaction.
 public struct DeviceChange: Sendable {
+    /// The device to change.
     public var deviceID: String
+    /// The lifecycle event; refused with `invalidTransition` when the device's state forbids it.
     public var event: Device.Event
+    /// Why; becomes the device's ``Device/stateReason`` (`nil` clears it).
     public var reason: String?
+    /// What happens to the device's certificates; `nil`: they stay as they are.
     public var certificates: CertificateChange?
+    /// Azure changes to queue in the same transaction.
     public var outbox: [OutboxItem]
+    /// The audit event; the store adds the changed serials to its details.
     public var audit: AuditEvent.Draft
+    /// When the change happens: the time of holds and revocations, and of the audit event.
     public var at: Date
     /// Forget the device's DDK keys and return it to `allowlisted`, so it registers again (a DDK
     /// device whose attributes changed, re-authorized by an operator).
     public var resetDDK: Bool
 
+    /// Creates a change; by default it touches no certificates and queues nothing.
     public init(
         deviceID: String, event: Device.Event, reason: String? = nil, certificates: CertificateChange? = nil,
         outbox: [OutboxItem] = [], audit: AuditEvent.Draft, at: Date = Date(), resetDDK: Bool = false
@@ -44,12 +52,16 @@ public struct DeviceChange: Sendable {
 
 /// A group-wide renewal campaign (`keygate group rotate`).
 public struct Rotation: Sendable, Hashable, Codable {
+    /// The group being rotated; starting a new rotation replaces the group's previous one.
     public var group: String
+    /// When the campaign started; devices whose certificate is older are asked to renew.
     public var startedAt: Date
     /// Devices asked to renew per minute.
     public var perMinute: Int
+    /// The operator's reason, stored with the campaign and in its audit event.
     public var reason: String
 
+    /// Creates a rotation.
     public init(group: String, startedAt: Date, perMinute: Int, reason: String) {
         self.group = group
         self.startedAt = startedAt
@@ -67,6 +79,7 @@ public struct RotationProgress: Sendable, Hashable, Codable {
     /// How many the pacing has asked to renew so far.
     public var asked: Int
 
+    /// Creates a progress report.
     public init(devices: Int, renewed: Int, asked: Int) {
         self.devices = devices
         self.renewed = renewed

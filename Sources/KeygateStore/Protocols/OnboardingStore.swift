@@ -64,10 +64,14 @@ extension OnboardingStore {
 
 /// What an allowlist import did.
 public struct AllowlistImportResult: Sendable, Hashable, Codable {
+    /// Device IDs that were not known before, now `allowlisted`.
     public var added: Int
+    /// Still-allowlisted devices whose group, pinned key or token hash changed (their token is unused again).
     public var updated: Int
+    /// Entries identical to the stored ones, or for devices past `allowlisted` (left as they are).
     public var unchanged: Int
 
+    /// Creates a result.
     public init(added: Int = 0, updated: Int = 0, unchanged: Int = 0) {
         self.added = added
         self.updated = updated

@@ -32,15 +32,22 @@ public protocol RevocationListStore: Sendable {
 
 /// A signed CRL as served at the distribution point.
 public struct PublishedCRL: Sendable, Hashable {
+    /// The issuing CA's subject, as in ``CertificateRecord/issuer``.
     public var issuer: String
+    /// The CRL number, from ``RevocationListStore/nextCRLNumber(issuer:)``.
     public var number: Int64
+    /// When the CRL was issued (whole seconds).
     public var thisUpdate: Date
+    /// When relying parties should fetch a newer one (whole seconds).
     public var nextUpdate: Date
+    /// The signed CRL in DER, as served.
     public var der: [UInt8]
+    /// How many revoked or held certificates it lists.
     public var entryCount: Int
     /// The issuer's revocation revision the CRL reflects.
     public var revision: Int64
 
+    /// Creates a record of a published CRL.
     public init(
         issuer: String, number: Int64, thisUpdate: Date, nextUpdate: Date, der: [UInt8], entryCount: Int,
         revision: Int64
@@ -72,9 +79,12 @@ public protocol AuditStore: Sendable {
 
 /// Where the audit chain first fails to verify.
 public struct AuditChainBreak: Sendable, Hashable, Error {
+    /// The sequence number of the first entry that is missing or fails to verify.
     public var sequence: Int64
+    /// What is wrong: the entry is missing, unreadable, not linked to its predecessor, or altered.
     public var reason: String
 
+    /// Creates a break report.
     public init(sequence: Int64, reason: String) {
         self.sequence = sequence
         self.reason = reason

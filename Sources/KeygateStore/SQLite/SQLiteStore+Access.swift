@@ -3,6 +3,7 @@ import GRDB
 public import KeygateDomain
 
 extension SQLiteStore: AdminTokenStore {
+    /// Stores the token's hash and name, with its audit event, in one transaction.
     public func addAdminToken(_ token: AdminToken, audit: AuditEvent.Draft) async throws {
         try await write { db in
             try db.execute(
@@ -12,6 +13,7 @@ extension SQLiteStore: AdminTokenStore {
         }
     }
 
+    /// The token stored under `hash` (see ``AdminTokenSecret/hash(_:)``), or `nil`.
     public func adminToken(hash: String) async throws -> AdminToken? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM admin_tokens WHERE hash = ?", arguments: [hash]).map {

@@ -5,6 +5,7 @@ public import KeygateDomain
 import KeygatePKI
 
 extension SQLiteStore: AuditStore {
+    /// Chains `draft` onto the log, timestamped now, in its own transaction; returns the stored entry.
     public func appendAudit(_ draft: AuditEvent.Draft) async throws -> AuditEvent {
         try await write { db in try Self.appendAudit(draft, at: Date(), in: db) }
     }
@@ -43,6 +44,7 @@ extension SQLiteStore: AuditStore {
         return hasher.finalize().withUnsafeBytes { Hex.encode(Array($0)) }
     }
 
+    /// The newest `limit` entries (clamped to 1...10,000) matching the optional `subject` and `since`, oldest first.
     public func auditEvents(subject: String?, since: Date?, limit: Int) async throws -> [AuditEvent] {
         try await read { db in
             var clauses: [String] = []
@@ -65,6 +67,7 @@ extension SQLiteStore: AuditStore {
         }
     }
 
+    /// Recomputes every hash from the genesis hash; returns the first break, or `nil` when the chain is intact.
     public func verifyAuditChain() async throws -> AuditChainBreak? {
         try await read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT * FROM audit_events ORDER BY seq")

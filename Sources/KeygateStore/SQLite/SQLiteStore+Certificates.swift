@@ -5,6 +5,9 @@ public import KeygatePKI
 import X509
 
 extension SQLiteStore: CertificateRecordStore {
+    /// Records the certificate and its audit event in one transaction, batched with concurrent issuances.
+    ///
+    /// Returns once this record is durable; a busy database throws `storeUnavailable`.
     public func insertCertificate(_ record: CertificateRecord, audit: AuditEvent.Draft) async throws {
         do {
             try await certificateCommits.insert(record, audit: audit)
@@ -29,6 +32,7 @@ extension SQLiteStore: CertificateRecordStore {
             ])
     }
 
+    /// The record with this serial (lower-case hex), or `nil`.
     public func certificate(serial: String) async throws -> CertificateRecord? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial])
@@ -36,6 +40,7 @@ extension SQLiteStore: CertificateRecordStore {
         }
     }
 
+    /// The records matching `query`, in creation order, at most `query.limit` (clamped to 1...10,000).
     public func certificates(matching query: CertificateQuery) async throws -> [CertificateRecord] {
         try await read { db in
             var clauses: [String] = []
@@ -78,6 +83,11 @@ extension SQLiteStore: CertificateRecordStore {
         }
     }
 
+    /// Revokes or holds the certificate, bumps its issuer's revocation revision and appends the audit event,
+    /// in one transaction.
+    ///
+    /// Throws `certificateNotFound` for an unknown serial and `alreadyRevoked` when
+    /// ``CertificateRecord/revoke(reason:at:)`` refuses.
     public func revokeCertificate(
         serial: String, reason: RevocationReason, at date: Date, audit: AuditEvent.Draft
     ) async throws -> CertificateRecord {
@@ -100,6 +110,7 @@ extension SQLiteStore: CertificateRecordStore {
         }
     }
 
+    /// Every revoked or held certificate of `issuer` whose `notAfter` is not before `notAfterSince`.
     public func revokedEntries(issuer: String, notAfterSince: Date) async throws -> [RevokedEntry] {
         try await read { db in
             let rows = try Row.fetchCursor(
@@ -121,6 +132,7 @@ extension SQLiteStore: CertificateRecordStore {
         }
     }
 
+    /// Certificates per status; statuses with none are absent.
     public func certificateCounts() async throws -> [CertificateRecord.Status: Int] {
         try await read { db in
             var counts: [CertificateRecord.Status: Int] = [:]

@@ -7,6 +7,7 @@ import KeygatePKI
 extension SQLiteStore: ConnectorStore {
     // MARK: Connectors
 
+    /// Stores the connector and its audit event in one transaction; throws `connectorExists` for a taken name.
     public func addConnector(_ connector: Connector, audit: AuditEvent.Draft) async throws {
         let settings = try Self.encode(connector.settings)
         let secrets = try Self.encode(connector.sealedSecrets)
@@ -24,6 +25,7 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
+    /// Replaces the connector's settings (no audit event); an unknown name changes nothing.
     public func updateConnectorSettings(name: String, settings: Connector.Settings) async throws {
         let encoded = try Self.encode(settings)
         try await write { db in
@@ -31,16 +33,21 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
+    /// The connector with this name, or `nil`.
     public func connector(named name: String) async throws -> Connector? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM connectors WHERE name = ?", arguments: [name]).map(Self.connector)
         }
     }
 
+    /// Every connector, by name.
     public func connectors() async throws -> [Connector] {
         try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM connectors ORDER BY name").map(Self.connector) }
     }
 
+    /// Deletes the connector and appends the audit event in one transaction.
+    ///
+    /// Throws `connectorInUse` while a group names it and `connectorNotFound` for an unknown name.
     public func removeConnector(name: String, audit: AuditEvent.Draft) async throws {
         try await write { db in
             let groups = try Row.fetchAll(db, sql: "SELECT * FROM groups").map(Self.group)
@@ -82,6 +89,7 @@ extension SQLiteStore: ConnectorStore {
             ])
     }
 
+    /// Queues `item` as `pending`, with its audit event if any, in one transaction.
     public func enqueue(_ item: OutboxItem, audit: AuditEvent.Draft?) async throws {
         try await write { db in
             try Self.insertOutbox(item, in: db)
@@ -104,6 +112,7 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
+    /// Marks the item `delivered` and clears its last error.
     public func completeOutboxItem(id: Int64, at date: Date) async throws {
         try await write { db in
             try db.execute(
@@ -112,6 +121,8 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
+    /// Counts a failed delivery: records the error (first 1,000 characters) and the next attempt time, and
+    /// moves the item to `deadLetter` when `deadLetter` is set; appends `audit` if given, in the same transaction.
     public func failOutboxItem(
         id: Int64, error: String, nextAttemptAt: Date, deadLetter: Bool, audit: AuditEvent.Draft?
     )
@@ -131,6 +142,7 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
+    /// Items in `state` for `deviceID` (`nil`: any), newest first, at most `limit`.
     public func outboxItems(state: OutboxItem.State?, deviceID: String?, limit: Int) async throws -> [OutboxItem] {
         try await read { db in
             var conditions: [String] = []
@@ -152,6 +164,7 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
+    /// Items per state; states with none are absent.
     public func outboxCounts() async throws -> [OutboxItem.State: Int] {
         try await read { db in
             var counts: [OutboxItem.State: Int] = [:]
@@ -162,6 +175,9 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
+    /// Puts a dead letter back in the queue (due now, attempts reset) and appends the audit event.
+    ///
+    /// Throws `outboxItemNotFound` for an unknown ID and `conflict` when the item is delivered.
     public func retryOutboxItem(id: Int64, audit: AuditEvent.Draft) async throws -> OutboxItem {
         try await write { db in
             try db.execute(

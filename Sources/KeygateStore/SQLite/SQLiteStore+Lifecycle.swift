@@ -6,6 +6,10 @@ import KeygatePKI
 extension SQLiteStore: LifecycleStore {
     // MARK: Device changes
 
+    /// Applies the event, the optional DDK reset, the queued Azure changes and the certificate change,
+    /// and appends the audit event (with the changed serials and how they changed), in one transaction.
+    ///
+    /// Throws `deviceNotFound` or `invalidTransition`. Returns the device and the serials changed.
     public func changeDevice(_ change: DeviceChange) async throws -> (Device, [String]) {
         try await write { db in
             try Self.applyTransition(
@@ -97,6 +101,7 @@ extension SQLiteStore: LifecycleStore {
             arguments: [status.rawValue, date.unixSeconds, reason.rawValue, serial])
     }
 
+    /// Whether a `resetDDK` change let the device register again; `false` for unknown devices.
     public func reregistrationAllowed(deviceID: String) async throws -> Bool {
         try await read { db in
             try Bool.fetchOne(
@@ -104,6 +109,7 @@ extension SQLiteStore: LifecycleStore {
         }
     }
 
+    /// The device's most recently issued certificate, whatever its status; `nil` when it has none.
     public func latestCertificate(deviceID: String) async throws -> CertificateRecord? {
         try await read { db in
             try Row.fetchOne(
@@ -122,6 +128,9 @@ extension SQLiteStore: LifecycleStore {
             WHERE newer.device_id = certificates.device_id AND newer.created_at > certificates.created_at)
         """
 
+    /// Flags unrenewed active device certificates expiring in `now..<before` (up to 10,000 per call).
+    ///
+    /// Returns the certificates flagged by this call and how many in that window are flagged in all.
     public func flagExpiring(before: Date, now: Date) async throws -> (
         newlyFlagged: [CertificateRecord], flagged: Int
     ) {
@@ -147,6 +156,7 @@ extension SQLiteStore: LifecycleStore {
 
     // MARK: Rotations
 
+    /// Stores the rotation, replacing the group's previous one, and its audit event in one transaction.
     public func startRotation(_ rotation: Rotation, audit: AuditEvent.Draft) async throws {
         try await write { db in
             try db.execute(
@@ -162,6 +172,7 @@ extension SQLiteStore: LifecycleStore {
         }
     }
 
+    /// The group's current rotation, or `nil`.
     public func rotation(group: String) async throws -> Rotation? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM rotations WHERE group_name = ?", arguments: [group]).map {
@@ -172,6 +183,8 @@ extension SQLiteStore: LifecycleStore {
         }
     }
 
+    /// Counts the group's enrolled devices, those with a certificate issued since the start, and those
+    /// the pacing (`perMinute`) has asked by `now`.
     public func rotationProgress(_ rotation: Rotation, now: Date) async throws -> RotationProgress {
         try await read { db in
             let devices =
@@ -193,6 +206,7 @@ extension SQLiteStore: LifecycleStore {
         }
     }
 
+    /// How many devices of the group have a smaller ID: the device's 0-based slot in the rotation.
     public func rotationPosition(deviceID: String, group: String) async throws -> Int {
         try await read { db in
             try Int.fetchOne(

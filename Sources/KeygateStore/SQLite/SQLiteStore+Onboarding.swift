@@ -6,6 +6,7 @@ import KeygatePKI
 extension SQLiteStore: OnboardingStore {
     // MARK: Groups
 
+    /// Stores the group and its audit event in one transaction; throws `groupExists` for a taken name.
     public func createGroup(_ group: Group, audit: AuditEvent.Draft) async throws {
         let policy = try Self.encode(group.policy)
         try await write { db in
@@ -19,6 +20,7 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Replaces the group's policy and appends the audit event; throws `groupNotFound` for an unknown name.
     public func updateGroup(_ group: Group, audit: AuditEvent.Draft) async throws {
         let policy = try Self.encode(group.policy)
         try await write { db in
@@ -28,12 +30,14 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// The group with this name, or `nil`.
     public func group(named name: String) async throws -> Group? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM groups WHERE name = ?", arguments: [name]).map(Self.group)
         }
     }
 
+    /// Every group, by name.
     public func groups() async throws -> [Group] {
         try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM groups ORDER BY name").map(Self.group) }
     }
@@ -51,6 +55,10 @@ extension SQLiteStore: OnboardingStore {
 
     // MARK: Allowlist
 
+    /// Adds new devices as `allowlisted` and updates still-allowlisted ones, in one transaction.
+    ///
+    /// Devices past `allowlisted` are left alone. Appends one `allowlist.imported` audit event by `actor`
+    /// when anything was added or updated.
     public func importAllowlist(_ entries: [AllowlistEntry], actor: String) async throws -> AllowlistImportResult {
         try await write { db in
             var result = AllowlistImportResult()
@@ -98,6 +106,10 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Deletes a device that has not enrolled (and its DDK keys), with the audit event, in one transaction.
+    ///
+    /// Throws `deviceNotFound` for an unknown ID and `invalidTransition` for an enrolled, quarantined or
+    /// retired device.
     public func removeFromAllowlist(deviceID: String, audit: AuditEvent.Draft) async throws {
         try await write { db in
             guard let device = try Self.fetchDevice(deviceID, db) else {
@@ -112,6 +124,7 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// The device's allowlist entry (pinned key, token hash and use), or `nil`.
     public func allowlistEntry(deviceID: String) async throws -> AllowlistEntry? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID]).map {
@@ -125,10 +138,12 @@ extension SQLiteStore: OnboardingStore {
 
     // MARK: Devices
 
+    /// The device with this ID, or `nil`.
     public func device(id: String) async throws -> Device? {
         try await read { db in try Self.fetchDevice(id, db) }
     }
 
+    /// Devices filtered by state and group, ordered by ID after `after`, at most `limit` (clamped to 1...10,000).
     public func devices(state: Device.State?, group: String?, after: String?, limit: Int) async throws -> [Device] {
         try await read { db in
             var clauses: [String] = []
@@ -154,6 +169,7 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Devices per state; states with none are absent.
     public func deviceCounts() async throws -> [Device.State: Int] {
         try await read { db in
             var counts: [Device.State: Int] = [:]
@@ -181,6 +197,7 @@ extension SQLiteStore: OnboardingStore {
 
     // MARK: Challenges
 
+    /// Stores the challenge and deletes challenges that expired more than an hour ago.
     public func saveChallenge(_ challenge: Challenge) async throws {
         try await write { db in
             try db.execute(
@@ -195,6 +212,8 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Marks the challenge used at `now` and returns it, when it belongs to `deviceID`, is unused and has
+    /// not expired; `nil` otherwise. The update is atomic, so only one caller gets a challenge.
     public func consumeChallenge(id: String, deviceID: String, now: Date) async throws -> Challenge? {
         try await write { db in
             try db.execute(
@@ -213,6 +232,7 @@ extension SQLiteStore: OnboardingStore {
 
     // MARK: DDK
 
+    /// The device's DDK public key (SPKI DER) for `epoch`, or `nil`.
     public func ddkPublicKey(deviceID: String, epoch: Int) async throws -> [UInt8]? {
         try await read { db in
             try Data.fetchOne(
@@ -222,6 +242,10 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Stores `P_0` and `P_1`, moves the device to epoch 1 and `registered` (marking its token used), and
+    /// appends the audit event, in one transaction.
+    ///
+    /// Throws `deviceNotFound` for an unknown ID and `alreadyRegistered` when the state forbids registering.
     public func registerDDK(deviceID: String, publicKey: [UInt8], nextPublicKey: [UInt8], audit: AuditEvent.Draft)
         async throws -> Device
     {
@@ -251,6 +275,9 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Moves the device from `epoch` to `epoch + 1`, stores `P_{e+1}` and resets its failure count.
+    ///
+    /// Throws `challengeInvalid` when the device is no longer at `epoch` (another session won).
     public func advanceDDK(deviceID: String, from epoch: Int, nextPublicKey: [UInt8]) async throws -> Device {
         try await write { db in
             try db.execute(
@@ -270,6 +297,10 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Counts a failed attestation; at `lockAfter` failures in a row, locks the device until `now + lockFor`
+    /// and resets the count. Appends the audit event with the count (and lock time) in the same transaction.
+    ///
+    /// Throws `deviceNotFound` for an unknown ID.
     public func recordAttestationFailure(
         deviceID: String, lockAfter: Int, lockFor: TimeInterval, now: Date, audit: AuditEvent.Draft
     ) async throws -> Device {
@@ -297,6 +328,7 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Resets the failure count; throws `deviceNotFound` for an unknown ID.
     public func clearAttestationFailures(deviceID: String) async throws -> Device {
         try await write { db in
             try db.execute(sql: "UPDATE devices SET failed_attempts = 0 WHERE id = ?", arguments: [deviceID])
@@ -307,6 +339,8 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Applies the event (recording `reason` and the attestation, if any), queues `outbox` and appends the
+    /// audit event, in one transaction. Throws `deviceNotFound` or `invalidTransition`.
     public func transition(
         deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
         outbox: [OutboxItem], audit: AuditEvent.Draft
@@ -319,6 +353,10 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
+    /// Moves the device to `enrolled`, records the certificate, queues `outbox`, uses up the enrollment
+    /// token when `consumeToken`, and appends the audit events, in one transaction.
+    ///
+    /// Throws `deviceNotFound`, `invalidTransition`, or `enrollmentTokenInvalid` when the token was used.
     public func enroll(
         deviceID: String, certificate: CertificateRecord, attestation: (method: String, level: Int),
         consumeToken: Bool, outbox: OutboxItem?, audit: [AuditEvent.Draft]

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 
 extension SQLiteStore: RevocationListStore {
+    /// Increments and returns the issuer's CRL number (1 for its first CRL), atomically.
     public func nextCRLNumber(issuer: String) async throws -> Int64 {
         try await write { db in
             try db.execute(
@@ -16,6 +17,7 @@ extension SQLiteStore: RevocationListStore {
         }
     }
 
+    /// Stores the CRL and deletes the issuer's CRLs numbered five or more below it.
     public func saveCRL(_ crl: PublishedCRL) async throws {
         try await write { db in
             try db.execute(
@@ -33,6 +35,7 @@ extension SQLiteStore: RevocationListStore {
         }
     }
 
+    /// The issuer's CRL with the highest number, or `nil`.
     public func latestCRL(issuer: String) async throws -> PublishedCRL? {
         try await read { db in
             guard
@@ -49,6 +52,7 @@ extension SQLiteStore: RevocationListStore {
 }
 
 extension SQLiteStore {
+    /// The issuer's revocation counter, bumped by every revocation, hold or release; 0 before the first.
     public func revocationRevision(issuer: String) async throws -> Int64 {
         try await read { db in
             try Int64.fetchOne(db, sql: "SELECT revocation_revision FROM issuers WHERE issuer = ?", arguments: [issuer])

@@ -11,6 +11,7 @@ import KeygatePKI
 public final class SQLiteStore: Sendable {
     let pool: DatabasePool
     let certificateCommits: CertificateGroupCommit
+    /// The database file, as given to ``init(path:)``.
     public let path: String
 
     /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
