@@ -51,7 +51,7 @@ public struct DataDirectory: Sendable {
         }
     }
 
-    public func saveConfiguration(_ configuration: ServerConfiguration) throws {
+    func saveConfiguration(_ configuration: ServerConfiguration) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try write(try encoder.encode(configuration), to: Self.configurationFile, mode: 0o644)
@@ -83,7 +83,7 @@ public struct DataDirectory: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    public func readCertificates(_ relative: String) throws -> [Certificate] {
+    func readCertificates(_ relative: String) throws -> [Certificate] {
         let text = try read(relative)
         do {
             return try PEMDocument.parseMultiple(pemString: text).map { try Certificate(pemDocument: $0) }

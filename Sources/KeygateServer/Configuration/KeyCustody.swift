@@ -6,7 +6,7 @@ import X509
 
 /// Turns a CA entry of the configuration into a signer: an encrypted PKCS #8 file (`software`),
 /// a key in a PKCS #11 token (`pkcs11`) or an Azure Key Vault key (`azure-key-vault`).
-public struct KeyCustody: Sendable {
+struct KeyCustody: Sendable {
     let directory: DataDirectory
 
     public init(directory: DataDirectory) {

@@ -28,7 +28,7 @@ struct OperationalRoutes {
 }
 
 /// The OpenAPI description of Keygate's HTTP API, shipped inside the binary.
-public enum OpenAPIDocument {
+enum OpenAPIDocument {
     public static var yaml: String {
         guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
             let text = try? String(contentsOf: url, encoding: .utf8)

@@ -12,7 +12,7 @@ public final class CertificateService: Sendable {
     let store: any ServerStore
     public let authority: CertificateAuthority
     public let revocation: RevocationPointers
-    public let csrPolicy: CSRPolicy
+    let csrPolicy: CSRPolicy
     public let metrics: KeygateMetrics
     public let crl: CRLPublisher
     public let ocsp: OCSPResponder
@@ -111,7 +111,7 @@ public final class CertificateService: Sendable {
     }
 
     /// The audit event of an issuance.
-    public func issuanceAudit(_ record: CertificateRecord, actor: String) -> AuditEvent.Draft {
+    func issuanceAudit(_ record: CertificateRecord, actor: String) -> AuditEvent.Draft {
         var details = ["profile": record.profile, "subject": record.subject, "notAfter": "\(record.notAfter)"]
         if let deviceID = record.deviceID { details["deviceId"] = deviceID }
         return .init(actor: actor, action: "certificate.issued", subject: record.serial, details: details)
@@ -208,7 +208,7 @@ public final class CertificateService: Sendable {
 
     /// After certificates changed status (revoked, held, released): drops their kept OCSP answers
     /// and signs new ones, for the CertIDs clients asked with and the common SHA-1 form.
-    public func statusChanged(_ serials: [String], now: Date = Date()) async {
+    func statusChanged(_ serials: [String], now: Date = Date()) async {
         for serial in serials {
             var ids = ocspCache.invalidate(serial: serial)
             if let parsed = Certificate.SerialNumber(hex: serial), let common = try? ocsp.certID(serial: parsed),
@@ -223,7 +223,7 @@ public final class CertificateService: Sendable {
     /// Signs again the kept answers that passed a third of their validity, before they go stale.
     /// Returns how many were refreshed.
     @discardableResult
-    public func refreshOCSPAnswers(now: Date = Date(), limit: Int = 50_000) async -> Int {
+    func refreshOCSPAnswers(now: Date = Date(), limit: Int = 50_000) async -> Int {
         let aging = ocspCache.aging(olderThan: ocsp.validity / 3, now: now, limit: limit)
         for (serial, id) in aging { await presign(serial: serial, ids: [id], now: now) }
         return aging.count

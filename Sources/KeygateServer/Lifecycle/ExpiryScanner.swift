@@ -45,7 +45,7 @@ public struct ExpiryScanner: Sendable {
 
 /// Background work done on a schedule (a ServiceLifecycle service): the CRL refresh, OCSP answers
 /// signed again, the expiry scan. A failed pass is logged and the next one comes at the next tick.
-public struct PeriodicService: Service {
+struct PeriodicService: Service {
     let name: String
     let interval: Duration
     let logger: Logger
@@ -77,21 +77,21 @@ public struct PeriodicService: Service {
 extension PeriodicService {
     /// Keeps the CRL current: it never passes `nextUpdate` even when nobody fetches it, and follows a
     /// revocation within one tick (a tick only reads the revocation counter unless it moved).
-    public static func crlRefresh(_ service: CertificateService, every interval: Duration = .seconds(5), logger: Logger)
+    static func crlRefresh(_ service: CertificateService, every interval: Duration = .seconds(5), logger: Logger)
         -> PeriodicService
     {
         PeriodicService("CRL refresh", every: interval, logger: logger) { _ = try await service.crl.current() }
     }
 
     /// Signs kept OCSP answers again before they go stale.
-    public static func ocspRefresh(
+    static func ocspRefresh(
         _ service: CertificateService, every interval: Duration = .seconds(30), logger: Logger
     ) -> PeriodicService {
         PeriodicService("OCSP refresh", every: interval, logger: logger) { await service.refreshOCSPAnswers() }
     }
 
     /// Runs the expiry scanner.
-    public static func expiryScan(_ scanner: ExpiryScanner, every interval: Duration = .seconds(60)) -> PeriodicService
+    static func expiryScan(_ scanner: ExpiryScanner, every interval: Duration = .seconds(60)) -> PeriodicService
     {
         PeriodicService("expiry scan", every: interval, logger: scanner.logger) { try await scanner.scan() }
     }
