@@ -11,8 +11,9 @@ import ServiceLifecycle
 import UnixSignals
 import X509
 
-/// `keygate sandbox`: a local stand-in for the Azure services Keygate talks to. This first part
-/// serves AAD's client-credentials token endpoint and Key Vault keys over HTTPS, with its own CA.
+/// `keygate sandbox`: a local stand-in for the Azure services Keygate talks to, with its own CA: the
+/// DPS service and device APIs (HTTPS and MQTT), the IoT Hub registry and device MQTT, IoT Central,
+/// Key Vault keys and AAD's client-credentials token endpoint, with fault injection and quotas.
 public struct SandboxServer: Sendable {
     public struct Options: Sendable {
         public var dataDirectory: String
