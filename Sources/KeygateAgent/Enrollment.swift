@@ -178,6 +178,23 @@ public struct Enrollment: Sendable {
             }
             keyPEM = String(decoding: data, as: UTF8.self)
         }
+        // A key that does not belong to the certificate fails deep in TLS (failedToLoadPrivateKey); say why.
+        if let leaf = chain.first, let der = try? leaf.toDERBytes(),
+            let certificate = try? Certificate(derEncoded: der),
+            let key = try? Certificate.PrivateKey(pemEncoded: keyPEM), key.publicKey != certificate.publicKey
+        {
+            switch credential {
+            case .ddk:
+                throw AgentError(
+                    "the key derived from this device's attributes does not match its certificate: run with the "
+                        + "attributes it enrolled with (the same --attribute NAME=VALUE options, or --attributes linux "
+                        + "on the device itself; --seed if it enrolled with one)", code: "attributesChanged")
+            case .x509, .symmetricKey:
+                throw AgentError(
+                    "the key in \(folder.path) does not match the certificate there: is --state-dir the folder "
+                        + "this device enrolled with?", code: "keyMismatch")
+            }
+        }
         return .init(
             certificateChain: chain, privateKey: try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
     }

@@ -16,6 +16,29 @@ public struct AzureAnswer: Sendable {
     }
 
     public var text: String { String(decoding: body.prefix(600), as: UTF8.self) }
+
+    /// Azure's own words for a refusal: its error code and message as each service writes them
+    /// (DPS `{errorCode, message}`, IoT Hub `{Message: "ErrorCode:…;…"}` or `{ExceptionMessage}`, IoT
+    /// Central and Key Vault `{error: {code, message}}`), else the start of the body.
+    public var errorSummary: String {
+        let json = self.json
+        if let code = json["errorCode"], let message = json["message"] as? String {
+            return "errorCode \(code): \(message)"
+        }
+        if let error = json["error"] as? [String: Any], let message = error["message"] as? String {
+            return "\(error["code"] as? String ?? "error"): \(message)"
+        }
+        if let message = (json["Message"] ?? json["message"] ?? json["ExceptionMessage"]) as? String {
+            return message
+        }
+        return text
+    }
+
+    /// Whether a refusal is permanent: a 4xx other than 408 (timeout), 409 (conflict), 412 (changed
+    /// meanwhile) and 429 (throttled) will not change by itself; the request must not be repeated as is.
+    public var isPermanentRefusal: Bool {
+        (400..<500).contains(status) && ![408, 409, 412, 429].contains(status)
+    }
 }
 
 /// The transport the Azure clients share: base URL, an authorization header per call, the policy.
@@ -25,11 +48,14 @@ public struct AzureJSONClient: Sendable {
     public let policy: AzureRequestPolicy
     let authorization: @Sendable () async throws -> String
     let service: String
+    /// Spaces the calls (every attempt) when the service has a throttle to stay under.
+    let pacer: CallPacer?
 
     public init(
         baseURL: String, service: String, http: HTTPClient, policy: AzureRequestPolicy = .standard,
-        authorization: @escaping @Sendable () async throws -> String
+        pacer: CallPacer? = nil, authorization: @escaping @Sendable () async throws -> String
     ) {
+        self.pacer = pacer
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.service = service
         self.http = http
@@ -40,16 +66,21 @@ public struct AzureJSONClient: Sendable {
     /// A client for a service that takes SAS tokens (DPS service API, IoT Hub registry).
     public init(
         sas credentials: SharedAccessSignatureToken.ConnectionString, service: String, http: HTTPClient,
-        policy: AzureRequestPolicy
+        policy: AzureRequestPolicy, pacer: CallPacer? = nil
     ) {
         self.init(
-            baseURL: "https://\(credentials.hostName)", service: service, http: http, policy: policy,
+            baseURL: "https://\(credentials.hostName)", service: service, http: http, policy: policy, pacer: pacer,
             authorization: { try credentials.token() })
     }
 
     /// The error for an answer the service refused.
+    /// `azureRefused` for a permanent refusal (see ``AzureAnswer/isPermanentRefusal``), else
+    /// `azureConflict` (worth another try), both with Azure's error code and message.
     public func refused(_ answer: AzureAnswer, _ what: String) -> KeygateError {
-        KeygateError(.azureRefused, "\(service) refused \(what) (\(answer.status)): \(answer.text)")
+        KeygateError(
+            answer.isPermanentRefusal ? .azureRefused : .azureConflict,
+            "\(service) refused \(what) (HTTP \(answer.status), \(answer.errorSummary))",
+            retryAfter: answer.isPermanentRefusal ? nil : answer.retryAfter ?? 2)
     }
 
     /// Sends `body` (JSON) to `path` (which carries its api-version); throws for 429/5xx after retries
@@ -78,7 +109,7 @@ public struct AzureJSONClient: Sendable {
         }
         let (status, data, retryAfter): (Int, [UInt8], Int?)
         do {
-            (status, data, retryAfter) = try await AzureHTTP.send(request, http: http, policy: policy)
+            (status, data, retryAfter) = try await AzureHTTP.send(request, http: http, policy: policy, pacer: pacer)
         } catch let error as KeygateError where error.code == .signerUnavailable {
             throw KeygateError(
                 .azureUnavailable, "\(service) cannot be reached: \(error.message)", retryAfter: error.retryAfter)
@@ -89,7 +120,8 @@ public struct AzureJSONClient: Sendable {
                 .azureUnavailable, "\(service) answered \(status): \(answer.text)", retryAfter: retryAfter ?? 5)
         }
         if status == 401 || status == 403 {
-            throw KeygateError(.azureUnauthorized, "\(service) refused the credentials (\(status)): \(answer.text)")
+            throw KeygateError(
+                .azureUnauthorized, "\(service) refused the credentials (HTTP \(status), \(answer.errorSummary))")
         }
         return answer
     }

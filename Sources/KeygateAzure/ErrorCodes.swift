@@ -7,6 +7,9 @@ extension KeygateError.Code {
     public static let azureUnavailable = Self("azureUnavailable", kind: .unavailable)
     /// Azure refused the connector's credentials.
     public static let azureUnauthorized = Self("azureUnauthorized", kind: .unauthorized)
-    /// Azure refused the request itself (4xx other than 401/403/429).
+    /// Azure refused the request for good (a 4xx other than 408, 409, 412 and 429): repeating it as it
+    /// is cannot help; the outbox dead-letters it at once.
     public static let azureRefused = Self("azureRefused", kind: .conflict)
+    /// Azure refused the request for now (408, 409, 412): worth another try.
+    public static let azureConflict = Self("azureConflict", kind: .conflict)
 }

@@ -119,7 +119,10 @@ public struct KeygateServer: Sendable {
                     .init(
                         service: PeriodicService.expiryScan(
                             ExpiryScanner(service: services.certificates, logger: logger))),
-                    .init(service: OutboxDispatcher(store: store, secrets: services.secrets, logger: logger)),
+                    .init(
+                        service: OutboxDispatcher(
+                            store: store, secrets: services.secrets, logger: logger,
+                            metrics: services.certificates.metrics)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))

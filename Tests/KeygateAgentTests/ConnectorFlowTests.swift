@@ -20,18 +20,20 @@ import X509
 /// sending telemetry to the hub with the certificate Keygate issued.
 @Suite(.tags(.slow), .fullRunOnly) struct ConnectorFlowTests {
     /// Adds a DPS connector through the admin API and a group that uses it.
-    static func connect(_ h: AgentEnrollmentTests.Harness, sandbox: SandboxServer.Connection) async throws {
+    static func connect(
+        _ h: AgentEnrollmentTests.Harness, sandbox: SandboxServer.Connection, hubCallsPerMinute: Int? = nil
+    ) async throws {
         var request = HTTPClientRequest(url: h.server.httpsURL + "/admin/v1/connectors")
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(h.kg.adminToken)")
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(
-            ByteBuffer(
-                bytes: try JSONSerialization.data(withJSONObject: [
-                    "name": "sandbox-dps", "type": "dps", "connectionString": sandbox.dps.serviceConnectionString,
-                    "idScope": sandbox.dps.idScope, "globalEndpoint": sandbox.dps.deviceEndpoint,
-                    "hubConnectionString": sandbox.hub.registryConnectionString, "caCertificate": sandbox.caCertificate,
-                ])))
+        var fields: [String: Any] = [
+            "name": "sandbox-dps", "type": "dps", "connectionString": sandbox.dps.serviceConnectionString,
+            "idScope": sandbox.dps.idScope, "globalEndpoint": sandbox.dps.deviceEndpoint,
+            "hubConnectionString": sandbox.hub.registryConnectionString, "caCertificate": sandbox.caCertificate,
+        ]
+        if let hubCallsPerMinute { fields["hubCallsPerMinute"] = hubCallsPerMinute }
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: fields)))
         let response = try await h.http.execute(request, timeout: .seconds(10))
         let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
         #expect(response.status == .created, "\(body)")

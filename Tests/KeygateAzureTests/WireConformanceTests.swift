@@ -93,7 +93,22 @@ import X509
         switch request.method {
         case .get:
             if path.hasSuffix("/credentials") { return try json(["idScope": "0ne00ABCDEF"]) }
-            guard let body = recorder.stored(path) else { return try json(["errorCode": 404_001], .notFound) }
+            guard var body = recorder.stored(path) else { return try json(["errorCode": 404_001], .notFound) }
+            // DPS describes enrolled certificates by `info` only: it never returns the certificate.
+            if path.hasPrefix("/enrollments/"), var attestation = body["attestation"] as? [String: Any],
+                var x509 = attestation["x509"] as? [String: Any],
+                var certificates = x509["clientCertificates"] as? [String: Any]
+            {
+                for (slot, value) in certificates {
+                    guard var entry = value as? [String: Any] else { continue }
+                    entry["certificate"] = nil
+                    entry["info"] = ["sha1Thumbprint": "AA"]
+                    certificates[slot] = entry
+                }
+                x509["clientCertificates"] = certificates
+                attestation["x509"] = x509
+                body["attestation"] = attestation
+            }
             return try json(body)
         case .put, .patch:
             var body = recorded.body ?? [:]
@@ -146,7 +161,8 @@ import X509
             http: http)
         try await dps.put(.init(registrationID: "dev-1", primaryCertificate: pem))
         try await dps.put(.init(registrationID: "dev-1", primaryCertificate: pem, secondaryCertificate: pem))
-        try await dps.setEnabled("dev-1", false)
+        try await dps.setEnabled(
+            .init(registrationID: "dev-1", primaryCertificate: pem, secondaryCertificate: pem, enabled: false))
         try await dps.delete("dev-1")
         let dpsCalls = recorder.all.filter { $0.path.hasPrefix("/enrollments") }
         #expect(dpsCalls.map(\.method) == ["GET", "PUT", "GET", "PUT", "GET", "PUT", "DELETE"])
@@ -171,6 +187,16 @@ import X509
                 "clientCertificates"] as? [String: Any])
         #expect(renewed?["secondary"] != nil, "the previous certificate stays as secondary")
         #expect(dpsCalls[5].body?["provisioningStatus"] as? String == "disabled")
+        // A disable is a whole enrollment: the certificates themselves, not the `info` the GET answered.
+        let disabled =
+            (((dpsCalls[5].body?["attestation"] as? [String: Any])?["x509"] as? [String: Any])?[
+                "clientCertificates"] as? [String: Any])
+        for slot in ["primary", "secondary"] {
+            let entry = disabled?[slot] as? [String: Any]
+            #expect((entry?["certificate"] as? String)?.hasPrefix("-----BEGIN CERTIFICATE-----") == true, "\(slot)")
+            #expect(entry?["info"] == nil, "no read-only info is sent back (\(slot))")
+        }
+        #expect(dpsCalls[5].headers["if-match"] != nil, "the disable sends the ETag it read")
 
         // IoT Hub registry: read, then PUT the identity with If-Match and the new status.
         let hub = try IoTHubRegistryClient(

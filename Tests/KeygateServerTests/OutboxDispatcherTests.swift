@@ -55,6 +55,52 @@ import Testing
         #expect(try await control.inventory().enrollments.contains { $0.id == "late-1" })
     }
 
+    /// A 4xx that will not change by itself (here: DPS refuses an enrollment whose certificate is not
+    /// one) is dead-lettered at the first attempt, with Azure's error code and message, and counted;
+    /// a retry after the cause is fixed delivers it.
+    @Test func aPermanentRefusalIsDeadLetteredAtOnceWithAzuresWords() async throws {
+        let folder = try TemporaryDirectory("permanent")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let kg = try await TestKeygate.make()
+        let store = kg.server.store
+        try await store.addConnector(
+            Connector(
+                name: "dps", kind: .dps,
+                settings: .init(
+                    endpoint: "sandbox", idScope: sandbox.connection.dps.idScope,
+                    caCertificate: sandbox.connection.caCertificate),
+                sealedSecrets: [
+                    "connectionString": try kg.secrets.seal(sandbox.connection.dps.serviceConnectionString)
+                ]),
+            audit: .init(actor: "test", action: "connector.added", subject: "dps"))
+        try await store.enqueue(
+            OutboxItem(connector: "dps", deviceID: "odd-1", action: .enroll, certificate: "not a certificate"),
+            audit: nil)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let metrics = KeygateMetrics()
+        let dispatcher = OutboxDispatcher(store: store, secrets: kg.secrets, logger: logger, metrics: metrics)
+        try await dispatcher.deliverDue()
+        let dead = try #require(try await store.outboxItems(state: .deadLetter, deviceID: "odd-1", limit: 10).first)
+        #expect(dead.attempts == 1, "not retried: \(dead)")
+        let error = dead.lastError ?? ""
+        #expect(error.contains("azureRefused") && error.contains("HTTP 400") && error.contains("errorCode 400"), "\(error)")
+        #expect(error.contains("is not a certificate"), "Azure's message is kept: \(error)")
+        #expect(metrics.render().contains("keygate_outbox_dead_letters_total{code=\"azureRefused\",connector=\"dps\"} 1")
+            || metrics.render().contains("keygate_outbox_dead_letters_total{connector=\"dps\",code=\"azureRefused\"} 1"),
+            "\(metrics.render())")
+        #expect(try await dispatcher.deliverDue(now: Date() + 7200) == 0, "a dead letter waits for the operator")
+
+        // Once the cause is fixed (here: a real certificate), the device's next change is delivered.
+        let pem = try await TestPKI.make().root.certificate.pemString
+        try await store.enqueue(
+            OutboxItem(connector: "dps", deviceID: "odd-1", action: .enroll, certificate: pem), audit: nil)
+        try await dispatcher.deliverDue()
+        #expect(try await store.enrollmentConfirmed(deviceID: "odd-1") == true)
+        #expect(try await SandboxControlClient(connection: sandbox.connection).report().refused[.dpsService] == 1)
+    }
+
     @Test func anIoTCentralConnectorWithAADClientCredentialsEnrollsADevice() async throws {
         let folder = try TemporaryDirectory("central-aad")
         let sandbox = try await TestSandbox.start(in: folder)

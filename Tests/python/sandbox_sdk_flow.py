@@ -48,6 +48,17 @@ for reg_id, pem_file in [(device, cert), (second, second_cert)]:
 fetched = psc.get_individual_enrollment(device)
 info = fetched.attestation.x509.client_certificates.primary.info
 check(info is not None and len(info.sha256_thumbprint) == 64, "the service filled the certificate info")
+check(not fetched.attestation.x509.client_certificates.primary.certificate,
+      "like DPS, a GET describes the certificate by its info and does not return it")
+check(not created.attestation.x509.client_certificates.primary.certificate, "nor does the PUT's answer")
+# Like DPS, a PUT whose X.509 attestation carries no usable certificate is refused (400); nothing changes.
+try:
+    psc.create_or_update(IndividualEnrollment.create(device, AttestationMechanism.create_with_x509_client_certs(
+        "not a certificate")))
+    check(False, "an enrollment without a certificate was accepted")
+except Exception as error:
+    check("400" in str(error) or "Bad Request" in str(error), "refused with 400: %s" % error)
+check(psc.get_individual_enrollment(device).etag == fetched.etag, "the refused PUT changed nothing")
 check(fetched.provisioning_status == "enabled", "enrollments are enabled by default")
 facts["thumbprint"] = info.sha256_thumbprint
 pages = list(psc.create_individual_enrollment_query(QuerySpecification(query="*"), page_size=1))
@@ -94,8 +105,17 @@ except Exception as error:  # the SDK raises CredentialError / ConnectionFailedE
     facts["disabledConnect"] = type(error).__name__
 refused.shutdown()
 
-# 5. A disabled enrollment cannot register.
+# 5. A disabled enrollment cannot register. As with DPS, what a GET answers cannot be PUT back as it is
+# (it describes the certificate by its info only): the update carries the certificate again.
+echoed = psc.get_individual_enrollment(second)
+echoed.provisioning_status = "disabled"
+try:
+    psc.create_or_update(echoed)
+    check(False, "an enrollment echoed from a GET (no certificate) was accepted")
+except Exception as error:
+    facts["echoRefused"] = type(error).__name__
 enrollment = psc.get_individual_enrollment(second)
+enrollment.attestation = AttestationMechanism.create_with_x509_client_certs(open(second_cert).read())
 enrollment.provisioning_status = "disabled"
 psc.create_or_update(enrollment)
 blocked = ProvisioningDeviceClient.create_from_x509_certificate(

@@ -104,18 +104,45 @@ public struct DeviceClient: Sendable {
     }
 
     private func execute<Answer: Decodable>(_ request: HTTPClientRequest) async throws -> Answer {
-        let response = try await http.execute(request, timeout: .seconds(30))
-        let bytes = try await response.body.collect(upTo: 4 << 20)
-        let data = Data(bytes.readableBytesView)
+        let response: HTTPClientResponse
+        let data: Data
+        do {
+            response = try await http.execute(request, timeout: .seconds(30))
+            data = Data(try await response.body.collect(upTo: 4 << 20).readableBytesView)
+        } catch {
+            throw unreachable(error)
+        }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         guard (200..<300).contains(Int(response.status.code)) else {
-            let error = try? decoder.decode(DeviceAPI.ErrorBody.self, from: data)
+            guard let error = try? decoder.decode(DeviceAPI.ErrorBody.self, from: data) else {
+                throw AgentError(
+                    "\(baseURL) answered HTTP \(response.status.code) without a Keygate error: is --server Keygate's "
+                        + "HTTPS address (the one `keygate serve` prints first)?", code: "notKeygate")
+            }
             throw APIError(
-                status: Int(response.status.code), code: error?.code ?? "http\(response.status.code)",
-                message: error?.message ?? "unexpected answer",
+                status: Int(response.status.code), code: error.code, message: error.message,
                 retryAfter: response.headers.first(name: "Retry-After").flatMap(Int.init))
         }
-        return try decoder.decode(Answer.self, from: data)
+        do {
+            return try decoder.decode(Answer.self, from: data)
+        } catch {
+            throw AgentError(
+                "\(baseURL) answered something that is not Keygate's device API: is --server Keygate's HTTPS "
+                    + "address?", code: "notKeygate")
+        }
+    }
+
+    /// What to tell the operator when the call did not get an answer.
+    private func unreachable(_ error: any Error) -> AgentError {
+        let text = String(describing: error)
+        if error is NIOSSLError || text.contains("certificate verify failed") || text.contains("handshake") {
+            let trust = caCertificateFile.map { "--ca-cert \($0)" } ?? "the system's roots"
+            return AgentError(
+                "the TLS handshake with \(baseURL) failed: its certificate is not trusted by \(trust) (give the root "
+                    + "CA of the Keygate you enroll with: ca/root.crt.pem in its data folder) (\(text))",
+                code: "tlsUntrusted")
+        }
+        return AgentError("cannot reach Keygate at \(baseURL): \(text)", code: "unreachable")
     }
 }

@@ -218,7 +218,10 @@ struct Renew: AsyncParsableCommand {
         let enrollment = try options.enrollment()
         defer { Task { try? await enrollment.client.shutdown() } }
         guard let state = enrollment.folder.load(), state.certificateSerial != nil else {
-            FileHandle.standardError.write(Data("error: no certificate yet; run `keygate-agent enroll` first\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "error: no certificate in \(options.stateDir) (is --state-dir the folder enroll used?); run `keygate-agent enroll` first\n"
+                        .utf8))
             throw ExitCode(1)
         }
         let formatter = ISO8601DateFormatter()

@@ -63,12 +63,13 @@ enum AzureHTTP {
     /// Sends `request`, retrying as Azure's guidance says: a dropped connection, a timeout, 429 and
     /// 5xx are retried with exponential backoff and jitter, waiting the Retry-After Azure asks for when
     /// it is short; a longer Retry-After is handed to the caller with the answer.
-    static func send(_ request: HTTPClientRequest, http: HTTPClient, policy: AzureRequestPolicy) async throws
-        -> (Int, [UInt8], Int?)
-    {
+    static func send(
+        _ request: HTTPClientRequest, http: HTTPClient, policy: AzureRequestPolicy, pacer: CallPacer? = nil
+    ) async throws -> (Int, [UInt8], Int?) {
         var attempt = 0
         while true {
             attempt += 1
+            try await pacer?.acquire()
             let answer: (Int, [UInt8], Int?)
             do {
                 let response = try await http.execute(request, timeout: policy.timeout)

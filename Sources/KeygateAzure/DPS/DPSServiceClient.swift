@@ -3,8 +3,9 @@ import Foundation
 import KeygatePKI
 import NIOHTTP1
 
-/// The DPS service API (docs/azure.md): individual enrollments with X.509 client certificates, created
-/// or replaced idempotently (read the ETag, then PUT with If-Match), disabled, deleted; registration states.
+/// The DPS service API (docs/azure.md): individual enrollments with X.509 client certificates, created,
+/// replaced, enabled or disabled idempotently (read the ETag, then PUT the whole enrollment with If-Match:
+/// every PUT carries the certificates themselves), deleted; registration states.
 public struct DPSServiceClient: Sendable {
     public static let apiVersion = "2021-10-01"
     public let credentials: SharedAccessSignatureToken.ConnectionString
@@ -84,21 +85,28 @@ public struct DPSServiceClient: Sendable {
             .azureUnavailable, "the enrollment \(enrollment.registrationID) keeps changing", retryAfter: 2)
     }
 
-    /// Enables or disables the enrollment as it is (a missing one is left alone: answers false).
+    /// Enables or disables an existing enrollment (`enrollment.enabled`), writing it whole: DPS's GET
+    /// describes certificates by `info` only and a PUT must carry the certificates themselves, so the
+    /// body is built from what Keygate issued, never echoed from the GET. A missing enrollment is left
+    /// alone (answers false).
     @discardableResult
-    public func setEnabled(_ registrationID: String, _ enabled: Bool) async throws -> Bool {
-        let path = "/enrollments/\(AzureJSONClient.segment(registrationID))?api-version=\(Self.apiVersion)"
+    public func setEnabled(_ enrollment: Enrollment) async throws -> Bool {
+        let id = enrollment.registrationID
+        let path = "/enrollments/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)"
         for _ in 0..<3 {
-            guard var current = try await enrollment(registrationID) else { return false }
-            current["provisioningStatus"] = enabled ? "enabled" : "disabled"
+            guard let current = try await self.enrollment(id) else { return false }
+            var body = enrollment.body
             var headers: [(String, String)] = []
-            if let etag = current["etag"] as? String { headers.append(("If-Match", etag)) }
-            let answer = try await client.call(.PUT, path, body: current, headers: headers)
+            if let etag = current["etag"] as? String {
+                body["etag"] = etag
+                headers.append(("If-Match", etag))
+            }
+            let answer = try await client.call(.PUT, path, body: body, headers: headers)
             if answer.status == 200 || answer.status == 201 { return true }
             if answer.status == 412 || answer.status == 409 { continue }
-            throw client.refused(answer, "updating enrollment \(registrationID)")
+            throw client.refused(answer, "updating enrollment \(id)")
         }
-        throw KeygateError(.azureUnavailable, "the enrollment \(registrationID) keeps changing", retryAfter: 2)
+        throw KeygateError(.azureUnavailable, "the enrollment \(id) keeps changing", retryAfter: 2)
     }
 
     /// Deletes the enrollment; a missing one is fine.

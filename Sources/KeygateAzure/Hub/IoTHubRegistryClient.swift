@@ -10,10 +10,17 @@ public struct IoTHubRegistryClient: Sendable {
     public let credentials: SharedAccessSignatureToken.ConnectionString
     let client: AzureJSONClient
 
-    public init(connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard) throws {
+    /// Azure's published identity-registry throttle for one S1 (or S2) unit: operations a minute.
+    public static let publishedOperationsPerMinute = 100
+
+    /// A client for the hub in `connectionString` (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`);
+    /// `pacer` keeps its calls under the hub's registry throttle.
+    public init(
+        connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard, pacer: CallPacer? = nil
+    ) throws {
         let credentials = try SharedAccessSignatureToken.ConnectionString(connectionString)
         self.credentials = credentials
-        client = AzureJSONClient(sas: credentials, service: "IoT Hub", http: http, policy: policy)
+        client = AzureJSONClient(sas: credentials, service: "IoT Hub", http: http, policy: policy, pacer: pacer)
     }
 
     public func device(_ id: String) async throws -> [String: Any]? {

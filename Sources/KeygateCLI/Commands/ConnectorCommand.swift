@@ -42,6 +42,18 @@ struct ConnectorCommand: AsyncParsableCommand {
             help: "A PEM CA to trust for this connector's Azure endpoints (the sandbox's); default: the system's roots."
         )
         var azureCaCert: String?
+        @Option(
+            help: """
+                dps with --hub-connection-string: IoT Hub registry calls per minute (default 100, Azure's \
+                throttle for one S1 unit; raise it with more units).
+                """)
+        var hubCallsPerMinute: Int?
+
+        func validate() throws {
+            if let hubCallsPerMinute, !(1...100_000).contains(hubCallsPerMinute) {
+                throw ValidationError("--hub-calls-per-minute must be 1 to 100000")
+            }
+        }
 
         func run() async throws {
             var request = ConnectorRequest(name: name, type: type)
@@ -54,6 +66,7 @@ struct ConnectorCommand: AsyncParsableCommand {
             request.tokenEndpoint = tokenEndpoint
             request.clientId = clientId
             request.clientSecret = try clientSecretFile.map { try Self.secret("@" + $0) }
+            request.hubCallsPerMinute = hubCallsPerMinute
             request.caCertificate = azureCaCert.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             let added = try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) {
@@ -152,7 +165,9 @@ func printConnector(_ connector: ConnectorBody) {
     print("  endpoint         \(connector.endpoint)")
     print("  ID scope         \(connector.idScope ?? "(learned from the first device)")")
     print("  global endpoint  \(connector.globalEndpoint)")
-    if let hub = connector.hubHost { print("  IoT Hub          \(hub)") }
+    if let hub = connector.hubHost {
+        print("  IoT Hub          \(hub) (at most \(connector.hubCallsPerMinute ?? 100) registry calls a minute)")
+    }
     if let ca = connector.caCertificate { print("  trusts           \(ca)") }
     print("  secrets          \(connector.secrets.joined(separator: ", ")) (sealed)")
 }

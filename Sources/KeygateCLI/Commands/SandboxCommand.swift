@@ -152,7 +152,7 @@ struct SandboxCommand: AsyncParsableCommand {
                 report = try await client.report()
             }
             if json { return try printJSON(report) }
-            let header = ["SURFACE", "RATE", "KINDS", "DOWN", "QUOTA", "FAILED", "PASSED"]
+            let header = ["SURFACE", "RATE", "KINDS", "DOWN", "QUOTA", "FAILED", "PASSED", "REFUSED"]
             var rows: [[String]] = []
             for surface in SandboxSurface.allCases {
                 let settings = report.settings[surface] ?? FaultSettings()
@@ -160,10 +160,14 @@ struct SandboxCommand: AsyncParsableCommand {
                     surface.rawValue, String(format: "%.2f", settings.rate),
                     settings.kinds.map(\.rawValue).joined(separator: ","), settings.down ? "yes" : "no",
                     settings.quota ? "on" : "off", String(report.injected[surface] ?? 0),
-                    String(report.passed[surface] ?? 0),
+                    String(report.passed[surface] ?? 0), String(report.refused[surface] ?? 0),
                 ])
             }
             printTable(header: header, rows: rows)
+            if !report.lastRefusals.isEmpty {
+                print("\nRequests refused as invalid (as Azure would), newest last:")
+                for line in report.lastRefusals { print("  \(line)") }
+            }
         }
     }
 }

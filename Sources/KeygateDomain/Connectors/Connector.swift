@@ -26,12 +26,17 @@ public struct Connector: Sendable, Hashable, Codable {
         public var tokenEndpoint: String?
         /// IoT Central with AAD: the application (client) ID; `nil` when an API token is used.
         public var clientID: String?
+        /// Calls a minute to the IoT Hub registry (quarantine and retirement change hub identities);
+        /// `nil`: Azure's published throttle for one S1 unit (100). Raise it for more units or S3.
+        public var hubCallsPerMinute: Int?
 
         /// Creates settings; `globalEndpoint` defaults to Azure's.
         public init(
             endpoint: String, idScope: String? = nil, globalEndpoint: String = Connector.azureGlobalEndpoint,
-            caCertificate: String? = nil, hubHost: String? = nil, tokenEndpoint: String? = nil, clientID: String? = nil
+            caCertificate: String? = nil, hubHost: String? = nil, tokenEndpoint: String? = nil, clientID: String? = nil,
+            hubCallsPerMinute: Int? = nil
         ) {
+            self.hubCallsPerMinute = hubCallsPerMinute
             self.endpoint = endpoint
             self.idScope = idScope
             self.globalEndpoint = globalEndpoint

@@ -45,7 +45,7 @@ struct CentralRoutes {
                 guard let attestation = await store.state.dps.enrollments[id]?["attestation"] else {
                     return Self.notFound("attestation of device", id)
                 }
-                return try SandboxHTTP.json(attestation.foundation)
+                return try SandboxHTTP.json(Self.asServed(attestation).foundation)
             }
         }
         api.get("devices/:id/credentials") { request, context in
@@ -55,7 +55,7 @@ struct CentralRoutes {
                 guard state.central.devices[id] != nil else { return Self.notFound("device", id) }
                 var credentials: [String: Any] = ["idScope": state.dps.idScope]
                 if let attestation = state.dps.enrollments[id]?["attestation"], attestation["type"]?.string == "x509" {
-                    credentials["x509"] = attestation["x509"]?.foundation
+                    credentials["x509"] = Self.asServed(attestation)["x509"]?.foundation
                 }
                 return try SandboxHTTP.json(credentials)
             }
@@ -186,11 +186,24 @@ struct CentralRoutes {
             {
             case .success(let prepared):
                 state.dps.enrollments[id] = prepared
-                return try SandboxHTTP.json((prepared["attestation"] ?? .null).foundation)
+                return try SandboxHTTP.json(Self.asServed(prepared["attestation"] ?? .null).foundation)
             case .failure(let problem):
                 return Self.error(400, "InvalidAttestation", problem.message)
             }
         }
+    }
+
+    /// An X.509 attestation as IoT Central answers it: each certificate described by its SHA-1
+    /// thumbprint (`info.sha1Thumbprint`, read-only), never the certificate itself.
+    static func asServed(_ attestation: JSONValue) -> JSONValue {
+        guard var certificates = attestation[path: "x509", "clientCertificates"] else { return attestation }
+        for which in ["primary", "secondary"] {
+            guard let thumbprint = certificates[path: which, "info", "sha1Thumbprint"] else { continue }
+            certificates[which] = .object(["info": .object(["sha1Thumbprint": thumbprint])])
+        }
+        var served = attestation
+        served["x509"]?["clientCertificates"] = certificates
+        return served
     }
 
     /// `enabled: false` disables the device's DPS enrollment and hub identity; `true` enables them.

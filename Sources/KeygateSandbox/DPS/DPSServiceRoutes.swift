@@ -108,7 +108,7 @@ struct DPSServiceRoutes {
             }
             kind.set(id, prepared, in: &dps)
             state.dps = dps
-            return try SandboxHTTP.json(prepared.foundation)
+            return try SandboxHTTP.json(Self.asServed(prepared).foundation)
         }
     }
 
@@ -116,7 +116,7 @@ struct DPSServiceRoutes {
         guard let record = kind.records(await store.state.dps)[id] else {
             return Self.error(404, "No \(kind.noun) '\(id)'.", sub: 2)
         }
-        return try SandboxHTTP.json(record.foundation)
+        return try SandboxHTTP.json(Self.asServed(record).foundation)
     }
 
     private func delete(_ kind: Kind, id: String, request: Request) async throws -> Response {
@@ -144,7 +144,7 @@ struct DPSServiceRoutes {
         guard text.trimmingCharacters(in: .whitespaces) == "*" || text.uppercased().hasPrefix("SELECT *") else {
             return Self.error(400, "The sandbox answers the query \"*\" only.", sub: 4)
         }
-        let records = kind.records(await store.state.dps).sorted { $0.key < $1.key }.map(\.value)
+        let records = kind.records(await store.state.dps).sorted { $0.key < $1.key }.map { Self.asServed($0.value) }
         return try page(records, request: request, itemType: kind.itemType)
     }
 
@@ -208,6 +208,22 @@ struct DPSServiceRoutes {
     }
 
     // MARK: Rules
+
+    /// A record as DPS answers it: an X.509 attestation describes each certificate by the `info` the
+    /// service filled in and never returns the certificate itself (a PUT must send it again).
+    static func asServed(_ record: JSONValue) -> JSONValue {
+        guard var x509 = record[path: "attestation", "x509"] else { return record }
+        for slot in ["clientCertificates", "signingCertificates"] {
+            guard var certificates = x509[slot] else { continue }
+            for which in ["primary", "secondary"] where certificates[which] != nil {
+                certificates[which]?["certificate"] = nil
+            }
+            x509[slot] = certificates
+        }
+        var served = record
+        served["attestation"]?["x509"] = x509
+        return served
+    }
 
     struct Problem: Error {
         var message: String

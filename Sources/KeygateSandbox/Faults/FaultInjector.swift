@@ -149,6 +149,11 @@ public final class FaultInjector: Sendable {
         public var injected: [SandboxSurface: Int]
         /// Calls that went through, per surface.
         public var passed: [SandboxSurface: Int]
+        /// Calls the sandbox refused as invalid, as Azure would (a 4xx other than 404, 409, 412 and
+        /// 429), per surface: a client that follows Azure's rules makes none.
+        public var refused: [SandboxSurface: Int]
+        /// The last refused calls (`METHOD path → status`), newest last, at most 20.
+        public var lastRefusals: [String]
     }
 
     private struct Window {
@@ -161,6 +166,8 @@ public final class FaultInjector: Sendable {
         var windows: [SandboxSurface: Window] = [:]
         var injected: [SandboxSurface: Int] = [:]
         var passed: [SandboxSurface: Int] = [:]
+        var refused: [SandboxSurface: Int] = [:]
+        var lastRefusals: [String] = []
     }
 
     private let state = Mutex(State())
@@ -193,7 +200,18 @@ public final class FaultInjector: Sendable {
         state.withLock { state in
             var settings: [SandboxSurface: FaultSettings] = [:]
             for surface in SandboxSurface.allCases { settings[surface] = state.settings[surface] ?? FaultSettings() }
-            return Report(settings: settings, injected: state.injected, passed: state.passed)
+            return Report(
+                settings: settings, injected: state.injected, passed: state.passed, refused: state.refused,
+                lastRefusals: state.lastRefusals)
+        }
+    }
+
+    /// Counts a call the sandbox refused as invalid (see ``Report/refused``).
+    func recordRefusal(_ surface: SandboxSurface, _ description: String) {
+        state.withLock { state in
+            state.refused[surface, default: 0] += 1
+            state.lastRefusals.append(description)
+            if state.lastRefusals.count > 20 { state.lastRefusals.removeFirst() }
         }
     }
 

@@ -1,6 +1,7 @@
 import Hummingbird
 
-/// Applies the injected faults and quotas of the surface a request belongs to, before its route.
+/// Applies the injected faults and quotas of the surface a request belongs to, before its route, and
+/// counts the calls the routes refused as invalid.
 struct FaultMiddleware: RouterMiddleware {
     typealias Context = SandboxContext
     let injector: FaultInjector
@@ -9,12 +10,16 @@ struct FaultMiddleware: RouterMiddleware {
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        guard let surface = SandboxSurface.of(path: request.uri.path, idScope: idScope),
-            let decision = injector.decide(surface)
-        else {
+        guard let surface = SandboxSurface.of(path: request.uri.path, idScope: idScope) else {
             return try await next(request, context)
         }
-        return try await Self.response(for: decision, surface: surface)
+        if let decision = injector.decide(surface) { return try await Self.response(for: decision, surface: surface) }
+        let response = try await next(request, context)
+        let status = response.status.code
+        if (400..<500).contains(status), ![404, 409, 412, 429].contains(status) {
+            injector.recordRefusal(surface, "\(request.method.rawValue) \(request.uri.path) → \(status)")
+        }
+        return response
     }
 
     /// The answer a fault gives over HTTP (MQTT surfaces turn decisions into their own failures).

@@ -40,8 +40,20 @@ enum SandboxHTTP {
             if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
             return response
         case .hub:
-            body = ["Message": "ErrorCode:\(code);\(message)", "ExceptionMessage": message]
-        case .keyVault, .central, nil:
+            // IoT Hub names the error in a header too, and ends its message with a tracking ID.
+            headers[.iothubErrorCode] = code
+            let tracking = "Tracking ID:\(UUID().uuidString.lowercased())-TimeStamp:\(Self.hubTime())"
+            body = ["Message": "ErrorCode:\(code);\(message)", "ExceptionMessage": "\(message) \(tracking)"]
+        case .central:
+            // IoT Central: `x-ms-error-code`, and a request ID and time in the body.
+            headers[.msErrorCode] = code
+            body = [
+                "error": [
+                    "code": code, "message": message, "requestId": UUID().uuidString.lowercased(),
+                    "time": ISO8601DateFormatter().string(from: Date()),
+                ]
+            ]
+        case .keyVault, nil:
             body = ["error": ["code": code, "message": message]]
         }
         return (try? json(body, status: .init(code: status), headers: headers))
@@ -67,6 +79,18 @@ extension SandboxHTTP {
     }
 }
 
+extension SandboxHTTP {
+    /// The time as IoT Hub writes it in a tracking ID: `MM/dd/yyyy HH:mm:ss` in UTC.
+    static func hubTime(_ date: Date = Date()) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "MM/dd/yyyy HH:mm:ss"
+        return formatter.string(from: date)
+    }
+}
+
 extension HTTPField.Name {
+    static let iothubErrorCode = Self("iothub-errorcode")!
     static let msErrorCode = Self("x-ms-error-code")!
 }

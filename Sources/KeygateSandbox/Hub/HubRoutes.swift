@@ -74,6 +74,10 @@ struct HubRoutes {
             return SandboxHTTP.hubError(
                 status: 400, code: "ArgumentInvalid", message: "deviceId does not match the path.")
         }
+        if let status = json["status"], status.string != "enabled" && status.string != "disabled" {
+            return SandboxHTTP.hubError(
+                status: 400, code: "ArgumentInvalid", message: "status must be 'enabled' or 'disabled'.")
+        }
         let ifMatch = request.headers[.ifMatch]
         let (response, disabled) = try await store.update { state -> (Response, Bool) in
             let existing = state.hub.devices[id]

@@ -54,9 +54,12 @@ public struct ConnectorService: Sendable {
                 hubHost = try Self.hostName(hub, what: "hubConnectionString")
                 sealed["hubConnectionString"] = try secrets.seal(hub)
             }
+            if let pace = body.hubCallsPerMinute, !(1...100_000).contains(pace) {
+                throw KeygateError(.invalidConnector, "hubCallsPerMinute must be 1 to 100000")
+            }
             settings = .init(
                 endpoint: host, idScope: idScope, globalEndpoint: global, caCertificate: body.caCertificate,
-                hubHost: hubHost)
+                hubHost: hubHost, hubCallsPerMinute: body.hubCallsPerMinute)
         case .iotCentral:
             guard let appURL = body.appUrl, appURL.hasPrefix("https://") else {
                 throw KeygateError(.invalidConnector, "an iot-central connector needs appUrl (https://...)")

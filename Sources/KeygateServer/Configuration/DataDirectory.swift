@@ -1,7 +1,7 @@
 public import Foundation
 import KeygatePKI
 import SwiftASN1
-public import X509
+import X509
 
 /// The data folder `keygate init` creates and `keygate serve` runs from.
 ///

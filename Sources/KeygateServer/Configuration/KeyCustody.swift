@@ -1,7 +1,7 @@
 import Foundation
 import KeygateAzure
 import KeygatePKCS11
-public import KeygatePKI
+import KeygatePKI
 import X509
 
 /// Turns a CA entry of the configuration into a signer: an encrypted PKCS #8 file (`software`),

@@ -17,6 +17,8 @@ public struct ConnectorClient: Sendable {
         case central(IoTCentralClient)
     }
 
+    /// Opens the connector's secrets and makes its clients; the hub client is paced under
+    /// ``Connector/Settings/hubCallsPerMinute`` (IoT Hub's published registry throttle by default).
     public init(_ connector: Connector, secrets: SecretBox?) throws {
         self.connector = connector
         func secret(_ name: String) throws -> String? {
@@ -34,7 +36,13 @@ public struct ConnectorClient: Sendable {
             }
             service = .dps(
                 try DPSServiceClient(connectionString: connectionString, http: http),
-                hub: try secret("hubConnectionString").map { try IoTHubRegistryClient(connectionString: $0, http: http) })
+                hub: try secret("hubConnectionString").map {
+                    try IoTHubRegistryClient(
+                        connectionString: $0, http: http,
+                        pacer: CallPacer(
+                            perMinute: connector.settings.hubCallsPerMinute
+                                ?? IoTHubRegistryClient.publishedOperationsPerMinute))
+                })
         case .iotCentral:
             var tokens: AADTokenProvider?
             if let endpoint = connector.settings.tokenEndpoint, let clientID = connector.settings.clientID,
@@ -62,7 +70,14 @@ public struct ConnectorClient: Sendable {
             return nil
         case (.dps(let dps, let hub), .disable), (.dps(let dps, let hub), .enable):
             let enabled = item.action == .enable
-            try await dps.setEnabled(item.deviceID, enabled)
+            // The enrollment is written whole, with the certificates Keygate issued (DPS's GET does not
+            // return them); a device that never had one has no enrollment to change.
+            if let certificate = item.certificate {
+                try await dps.setEnabled(
+                    .init(
+                        registrationID: item.deviceID, primaryCertificate: certificate,
+                        secondaryCertificate: item.previousCertificate, enabled: enabled))
+            }
             try await hub?.setStatus(item.deviceID, enabled: enabled, reason: enabled ? nil : "quarantined by Keygate")
             return nil
         case (.dps(let dps, let hub), .delete):

@@ -1,4 +1,5 @@
 public import Foundation
+import KeygateAzure
 import KeygateDomain
 import KeygatePKI
 public import KeygateStore
@@ -9,7 +10,8 @@ public import ServiceLifecycle
 /// Delivers the outbox to Azure (a ServiceLifecycle service): due items oldest first, one at a time
 /// per device, at most `concurrencyPerConnector` calls at once per connector (so Keygate stays under
 /// Azure's quotas), exponential backoff with jitter that honours Retry-After, a dead letter with the
-/// last error after `maximumAttempts`. State is in the database: a restart carries on where it stopped.
+/// last error after `maximumAttempts`, or at once when Azure refuses for good (`azureRefused`,
+/// `azureUnauthorized`: Azure's error code and message are kept as the item's last error). State is in the database: a restart carries on where it stopped.
 public struct OutboxDispatcher: Service {
     public struct Policy: Sendable {
         public var maximumAttempts = 12
@@ -32,13 +34,20 @@ public struct OutboxDispatcher: Service {
     let secrets: SecretBox?
     let policy: Policy
     let logger: Logger
+    let metrics: KeygateMetrics?
     private let clients = ClientCache()
 
-    public init(store: any ServerStore, secrets: SecretBox?, policy: Policy = Policy(), logger: Logger) {
+    /// A dispatcher for `store`'s outbox; `secrets` opens the connectors' credentials; `metrics` (the
+    /// server's) counts deliveries, failures and dead letters.
+    public init(
+        store: any ServerStore, secrets: SecretBox?, policy: Policy = Policy(), logger: Logger,
+        metrics: KeygateMetrics? = nil
+    ) {
         self.store = store
         self.secrets = secrets
         self.policy = policy
         self.logger = logger
+        self.metrics = metrics
     }
 
     public func run() async throws {
@@ -82,17 +91,23 @@ public struct OutboxDispatcher: Service {
     private func deliver(_ item: OutboxItem) async {
         do {
             let client = try await client(for: item.connector)
-            if let idScope = try await client.deliver(item) {
+            if let idScope = try await client.deliver(try await withCertificates(item)) {
                 var settings = client.connector.settings
                 settings.idScope = idScope
                 try await store.updateConnectorSettings(name: item.connector, settings: settings)
                 clients.forget(item.connector)
             }
             try await store.completeOutboxItem(id: item.id, at: Date())
+            metrics?.outboxDelivered(connector: item.connector, action: item.action.rawValue)
         } catch {
             let keygateError = error as? KeygateError
             let attempts = item.attempts + 1
-            let deadLetter = attempts >= policy.maximumAttempts
+            // Azure's permanent refusals (a 4xx other than 408/409/412/429, refused credentials) will not
+            // change by themselves: dead-lettered at once, for the operator to fix and `outbox retry`.
+            let permanent = keygateError.map { Self.permanentCodes.contains($0.code) } ?? false
+            let deadLetter = permanent || attempts >= policy.maximumAttempts
+            metrics?.outboxFailed(
+                connector: item.connector, code: keygateError?.code.rawValue ?? "other", deadLetter: deadLetter)
             let next = Date() + policy.delay(afterAttempt: item.attempts, retryAfter: keygateError?.retryAfter)
             let message = keygateError.map { "\($0.code.rawValue): \($0.message)" } ?? "\(error)"
             logger.warning(
@@ -106,6 +121,24 @@ public struct OutboxDispatcher: Service {
                         details: ["id": "\(item.id)", "connector": item.connector, "error": message])
                     : nil)
         }
+    }
+
+    /// The refusals that dead-letter an item at its first attempt.
+    static let permanentCodes: Set<KeygateError.Code> = [.azureRefused, .azureUnauthorized]
+
+    /// A disable or enable writes the enrollment whole, so it carries the device's certificates: the
+    /// newest as primary, the one before as secondary while it is valid. Items queued without them
+    /// get them here.
+    private func withCertificates(_ item: OutboxItem) async throws -> OutboxItem {
+        guard item.action == .disable || item.action == .enable, item.certificate == nil else { return item }
+        let issued = try await store.certificates(matching: .init(deviceID: item.deviceID, limit: 1000))
+        guard let newest = issued.last else { return item }
+        var filled = item
+        filled.certificate = newest.pem
+        if issued.count > 1, issued[issued.count - 2].notAfter > Date() {
+            filled.previousCertificate = issued[issued.count - 2].pem
+        }
+        return filled
     }
 
     private func client(for name: String) async throws -> ConnectorClient {

@@ -69,6 +69,8 @@ public struct ConnectorRequest: Codable, Sendable {
     public var tokenEndpoint: String?
     public var clientId: String?
     public var clientSecret: String?
+    /// dps with a hub: IoT Hub registry calls per minute (1 to 100,000; default 100, one S1 unit).
+    public var hubCallsPerMinute: Int?
 
     public init(name: String, type: String) {
         self.name = name
@@ -85,6 +87,8 @@ public struct ConnectorBody: Codable, Sendable {
     public var globalEndpoint: String
     public var caCertificate: String?
     public var hubHost: String?
+    /// The pace of IoT Hub registry calls; `nil`: Azure's published 100 a minute.
+    public var hubCallsPerMinute: Int?
     public var secrets: [String]
     public var createdAt: Date
 
@@ -96,6 +100,7 @@ public struct ConnectorBody: Codable, Sendable {
         globalEndpoint = connector.settings.globalEndpoint
         caCertificate = connector.settings.caCertificate
         hubHost = connector.settings.hubHost
+        hubCallsPerMinute = connector.settings.hubCallsPerMinute
         secrets = connector.sealedSecrets.keys.sorted()
         createdAt = connector.createdAt
     }

@@ -2,7 +2,7 @@ public import Foundation
 public import KeygateDomain
 import KeygateStore
 public import Logging
-public import ServiceLifecycle
+import ServiceLifecycle
 
 /// Finds device certificates close to expiry that no renewal replaced: marks each once (with an
 /// audit event `certificate.expiring`), and keeps `keygate_certificates_expiring` current

@@ -66,6 +66,27 @@ public final class KeygateMetrics: Sendable {
         expiringCertificates.record(count)
     }
 
+    func outboxDelivered(connector: String, action: String) {
+        Counter(
+            label: "keygate_outbox_delivered_total", dimensions: [("connector", connector), ("action", action)],
+            factory: factory
+        ).increment()
+    }
+
+    /// A failed delivery attempt; `deadLetter` when the item stopped there.
+    func outboxFailed(connector: String, code: String, deadLetter: Bool) {
+        Counter(
+            label: "keygate_outbox_failures_total", dimensions: [("connector", connector), ("code", code)],
+            factory: factory
+        ).increment()
+        if deadLetter {
+            Counter(
+                label: "keygate_outbox_dead_letters_total", dimensions: [("connector", connector), ("code", code)],
+                factory: factory
+            ).increment()
+        }
+    }
+
     func renewal(kind: String) {
         Counter(label: "keygate_renewals_total", dimensions: [("kind", kind)], factory: factory).increment()
     }

@@ -1,0 +1,27 @@
+import Foundation
+
+/// Spaces calls to an Azure service evenly so that a connector stays under the service's published
+/// throttle (IoT Hub's identity registry: about 100 operations a minute per S1 unit) instead of
+/// running into 429s: one call every `60 / perMinute` seconds, with no burst, at 95 % of the rate so
+/// that latency on the way never crosses the service's own counting window. Every attempt counts,
+/// retries included.
+public actor CallPacer {
+    /// Calls allowed per minute.
+    public let perMinute: Int
+    private let interval: Duration
+    private var next: ContinuousClock.Instant = .now
+
+    /// A pacer for `perMinute` calls a minute (at least 1).
+    public init(perMinute: Int) {
+        self.perMinute = max(1, perMinute)
+        interval = .nanoseconds(Int64(60_000_000_000 / (Double(max(1, perMinute)) * 0.95)))
+    }
+
+    /// Waits for this call's turn.
+    public func acquire() async throws {
+        let now = ContinuousClock.now
+        let turn = max(now, next)
+        next = turn + interval
+        if turn > now { try await Task.sleep(until: turn, clock: .continuous) }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import KeygateTestSupport
+import Testing
+
+/// `keygate-agent` tells what is wrong and how to fix it, never a bare library error.
+@Suite(.serialized, .tags(.binary), .fullRunOnly) struct AgentErrorTests {
+    @Test func eachMistakeGetsAMessageThatSaysWhatToDo() throws {
+        let keygate = try KeygateBinary.locate()
+        let agent = try KeygateBinary.locate("keygate-agent")
+        let dir = try TemporaryDirectory("agent-errors")
+        let data = dir.file("data")
+        let (https, http) = (try freePort(), try freePort())
+        try keygate.run(["init", "--data-dir", data, "--https-port", "\(https)", "--http-port", "\(http)"])
+        let server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
+        defer { _ = server.terminate() }
+        try keygate.run(["group", "create", "fleet", "--data-dir", data, "--attestation", "ddk"])
+        try keygate.run(["allowlist", "add", "dev-1", "--group", "fleet", "--data-dir", data])
+        let root = data + "/ca/root.crt.pem"
+        let state = dir.file("state")
+        let base = ["--server", "https://127.0.0.1:\(https)", "--ca-cert", root, "--device-id", "dev-1"]
+        let enrolled = try agent.run(["enroll"] + base + ["--state-dir", state, "--attribute", "machine-id=m-1"])
+        #expect(enrolled.status == 0, "\(enrolled.combined)")
+
+        // A DDK device run without the attributes it enrolled with.
+        let bare = try agent.run(["renew"] + base + ["--state-dir", state, "--attributes-root", dir.file("empty")])
+        #expect(bare.status != 0)
+        #expect(bare.stderr.contains("--attribute") && bare.stderr.contains("--attributes linux"), "\(bare.combined)")
+        #expect(!bare.combined.contains("failedToLoadPrivateKey"), "\(bare.combined)")
+        let other = try agent.run(["renew"] + base + ["--state-dir", state, "--attribute", "machine-id=m-2"])
+        #expect(other.status != 0 && other.stderr.contains("does not match its certificate"), "\(other.combined)")
+        let right = try agent.run(["renew"] + base + ["--state-dir", state, "--attribute", "machine-id=m-1"])
+        #expect(right.status == 0 && right.stdout.contains("renewed"), "\(right.combined)")
+
+        // A state folder that holds no enrollment.
+        let missing = try agent.run(["renew"] + base + ["--state-dir", dir.file("nowhere"), "--attribute", "a=b"])
+        #expect(missing.status != 0, "\(missing.combined)")
+        #expect(missing.stderr.contains("no certificate in") && missing.stderr.contains("enroll"), "\(missing.combined)")
+
+        // A CA file that is not the CA of this Keygate.
+        let otherData = dir.file("other")
+        try keygate.run(["init", "--data-dir", otherData, "--https-port", "0", "--http-port", "0"])
+        let untrusted = try agent.run(
+            ["status", "--server", "https://127.0.0.1:\(https)", "--ca-cert", otherData + "/ca/root.crt.pem",
+             "--device-id", "dev-1", "--state-dir", state, "--attribute", "machine-id=m-1"])
+        #expect(untrusted.status != 0, "\(untrusted.combined)")
+        #expect(untrusted.stderr.contains("not trusted by --ca-cert"), "\(untrusted.combined)")
+
+        // A server that is not Keygate (a plain web server).
+        let port = try freePort()
+        let web = Process()
+        web.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        web.arguments = ["python3", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", dir.path]
+        web.standardOutput = FileHandle.nullDevice
+        web.standardError = FileHandle.nullDevice
+        try web.run()
+        defer {
+            // SIGKILL: a child spawned from a test thread may inherit a signal mask that blocks SIGTERM.
+            kill(web.processIdentifier, SIGKILL)
+            web.waitUntilExit()
+        }
+        var notKeygate = try agent.run(
+            ["status", "--server", "http://127.0.0.1:\(port)", "--ca-cert", root, "--device-id", "dev-1",
+             "--state-dir", state, "--attribute", "machine-id=m-1"])
+        for _ in 0..<20 where notKeygate.stderr.contains("cannot reach") {
+            usleep(200_000)  // the web server is still starting
+            notKeygate = try agent.run(
+                ["status", "--server", "http://127.0.0.1:\(port)", "--ca-cert", root, "--device-id", "dev-1",
+                 "--state-dir", state, "--attribute", "machine-id=m-1"])
+        }
+        #expect(notKeygate.status != 0, "\(notKeygate.combined)")
+        #expect(notKeygate.stderr.contains("without a Keygate error"), "\(notKeygate.combined)")
+    }
+}
