@@ -58,11 +58,16 @@ public struct Enrollment: Sendable {
             guard case .ddk(let attributes, let seed) = credential else {
                 throw AgentError("the server asks for DDK registration; use --attestation ddk")
             }
-            var request = try DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed).register(challenge)
+            // The secret of epoch 1 is kept before the registration is sent (see `ddkSession`).
+            let next = DDKIdentity.newSessionSecret()
+            var chain = DDKChain(epoch: 0, pendingSecret: Base64URL.encode(next))
+            try folder.saveChain(chain)
+            var request = try DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed)
+                .register(challenge, nextSecret: next)
             request.enrollmentToken = enrollmentToken
             _ = try await client.register(request)
-            state.ddkEpoch = 1
-            try folder.save(state)
+            chain.confirm(epoch: 1)
+            try folder.saveChain(chain)
             challenge = try await client.challenge(deviceID)
         }
         // An enrolled device re-attesting renews: a new key, kept aside until the certificate arrives.
@@ -70,7 +75,7 @@ public struct Enrollment: Sendable {
         let key = try newKey(state: state, renewing: renewing)
         let csrPEM = try makeCSR(key.privateKey)
         let payload = DeviceAPI.payload(csrPEM: csrPEM)
-        let attestation = try attest(challenge, payload: payload)
+        let attestation = try await attest(challenge, payload: payload)
         let answer: DeviceAPI.EnrollResponse
         do {
             answer = try await client.enroll(
@@ -78,10 +83,10 @@ public struct Enrollment: Sendable {
                     deviceId: deviceID, challengeId: challenge.challengeId, csr: csrPEM, attestation: attestation,
                     enrollmentToken: enrollmentToken))
         } catch let error as DeviceClient.APIError where error.code == "forkProofRequired" {
-            try await sendForkProof(failedEpoch: challenge.epoch, state: state)
+            try await sendForkProof()
             throw error
         }
-        if case .ddk = credential { state.ddkEpoch = challenge.epoch + 1 }
+        if case .ddk = credential { try confirmSession(epoch: challenge.epoch + 1) }
         state.state = answer.status
         guard answer.status == "enrolled", let chain = answer.certificateChain, let serial = answer.serial,
             let notAfter = answer.notAfter
@@ -203,41 +208,98 @@ public struct Enrollment: Sendable {
     public func status() async throws -> DeviceAPI.StatusResponse {
         let challenge = try await client.challenge(deviceID)
         guard challenge.action != "register" else { throw AgentError("not registered yet; run enroll first") }
-        let attestation = try attest(challenge, payload: DeviceAPI.statusPayload)
-        var state =
-            folder.load()
-            ?? AgentState(deviceId: deviceID, server: client.baseURL, attestation: credential.method.rawValue)
+        let attestation = try await attest(challenge, payload: DeviceAPI.statusPayload)
         do {
             let status = try await client.status(
                 .init(deviceId: deviceID, challengeId: challenge.challengeId, attestation: attestation))
-            if case .ddk = credential {
-                state.ddkEpoch = challenge.epoch + 1
-                try folder.save(state)
-            }
+            if case .ddk = credential { try confirmSession(epoch: challenge.epoch + 1) }
             return status
         } catch let error as DeviceClient.APIError where error.code == "forkProofRequired" {
-            try await sendForkProof(failedEpoch: challenge.epoch, state: state)
+            try await sendForkProof()
             throw error
         }
     }
 
-    /// After `forkProofRequired`: proves the epoch of this device's last good session (or, without
-    /// a record of it, the one before the failed epoch); the server decides clone or failure.
-    private func sendForkProof(failedEpoch: Int, state: AgentState) async throws {
-        guard case .ddk(let attributes, let seed) = credential else { return }
-        var proofEpoch = failedEpoch - 1
-        if let last = state.ddkEpoch, last < failedEpoch { proofEpoch = last }
+    // MARK: DDK ratchet
+
+    /// Records that the session was answered: Keygate is at `epoch`, with the pending secret.
+    func confirmSession(epoch: Int) throws {
+        guard var chain = folder.loadChain() else { return }
+        chain.confirm(epoch: epoch)
+        try folder.saveChain(chain)
+    }
+
+    /// The secret of the epoch the challenge names, following Keygate when a session's answer was lost
+    /// (Keygate moved with the pending secret); throws when another party moved Keygate past what this
+    /// device can prove (after sending the fork proof) or when the chain is missing.
+    func secretForChallenge(_ challenge: DeviceAPI.Challenge, chain: inout DDKChain?) async throws -> [UInt8]? {
+        guard var current = chain else {
+            // A group that does not take DDK: Keygate says so (attestationMethodNotAllowed).
+            if !challenge.methods.contains(.ddk) { return nil }
+            throw AgentError(
+                "this device is registered with Keygate but its DDK state is missing (\(folder.chainFile)): "
+                    + "without it the device cannot prove its key chain. If the device was re-flashed, an operator "
+                    + "must re-authorize it with `keygate device reauthorize \(deviceID) --allow-reregistration`; "
+                    + "otherwise run with the --state-dir it enrolled with", code: "ddkStateMissing")
+        }
+        defer { chain = current }
+        let decode = { (text: String?) in text.flatMap(Base64URL.decode) }
+        if challenge.epoch == current.epoch { return decode(current.secret) }
+        if challenge.epoch == current.epoch + 1, current.pendingSecret != nil {
+            // The last session reached Keygate but its answer did not reach this device.
+            current.confirm(epoch: challenge.epoch)
+            try folder.saveChain(current)
+            return decode(current.secret)
+        }
+        if challenge.epoch > current.epoch, current.isLegacy {
+            // A device from before the ratchet: its keys come from the attributes alone.
+            return nil
+        }
+        if challenge.epoch > current.epoch {
+            // Another party ran sessions with this identity since this device's last one.
+            try await sendForkProof()
+            throw AgentError(
+                "Keygate is at epoch \(challenge.epoch) but this device's last session left it at \(current.epoch): "
+                    + "another party has used this identity", code: "forkProofRequired")
+        }
+        throw AgentError(
+            "Keygate is at epoch \(challenge.epoch), behind this device's \(current.epoch): is --server the Keygate "
+                + "this device enrolled with?", code: "epochBehind")
+    }
+
+    /// After `forkProofRequired`, or when Keygate is past this device's epoch: proves the epoch of this
+    /// device's last session with its key and claims its own next key; Keygate decides clone or failure.
+    private func sendForkProof() async throws {
+        guard case .ddk(let attributes, let seed) = credential, let chain = folder.loadChain() else { return }
+        let identity = DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed)
         let challenge = try await client.challenge(deviceID)
-        let proof = try DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed)
-            .forkProof(challenge, proofEpoch: max(proofEpoch, 0))
+        let proof: DeviceAPI.ForkProofRequest
+        if chain.isLegacy {
+            // Before the ratchet: every key comes from the attributes.
+            proof = try identity.forkProof(challenge, proofEpoch: max(min(chain.epoch, challenge.epoch - 1), 0))
+        } else {
+            let claimed = chain.pendingSecret.flatMap(Base64URL.decode) ?? DDKIdentity.newSessionSecret()
+            proof = try identity.forkProof(
+                challenge, proofEpoch: chain.epoch, secret: chain.secret.flatMap(Base64URL.decode),
+                claimedSecret: claimed)
+        }
         try await client.forkProof(proof)
     }
 
-    func attest(_ challenge: DeviceAPI.Challenge, payload: [UInt8]) throws -> DeviceAPI.Attestation {
+    /// Attests by the device's method; a DDK session draws the next epoch's secret and keeps it (as
+    /// pending) before anything is sent.
+    func attest(_ challenge: DeviceAPI.Challenge, payload: [UInt8]) async throws -> DeviceAPI.Attestation {
         switch credential {
         case .ddk(let attributes, let seed):
+            var chain = folder.loadChain()
+            let secret = try await secretForChallenge(challenge, chain: &chain)
+            let next = DDKIdentity.newSessionSecret()
+            if var updated = chain {
+                updated.pendingSecret = Base64URL.encode(next)
+                try folder.saveChain(updated)
+            }
             return try DDKIdentity(deviceID: deviceID, attributes: attributes, seed: seed).authenticate(
-                challenge, payload: payload)
+                challenge, payload: payload, secret: secret, nextSecret: next)
         case .x509(let chainPEM, let keyPEM):
             let key = try BootstrapKey(pem: keyPEM)
             return try BootstrapAttestation.attest(

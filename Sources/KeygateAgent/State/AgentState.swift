@@ -8,8 +8,8 @@ public struct AgentState: Codable, Sendable {
     public var attestation: String
     /// DDK: the generation `g` of the derived TLS key in use.
     public var tlsGeneration: Int
-    /// DDK: the server's epoch after this device's last successful session (not secret). A fork proof
-    /// proves this epoch's key, so a clone that ran several sessions since is still exposed.
+    /// DDK, agents before the ratchet: the epoch after the last session. Read once to start the
+    /// chain file (``DDKChain``); the chain file holds it since.
     public var ddkEpoch: Int?
     public var certificateSerial: String?
     public var certificateNotAfter: Date?
@@ -28,6 +28,40 @@ public struct AgentState: Codable, Sendable {
     }
 }
 
+/// Where this device is in its DDK key chain, in `ddk-chain.json` (0600), written only by DDK
+/// sessions, each time before a session is sent and after its answer.
+public struct DDKChain: Codable, Sendable, Equatable {
+    /// Keygate's epoch after this device's last confirmed session. A fork proof proves this epoch's key,
+    /// so a clone that ran several sessions since is still exposed.
+    public var epoch: Int
+    /// The session secret `s_e` of `epoch` (base64; `nil`: that epoch's key comes from the attributes
+    /// alone, as for epoch 0 and devices enrolled before the ratchet). Useless without the attributes.
+    public var secret: String?
+    /// The secret of the epoch before, kept until the next session.
+    public var previousSecret: String?
+    /// The secret announced for `epoch + 1` by a session whose answer has not been recorded (written
+    /// before the session is sent: after a crash the agent follows Keygate whichever way it went).
+    public var pendingSecret: String?
+
+    public init(epoch: Int, secret: String? = nil, previousSecret: String? = nil, pendingSecret: String? = nil) {
+        self.epoch = epoch
+        self.secret = secret
+        self.previousSecret = previousSecret
+        self.pendingSecret = pendingSecret
+    }
+
+    /// Whether every key so far came from the attributes alone (a device from before the ratchet).
+    public var isLegacy: Bool { secret == nil && previousSecret == nil && pendingSecret == nil }
+
+    /// Keygate moved to `epoch` with the pending secret: it becomes the current one.
+    public mutating func confirm(epoch: Int) {
+        previousSecret = secret
+        secret = pendingSecret
+        pendingSecret = nil
+        self.epoch = epoch
+    }
+}
+
 /// The files of the state folder.
 public struct StateFolder: Sendable {
     public let path: String
@@ -42,6 +76,21 @@ public struct StateFolder: Sendable {
     public var certificateFile: String { path + "/device.crt.pem" }
     public var keyFile: String { path + "/device.key.pem" }
     public var seedFile: String { path + "/seed" }
+    public var chainFile: String { path + "/ddk-chain.json" }
+
+    /// The DDK chain; for a state folder from before the ratchet, started from `state.json`'s epoch.
+    public func loadChain() -> DDKChain? {
+        if let data = FileManager.default.contents(atPath: chainFile) {
+            return try? JSONDecoder().decode(DDKChain.self, from: data)
+        }
+        return load()?.ddkEpoch.map { DDKChain(epoch: $0) }
+    }
+
+    public func saveChain(_ chain: DDKChain) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try write(try encoder.encode(chain), to: chainFile, mode: 0o600)
+    }
     /// The chain and key of one certificate generation; the state names the generation in use.
     public func certificateFile(generation: Int) -> String { path + "/device.\(generation).crt.pem" }
     public func keyFile(generation: Int) -> String { path + "/device.\(generation).key.pem" }

@@ -89,4 +89,54 @@ extension DDKIdentity {
             deviceId: deviceID, challengeId: challenge.challengeId, proofEpoch: Int(epoch),
             claimedPublicKey: Base64URL.encode(claimed), signature: Base64URL.encode(Array(signature)))
     }
+
+    // MARK: The ratchet
+
+    /// Registration with the ratchet: `P_0` from the attributes alone (pinnable), `P_1` from the
+    /// session secret `nextSecret`, which the device keeps before it sends this.
+    public func register(_ challenge: DeviceAPI.Challenge, nextSecret: [UInt8]) throws -> DeviceAPI.RegisterRequest {
+        let nonce = try challenge.nonceBytes
+        let p0 = epochPublicKey(0)
+        let p1 = epochPublicKey(1, secret: nextSecret)
+        let message = DDKProtocol.registrationMessage(
+            audience: challenge.audience, deviceID: deviceID, nonce: nonce, publicKey: p0, nextPublicKey: p1)
+        let signature = try epochKey(0).signature(for: message).derRepresentation
+        return DeviceAPI.RegisterRequest(
+            deviceId: deviceID, challengeId: challenge.challengeId, publicKey: Base64URL.encode(p0),
+            nextPublicKey: Base64URL.encode(p1), signature: Base64URL.encode(Array(signature)), enrollmentToken: nil)
+    }
+
+    /// Authentication with the ratchet: signs with `K_e` of the challenge's epoch (from `secret`, the
+    /// secret of that epoch; `nil` for a key from the attributes alone) and announces `P_{e+1}` from
+    /// `nextSecret`.
+    public func authenticate(
+        _ challenge: DeviceAPI.Challenge, payload: [UInt8], secret: [UInt8]?, nextSecret: [UInt8]
+    ) throws -> DeviceAPI.Attestation {
+        let epoch = UInt64(challenge.epoch)
+        let next = epochPublicKey(epoch + 1, secret: nextSecret)
+        let message = DDKProtocol.authenticationMessage(
+            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, epoch: epoch,
+            nextPublicKey: next, payload: payload)
+        let signature = try epochKey(epoch, secret: secret).signature(for: message).derRepresentation
+        return DeviceAPI.Attestation(
+            method: .ddk, epoch: challenge.epoch, nextPublicKey: Base64URL.encode(next),
+            signature: Base64URL.encode(Array(signature)))
+    }
+
+    /// A fork proof with the ratchet: signs with `K_k` of the device's last confirmed epoch `k` (from
+    /// `secret`) and claims the `P_{k+1}` of `claimedSecret` (its own next secret), which differs from
+    /// the key another party moved Keygate to.
+    public func forkProof(
+        _ challenge: DeviceAPI.Challenge, proofEpoch: Int, secret: [UInt8]?, claimedSecret: [UInt8]
+    ) throws -> DeviceAPI.ForkProofRequest {
+        let epoch = UInt64(max(proofEpoch, 0))
+        let claimed = epochPublicKey(epoch + 1, secret: claimedSecret)
+        let message = DDKProtocol.forkProofMessage(
+            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, proofEpoch: epoch,
+            claimedPublicKey: claimed)
+        let signature = try epochKey(epoch, secret: secret).signature(for: message).derRepresentation
+        return DeviceAPI.ForkProofRequest(
+            deviceId: deviceID, challengeId: challenge.challengeId, proofEpoch: Int(epoch),
+            claimedPublicKey: Base64URL.encode(claimed), signature: Base64URL.encode(Array(signature)))
+    }
 }
