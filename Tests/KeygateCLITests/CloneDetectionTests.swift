@@ -1,0 +1,130 @@
+import Foundation
+import KeygateTestSupport
+import Testing
+
+/// A DDK device's state folder copied whole (what copying a disk or SD-card image does, attributes
+/// included): through the real binaries, the copy and the original cannot both follow the key chain.
+/// Whichever runs second is caught: the device is quarantined `cloneSuspected` and its certificates
+/// revoked (OCSP says so).
+@Suite(.serialized, .tags(.binary, .outsideTool), .fullRunOnly) struct CloneDetectionTests {
+    struct Deployment {
+        let keygate: KeygateBinary
+        let agent: KeygateBinary
+        let dir: TemporaryDirectory
+        let data: String
+        let https: Int
+        let http: Int
+        let server: ServerProcess
+
+        static func start(_ devices: [String]) throws -> Deployment {
+            let keygate = try KeygateBinary.locate()
+            let dir = try TemporaryDirectory("clone")
+            let data = dir.file("data")
+            let (https, http) = (try freePort(), try freePort())
+            try keygate.run(["init", "--data-dir", data, "--https-port", "\(https)", "--http-port", "\(http)"])
+            let server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
+            try keygate.run(["group", "create", "fleet", "--data-dir", data, "--attestation", "ddk"])
+            for device in devices {
+                try keygate.run(["allowlist", "add", device, "--group", "fleet", "--data-dir", data])
+            }
+            return Deployment(
+                keygate: keygate, agent: try KeygateBinary.locate("keygate-agent"), dir: dir, data: data,
+                https: https, http: http, server: server)
+        }
+
+        func agent(_ command: String, _ device: String, state: String) throws -> ExternalTool.Output {
+            try agent.run([
+                command, "--server", "https://127.0.0.1:\(https)", "--ca-cert", data + "/ca/root.crt.pem",
+                "--device-id", device, "--state-dir", dir.file(state), "--attribute", "serial=\(device)",
+            ])
+        }
+
+        /// Enrolls the device into folder A and copies the whole folder to B.
+        func enrollAndCopy(_ device: String) throws {
+            let enrolled = try agent("enroll", device, state: "\(device)-A")
+            #expect(enrolled.status == 0, "\(enrolled.combined)")
+            try FileManager.default.copyItem(atPath: dir.file("\(device)-A"), toPath: dir.file("\(device)-B"))
+        }
+
+        /// The device is quarantined as a clone, and OCSP says its certificate is revoked.
+        func expectCaught(_ device: String) throws {
+            let shown = try keygate.run(["device", "show", device, "--data-dir", data])
+            #expect(shown.stdout.contains("quarantined") && shown.stdout.contains("cloneSuspected"), "\(shown.stdout)")
+            let leaf = dir.file("\(device)-A/device.crt.pem")
+            let answer = try ExternalTool.openssl.run([
+                "ocsp", "-issuer", data + "/ca/issuing.crt.pem", "-cert", leaf, "-url",
+                "http://127.0.0.1:\(http)/pki/ocsp", "-CAfile", data + "/ca/chain.pem",
+            ])
+            #expect(answer.stdout.contains(": revoked") && answer.stdout.contains("keyCompromise"), "\(answer.combined)")
+        }
+    }
+
+    @Test func aCopyThatRanAnyNumberOfSessionsIsCaughtWhenTheOriginalRunsAgain() throws {
+        guard ExternalTool.available("openssl") else { return }
+        let counts = [1, 2, 5]
+        let d = try Deployment.start(counts.map { "cam-\($0)" })
+        defer { _ = d.server.terminate() }
+        for count in counts {
+            let device = "cam-\(count)"
+            try d.enrollAndCopy(device)
+            for run in 1...count {
+                let copy = try d.agent("status", device, state: "\(device)-B")
+                #expect(copy.status == 0, "the copy's session \(run) succeeds: \(copy.combined)")
+            }
+            let original = try d.agent("status", device, state: "\(device)-A")
+            #expect(original.status != 0, "\(original.combined)")
+            #expect(original.stderr.contains("cloneSuspected"), "\(original.combined)")
+            try d.expectCaught(device)
+            // Neither party gets in any more.
+            let copyAgain = try d.agent("status", device, state: "\(device)-B")
+            #expect(copyAgain.status != 0 && copyAgain.stderr.contains("deviceQuarantined"), "\(copyAgain.combined)")
+        }
+    }
+
+    @Test func aCopyThatRunsAfterTheOriginalIsCaught() throws {
+        guard ExternalTool.available("openssl") else { return }
+        let d = try Deployment.start(["cam-r"])
+        defer { _ = d.server.terminate() }
+        try d.enrollAndCopy("cam-r")
+        for _ in 0..<2 {
+            let original = try d.agent("status", "cam-r", state: "cam-r-A")
+            #expect(original.status == 0, "\(original.combined)")
+        }
+        let copy = try d.agent("status", "cam-r", state: "cam-r-B")
+        #expect(copy.status != 0 && copy.stderr.contains("cloneSuspected"), "\(copy.combined)")
+        try d.expectCaught("cam-r")
+    }
+
+    /// SIGKILL at any moment of a session (before the secret is written, after it is written, after
+    /// Keygate moved, before or after the answer is recorded): the next session succeeds, no fork.
+    @Test func anAgentKilledAtAnyStepOfASessionCarriesOnWithoutAFalseFork() throws {
+        let d = try Deployment.start(["cam-k"])
+        defer { _ = d.server.terminate() }
+        let enrolled = try d.agent("enroll", "cam-k", state: "cam-k-A")
+        #expect(enrolled.status == 0, "\(enrolled.combined)")
+        var killed = 0
+        for round in 0..<24 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: d.agent.path)
+            process.arguments = [
+                "status", "--server", "https://127.0.0.1:\(d.https)", "--ca-cert", d.data + "/ca/root.crt.pem",
+                "--device-id", "cam-k", "--state-dir", d.dir.file("cam-k-A"), "--attribute", "serial=cam-k",
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // Spread over the whole session: process start, challenge, secret written, status, answer.
+            usleep(useconds_t(20_000 + (round * 37_000) % 400_000))
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                killed += 1
+            }
+            process.waitUntilExit()
+            let next = try d.agent("status", "cam-k", state: "cam-k-A")
+            #expect(next.status == 0, "round \(round): \(next.combined)")
+        }
+        #expect(killed > 0, "some sessions were killed midway")
+        let shown = try d.keygate.run(["device", "show", "cam-k", "--data-dir", d.data])
+        #expect(shown.stdout.contains("enrolled") && !shown.stdout.contains("cloneSuspected"), "\(shown.stdout)")
+    }
+}
