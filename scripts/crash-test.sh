@@ -28,7 +28,7 @@ PIDS+=($!)
 for _ in $(seq 1 100); do [ -f "$WORK/sandbox/connection.json" ] && break; sleep 0.1; done
 json() { python3 -c "import json,sys; print(json.load(open('$WORK/sandbox/connection.json'))$1)"; }
 
-"$BIN/keygate" init --data-dir "$WORK/kg" --https-port "$HTTPS" --http-port "$HTTP" > /dev/null
+"$BIN/keygate" init --device-rate-limit 0 --data-dir "$WORK/kg" --https-port "$HTTPS" --http-port "$HTTP" > /dev/null
 serve() {
     "$BIN/keygate" serve --data-dir "$WORK/kg" >> "$WORK/serve.log" 2>&1 &
     SERVE_PID=$!

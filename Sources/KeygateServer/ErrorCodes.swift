@@ -15,4 +15,8 @@ extension KeygateError.Code {
     public static let routeNotFound = Self("routeNotFound", kind: .notFound)
     public static let methodNotAllowed = Self("methodNotAllowed", kind: .invalidInput)
     public static let unsupportedMediaType = Self("unsupportedMediaType", kind: .invalidInput)
+
+    // ClientGuard
+    /// Too many requests from one client address: wait for the Retry-After.
+    public static let rateLimited = Self("rateLimited", kind: .rateLimited)
 }

@@ -54,7 +54,8 @@ public struct KeygateServer: Sendable {
         return KeygateServer(
             directory: directory, configuration: configuration,
             services: KeygateServices(
-                store: store, certificates: service, secrets: passphrase.map(SecretBox.init(passphrase:))),
+                store: store, certificates: service, secrets: passphrase.map(SecretBox.init(passphrase:)),
+                deviceRequestsPerSecond: configuration.deviceRequestsPerSecond, logger: logger),
             store: store, rootCertificate: rootCertificate, logger: logger)
     }
 
@@ -76,7 +77,8 @@ public struct KeygateServer: Sendable {
         ).register(on: router)
         AdminOnboardingAPI(fleet: services.fleet, lifecycle: services.lifecycle, auth: auth).register(on: router)
         AdminConnectorAPI(connectors: services.connectors, auth: auth).register(on: router)
-        DeviceRoutes(enrollment: services.enrollment).register(on: router)
+        DeviceRoutes(enrollment: services.enrollment, guardian: services.enrollment.sessions.guardian)
+            .register(on: router)
         PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
     }

@@ -1,4 +1,5 @@
 public import KeygateStore
+public import Logging
 
 /// Every service of one Keygate node, wired to one store: what the HTTP routes, the CLI's in-process
 /// commands (the demo, benchmarks) and tests call. Nothing outside these services touches the store
@@ -20,7 +21,10 @@ public struct KeygateServices: Sendable {
 
     /// Wires the services to `store`. `secrets` seals group keys and connector credentials; without
     /// it (a server started without the CA passphrase) those operations are refused.
-    public init(store: any ServerStore, certificates: CertificateService, secrets: SecretBox?) {
+    public init(
+        store: any ServerStore, certificates: CertificateService, secrets: SecretBox?,
+        deviceRequestsPerSecond: Double? = nil, logger: Logger = Logger(label: "keygate")
+    ) {
         self.certificates = certificates
         self.secrets = secrets
         let provisioning = ProvisioningService(store: store)
@@ -28,7 +32,9 @@ public struct KeygateServices: Sendable {
         self.lifecycle = lifecycle
         self.enrollment = EnrollmentService(
             store: store,
-            sessions: DeviceSessions(store: store, authority: certificates.authority, secrets: secrets),
+            sessions: DeviceSessions(
+                store: store, authority: certificates.authority, secrets: secrets, metrics: certificates.metrics,
+                logger: logger, guardian: ClientGuard(requestsPerSecond: deviceRequestsPerSecond)),
             certificates: certificates, provisioning: provisioning, lifecycle: lifecycle)
         self.fleet = FleetService(store: store, secrets: secrets)
         self.connectors = ConnectorService(store: store, secrets: secrets)

@@ -141,6 +141,39 @@ import X509
         }
     }
 
+    /// JSON routes take JSON only: a form post or plain text is 415 and changes nothing.
+    @Test func jsonRoutesRefuseOtherContentTypes() async throws {
+        try await withApp { client, kg in
+            for type in ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"] {
+                var headers = kg.auth
+                headers[.contentType] = type
+                try await client.execute(
+                    uri: "/admin/v1/groups", method: .post, headers: headers,
+                    body: ByteBuffer(string: #"{"name":"sneaky","attestationMethods":["ddk"]}"#)
+                ) { response in
+                    #expect(response.status == .unsupportedMediaType, "\(type)")
+                    let code = try response.errorCode
+                    #expect(code == "unsupportedMediaType", "\(type)")
+                }
+                try await client.execute(
+                    uri: "/device/v1/challenge", method: .post, headers: [.contentType: type],
+                    body: ByteBuffer(string: #"{"deviceId":"dev-1"}"#)
+                ) { response in
+                    #expect(response.status == .unsupportedMediaType, "\(type)")
+                }
+            }
+            #expect(try await kg.server.store.group(named: "sneaky") == nil)
+            var headers = kg.auth
+            headers[.contentType] = "application/json; charset=utf-8"
+            try await client.execute(
+                uri: "/admin/v1/groups", method: .post, headers: headers,
+                body: ByteBuffer(string: #"{"name":"plain","attestationMethods":["ddk"]}"#)
+            ) { response in
+                #expect(response.status == .created)
+            }
+        }
+    }
+
     @Test func revocationErrorsHaveStableCodes() async throws {
         try await withApp { client, kg in
             let issued = try await client.issue(kg, csr: try TestCSR.make().pem, commonName: "d1").json(

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Crypto
 import Foundation
 import KeygateAttestation
@@ -7,6 +8,8 @@ import KeygateServer
 import KeygateStore
 import KeygateTestSupport
 import SwiftASN1
+import NIOCore
+import NIOHTTP1
 import Testing
 import X509
 
@@ -15,11 +18,12 @@ import X509
     let attributes = DDKAttributes(strings: ["machine-id": "a1b2c3", "mac:eth0": "02:00:00:00:00:01"])
 
     func setUp(
-        _ policy: Group.Policy = .init(), devices: [String] = ["dev-1", "dev-2"], pinned: [String: String] = [:]
+        _ policy: Group.Policy = .init(), devices: [String] = ["dev-1", "dev-2"], pinned: [String: String] = [:],
+        rateLimit: Double = 0
     )
         async throws -> TestKeygate
     {
-        let kg = try await TestKeygate.make()
+        let kg = try await TestKeygate.make { $0.deviceRequestsPerSecond = rateLimit }
         try await kg.server.store.createGroup(
             Group(name: "fleet", policy: policy), audit: .init(actor: "test", action: "group.created", subject: "fleet")
         )
@@ -37,17 +41,29 @@ import X509
 
     func code(_ body: () async throws -> Void) async -> String { await errorCode(body) }
 
-    @Test func aDeviceNotOnTheAllowlistLeavesOnlyAnAuditEvent() async throws {
+    /// Anyone can send an ID: refusals of IDs not on the allowlist are counted, not written, and a
+    /// device's outstanding challenges are capped, so anonymous requests cannot grow the database.
+    @Test func anonymousRequestsWriteNothingUnbounded() async throws {
         let kg = try await setUp()
         let onboarding = kg.server.services.enrollment
-        let before = try await kg.store.auditEvents(subject: nil, since: nil, limit: 1000).count
+        let before = try await kg.store.auditEvents(subject: nil, since: nil, limit: 10_000).count
         let devicesBefore = try await kg.store.deviceCounts().values.reduce(0, +)
-        #expect(await code { _ = try await onboarding.challenge(deviceID: "stranger") } == "deviceNotAllowlisted")
-        let events = try await kg.store.auditEvents(subject: "stranger", since: nil, limit: 10)
-        #expect(events.map(\.action) == ["device.refused"])
-        #expect(try await kg.store.auditEvents(subject: nil, since: nil, limit: 1000).count == before + 1)
+        for index in 0..<300 {
+            #expect(await code { _ = try await onboarding.challenge(deviceID: "stranger-\(index)") } == "deviceNotAllowlisted")
+        }
+        #expect(try await kg.store.auditEvents(subject: nil, since: nil, limit: 10_000).count == before)
         #expect(try await kg.store.deviceCounts().values.reduce(0, +) == devicesBefore)
-        #expect(try await kg.store.device(id: "stranger") == nil)
+        #expect(try await kg.store.device(id: "stranger-0") == nil)
+        #expect(
+            kg.server.services.certificates.metrics.render().contains(
+                "keygate_device_refusals_total{reason=\"deviceNotAllowlisted\"} 300"))
+
+        // 40 challenges for one device: only the newest few are kept; the oldest is no longer usable.
+        var challenges: [DeviceAPI.Challenge] = []
+        for _ in 0..<40 { challenges.append(try await onboarding.challenge(deviceID: "dev-1")) }
+        let identity = DDKIdentity(deviceID: "dev-1", attributes: attributes)
+        #expect(await code { _ = try await onboarding.register(try identity.register(challenges[0])) } == "challengeInvalid")
+        _ = try await onboarding.register(try identity.register(challenges[39]))
     }
 
     @Test func ddkRegistersAuthenticatesAndRotatesTheKeyEverySession() async throws {
@@ -260,42 +276,97 @@ import X509
         #expect(await enroll("ddk-1") == "attestationMethodNotAllowed")
     }
 
-    @Test func changedAttributesFailAndRepeatedFailuresLock() async throws {
+    /// Failures are counted per client address: a flood of bad attestations from one address gets
+    /// that address refused, never the device, which proves itself from its own address at once.
+    @Test func aFloodFromOneAddressLocksOutThatAddressNotTheDevice() async throws {
         let kg = try await setUp()
         let onboarding = kg.server.services.enrollment
+        let (attacker, device) = ("203.0.113.66", "198.51.100.7")
         let genuine = DDKIdentity(deviceID: "dev-1", attributes: attributes)
-        _ = try await onboarding.register(try genuine.register(try await onboarding.challenge(deviceID: "dev-1")))
+        _ = try await onboarding.register(
+            try genuine.register(try await onboarding.challenge(deviceID: "dev-1", client: device)), client: device)
         var changedAttributes = attributes
         changedAttributes.values["mac:eth0"] = Array("02:00:00:00:00:99".utf8)
         let changed = DDKIdentity(deviceID: "dev-1", attributes: changedAttributes)
         var codes: [String] = []
-        for _ in 0..<6 {
-            let challenge: DeviceAPI.Challenge
-            do { challenge = try await onboarding.challenge(deviceID: "dev-1") } catch let error as KeygateError {
-                codes.append(error.code.rawValue)
-                continue
-            }
-            let first = await code {
-                _ = try await onboarding.status(
-                    .init(
-                        deviceId: "dev-1", challengeId: challenge.challengeId,
-                        attestation: try changed.authenticate(challenge, payload: DeviceAPI.statusPayload)))
-            }
-            guard first == "forkProofRequired" else {
-                codes.append(first)
-                continue
-            }
-            let proof = await code {
-                try await onboarding.forkProof(
-                    try changed.forkProof(
-                        try await onboarding.challenge(deviceID: "dev-1"), proofEpoch: challenge.epoch - 1))
-            }
-            codes.append(proof)
+        for _ in 0..<8 {
+            codes.append(
+                await code {
+                    let challenge = try await onboarding.challenge(deviceID: "dev-1", client: attacker)
+                    _ = try await onboarding.status(
+                        .init(
+                            deviceId: "dev-1", challengeId: challenge.challengeId,
+                            attestation: try changed.authenticate(challenge, payload: DeviceAPI.statusPayload)),
+                        client: attacker)
+                })
         }
-        #expect(codes.first == "attestationFailed")
-        #expect(codes.contains("deviceLocked"))
-        #expect(codes.last == "deviceLocked")
-        let device = try #require(try await kg.store.device(id: "dev-1"))
-        #expect(device.isLocked() && device.state == .registered, "a lock is not a quarantine")
+        #expect(codes.first == "forkProofRequired", "\(codes)")
+        #expect(codes.suffix(3).allSatisfy { $0 == "deviceLocked" }, "the flooding address is refused: \(codes)")
+        let stored = try #require(try await kg.store.device(id: "dev-1"))
+        #expect(!stored.isLocked() && stored.state == .registered, "the device itself is not locked")
+
+        // The genuine device, from its own address, proves itself right away.
+        let challenge = try await onboarding.challenge(deviceID: "dev-1", client: device)
+        let status = try await onboarding.status(
+            .init(
+                deviceId: "dev-1", challengeId: challenge.challengeId,
+                attestation: try genuine.authenticate(challenge, payload: DeviceAPI.statusPayload)),
+            client: device)
+        #expect(status.state == "registered")
+        // An address that failed for many devices (5 each, 20 in all) is refused for every device.
+        let others = (0..<5).map { "unit-\($0)" }
+        _ = try await kg.store.importAllowlist(others.map { AllowlistEntry(deviceID: $0, group: "fleet") }, actor: "test")
+        for other in others {
+            let identity = DDKIdentity(deviceID: other, attributes: attributes)
+            _ = try await onboarding.register(
+                try identity.register(try await onboarding.challenge(deviceID: other, client: device)), client: device)
+        }
+        for other in others.prefix(4) {
+            let wrong = DDKIdentity(deviceID: other, attributes: changedAttributes)
+            for _ in 0..<5 {
+                _ = await code {
+                    let challenge = try await onboarding.challenge(deviceID: other, client: "203.0.113.99")
+                    _ = try await onboarding.status(
+                        .init(
+                            deviceId: other, challengeId: challenge.challengeId,
+                            attestation: try wrong.authenticate(challenge, payload: DeviceAPI.statusPayload)),
+                        client: "203.0.113.99")
+                }
+            }
+        }
+        #expect(
+            await code { _ = try await onboarding.challenge(deviceID: "unit-4", client: "203.0.113.99") } == "deviceLocked")
+        #expect(await code { _ = try await onboarding.challenge(deviceID: "unit-4", client: device) } == "none")
+        let audited = try await kg.store.auditEvents(subject: "dev-1", since: nil, limit: 100)
+        #expect(audited.contains { $0.action == "device.attestationFailed" && $0.details["client"] == attacker })
+    }
+
+    /// Every device API route is rate-limited per client address over HTTP: 429 with Retry-After.
+    @Test func aFloodOfRequestsFromOneAddressIsThrottled() async throws {
+        let kg = try await setUp(rateLimit: 0.2)  // one request, then one every 5 s
+        let server = try await kg.start()
+        defer { Task { await server.stop() } }
+        let http = HTTPClient.trusting(kg.rootPath)
+        defer { Task { try? await http.shutdown() } }
+        var statuses: [UInt] = []
+        var retryAfter: String?
+        for _ in 0..<6 {
+            var request = HTTPClientRequest(url: server.httpsURL + "/device/v1/challenge")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: #"{"deviceId":"dev-1"}"#))
+            let response = try await http.execute(request, timeout: .seconds(10))
+            statuses.append(response.status.code)
+            if response.status == .tooManyRequests {
+                retryAfter = response.headers.first(name: "Retry-After")
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 16))
+                #expect(body.contains("rateLimited"), "\(body)")
+            } else {
+                _ = try await response.body.collect(upTo: 1 << 16)
+            }
+        }
+        #expect(statuses.first == 201, "the first request is served: \(statuses)")
+        #expect(statuses.contains(429), "then the address is throttled: \(statuses)")
+        #expect(retryAfter.flatMap(Int.init).map { $0 >= 1 } == true)
     }
 }

@@ -73,7 +73,7 @@ import Testing
             let wrongType = try await client.execute(
                 uri: "/pki/ocsp", method: .post, headers: [.contentType: "text/plain"],
                 body: ByteBuffer(bytes: Array(request)))
-            #expect(wrongType.status == .badRequest)
+            #expect(wrongType.status == .unsupportedMediaType)
 
             // The admin API is not on the plain-HTTP listener.
             let admin = try await client.execute(uri: "/admin/v1/ca", method: .get)

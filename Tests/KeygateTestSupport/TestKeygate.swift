@@ -23,6 +23,8 @@ public struct TestKeygate: Sendable {
         options.kdfIterations = 1000
         options.httpsPort = 0
         options.httpPort = 0
+        // Tests run many devices from one address; the rate-limit test sets its own limit.
+        options.deviceRequestsPerSecond = 0
         configure(&options)
         let directory = DataDirectory(path: folder.file("data"))
         let result = try await KeygateInitializer(directory: directory, options: options).run()

@@ -85,6 +85,8 @@ struct DemoCommand: AsyncParsableCommand {
         say("creating a Keygate CA and starting the server")
         var options = KeygateInitializer.Options()
         options.httpsPort = 0
+        // Every simulated device reaches Keygate from 127.0.0.1: no per-address rate limit.
+        options.deviceRequestsPerSecond = 0
         options.httpPort = 0
         options.passphrase = "demo-" + UUID().uuidString
         let directory = DataDirectory(path: folder + "/keygate")

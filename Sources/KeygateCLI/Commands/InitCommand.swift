@@ -43,6 +43,15 @@ struct InitCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Plain-HTTP port (CRL, OCSP, CA chain).")
     var httpPort: Int = 8080
 
+    @Option(
+        name: .long,
+        help: """
+            Device API requests a second per client address (bursts of twice that; default 20). 0 turns the \
+            limit off, for devices that all reach Keygate through one address (a simulator; behind a proxy, \
+            set a limit that fits the fleet).
+            """)
+    var deviceRateLimit: Double?
+
     @Option(name: .long, help: "Base URL written into certificates for CRL and OCSP (default http://HOST:HTTP-PORT).")
     var publicUrl: String?
 
@@ -146,6 +155,10 @@ struct InitCommand: AsyncParsableCommand {
         options.organization = organization
         options.listenHost = listen
         options.httpsPort = httpsPort
+        if let deviceRateLimit {
+            guard deviceRateLimit >= 0 else { throw ValidationError("--device-rate-limit must be 0 or more") }
+            options.deviceRequestsPerSecond = deviceRateLimit
+        }
         options.httpPort = httpPort
         options.publicBaseURL = publicUrl
         options.passphrase = try PassphraseSource.resolve(file: passphraseFile, dataDirectory: nil)

@@ -29,6 +29,8 @@ public struct KeygateInitializer: Sendable {
         public var rootKeyStore: KeyStoreChoice = .software
         /// Where the issuing CA's key is kept.
         public var issuingKeyStore: KeyStoreChoice = .software
+        /// Device API requests a second per client address; `nil`: the default (20); 0: no limit.
+        public var deviceRequestsPerSecond: Double?
 
         public init() {}
     }
@@ -134,12 +136,13 @@ public struct KeygateInitializer: Sendable {
         try directory.write(Data(issuing.chainPEM.utf8), to: DataDirectory.chainFile, mode: 0o644)
 
         let firstHost = options.hosts.first ?? options.listenHost
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             https: .init(host: options.listenHost, port: options.httpsPort),
             http: .init(host: options.listenHost, port: options.httpPort),
             publicBaseURL: options.publicBaseURL ?? "http://\(Self.urlHost(firstHost)):\(options.httpPort)",
             adminURL: "https://\(Self.urlHost(options.hosts.first ?? "127.0.0.1")):\(options.httpsPort)",
             root: rootEntry, issuing: issuingEntry)
+        configuration.deviceRequestsPerSecond = options.deviceRequestsPerSecond
 
         let store = try SQLiteStore(path: directory.path(configuration.database))
         _ = try await store.appendAudit(

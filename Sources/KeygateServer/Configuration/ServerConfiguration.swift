@@ -73,6 +73,9 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
     public var crlValiditySeconds: Int
     /// How long an OCSP answer is valid, in seconds.
     public var ocspValiditySeconds: Int
+    /// Device API requests a second per client address (bursts of twice that); `nil`: 20; 0: no
+    /// limit (a deployment whose devices all reach Keygate through one address, such as a simulator).
+    public var deviceRequestsPerSecond: Double?
 
     public init(
         https: Listener, http: Listener, publicBaseURL: String, adminURL: String, root: CAEntry, issuing: CAEntry,

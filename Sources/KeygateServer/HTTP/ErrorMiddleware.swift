@@ -51,7 +51,18 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             headers[.wwwAuthenticate] = "Bearer realm=\"keygate\""
         }
         return Response(
-            status: error.code.kind.httpStatus, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: json)))
+            status: error.code.httpStatus, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: json)))
+    }
+}
+
+extension KeygateError.Code {
+    /// The status of an error with this code: its kind's, but for the few HTTP has a status of its own.
+    var httpStatus: HTTPResponse.Status {
+        switch self {
+        case .unsupportedMediaType: return .unsupportedMediaType
+        case .methodNotAllowed: return .methodNotAllowed
+        default: return kind.httpStatus
+        }
     }
 }
 
@@ -85,11 +96,24 @@ extension Request {
         }
     }
 
-    /// Decodes a JSON body into `T`, with `malformedJSON` for anything that does not fit.
+    /// A JSON route takes `Content-Type: application/json` (or a `+json` type), else 415
+    /// `unsupportedMediaType`: a browser's form post cannot reach it.
+    func requireJSONContentType() throws {
+        let type = (headers[.contentType] ?? "").split(separator: ";").first.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        } ?? ""
+        guard type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json")) else {
+            throw KeygateError(
+                .unsupportedMediaType,
+                "this route takes Content-Type: application/json, not \(type.isEmpty ? "none" : type)")
+        }
+    }
+
     /// An optional JSON body: `nil` when the request has none.
     func keygateOptionalJSON<T: Decodable>(_ type: T.Type, limit: Int = 64 * 1024) async throws -> T? {
         let bytes = try await keygateBody(limit: limit)
         guard !bytes.isEmpty else { return nil }
+        try requireJSONContentType()
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch {
@@ -97,9 +121,11 @@ extension Request {
         }
     }
 
+    /// Decodes a JSON body into `T`, with `malformedJSON` for anything that does not fit.
     func keygateJSON<T: Decodable>(_ type: T.Type, limit: Int = 64 * 1024) async throws -> T {
         let bytes = try await keygateBody(limit: limit)
         guard !bytes.isEmpty else { throw KeygateError(.malformedJSON, "the request body is empty; JSON expected") }
+        try requireJSONContentType()
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch let DecodingError.keyNotFound(key, _) {

@@ -11,6 +11,9 @@ public struct KeygateRequestContext: RequestContext {
     public var adminName: String?
     let channel: any Channel
 
+    /// The caller's IP address (rate limits and failure counts are kept per address).
+    var clientAddress: String { channel.remoteAddress?.ipAddress ?? "unknown" }
+
     /// Who the audit log names for this request's changes: `admin:` + the token's name.
     var actor: String { "admin:\(adminName ?? "unknown")" }
 

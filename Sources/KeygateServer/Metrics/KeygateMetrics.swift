@@ -87,6 +87,11 @@ public final class KeygateMetrics: Sendable {
         }
     }
 
+    /// A device API request refused before any session (an ID not on the allowlist, a throttled caller).
+    func deviceRefused(reason: String) {
+        Counter(label: "keygate_device_refusals_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
     func renewal(kind: String) {
         Counter(label: "keygate_renewals_total", dimensions: [("kind", kind)], factory: factory).increment()
     }

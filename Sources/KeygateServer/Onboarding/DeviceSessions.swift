@@ -4,6 +4,7 @@ import KeygateAttestation
 import KeygateDomain
 import KeygatePKI
 import KeygateStore
+import Logging
 import SwiftASN1
 import X509
 
@@ -20,20 +21,23 @@ struct DeviceSessions: Sendable {
     /// Binds signatures to this Keygate deployment: `keygate:` + the issuing CA's key identifier.
     let audience: String
     let challengeLifetime: TimeInterval
-    let lockAfterFailures: Int
-    let lockDuration: TimeInterval
+    /// Rate limits and failure counts per client address.
+    let guardian: ClientGuard
+    let metrics: KeygateMetrics
+    let refusalLog: SampledLog
 
     init(
-        store: any ServerStore, authority: CertificateAuthority, secrets: SecretBox?,
-        challengeLifetime: TimeInterval = 60, lockAfterFailures: Int = 5, lockDuration: TimeInterval = 15 * 60
+        store: any ServerStore, authority: CertificateAuthority, secrets: SecretBox?, metrics: KeygateMetrics,
+        logger: Logger, guardian: ClientGuard = ClientGuard(), challengeLifetime: TimeInterval = 60
     ) {
         self.store = store
         self.authority = authority
         self.secrets = secrets
         self.audience = "keygate:" + Hex.encode(authority.keyIdentifier)
         self.challengeLifetime = challengeLifetime
-        self.lockAfterFailures = lockAfterFailures
-        self.lockDuration = lockDuration
+        self.guardian = guardian
+        self.metrics = metrics
+        self.refusalLog = SampledLog(logger: logger, every: 10)
     }
 
     /// A device and its group, as loaded for one request.
@@ -60,18 +64,15 @@ struct DeviceSessions: Sendable {
 
     // MARK: Admission
 
-    /// The device and its group, if the device may open a session at all.
-    func admit(_ deviceID: String, now: Date) async throws -> Admitted {
+    /// The device and its group, if the device may open a session at all, from `client` (the caller's
+    /// address: one that failed too often for this device, or for any, is refused for a while).
+    func admit(_ deviceID: String, client: String, now: Date) async throws -> Admitted {
         guard AllowlistEntry.isValidDeviceID(deviceID) else {
             throw KeygateError(.invalidDeviceID, "device IDs are 1 to 128 letters, digits and : . _ -")
         }
-        guard let device = try await store.device(id: deviceID) else { throw try await notAllowlisted(deviceID) }
+        try guardian.checkAttempt(from: client, device: deviceID, now: now)
+        guard let device = try await store.device(id: deviceID) else { throw notAllowlisted(deviceID, client: client) }
         guard device.state.acceptsSessions else { throw refusal(for: device) }
-        if let until = device.lockedUntil, until > now {
-            throw KeygateError(
-                .deviceLocked, "too many failed attestations; \(device.id) is locked for a while",
-                retryAfter: Int(until.timeIntervalSince(now).rounded(.up)))
-        }
         guard let group = try await store.group(named: device.group) else {
             throw KeygateError(.groupNotFound, "the group \(device.group) of \(device.id) does not exist")
         }
@@ -109,7 +110,8 @@ struct DeviceSessions: Sendable {
 
     /// Checks a challenge-bound attestation by the method it names; a DDK session moves the epoch.
     func authenticate(
-        _ admitted: Admitted, challengeID: String, attestation: DeviceAPI.Attestation, payload: [UInt8], now: Date
+        _ admitted: Admitted, challengeID: String, attestation: DeviceAPI.Attestation, payload: [UInt8],
+        client: String, now: Date
     ) async throws -> Session {
         let (device, group) = (admitted.device, admitted.group)
         let challenge = try await consume(challengeID, device: device, now: now)
@@ -131,9 +133,10 @@ struct DeviceSessions: Sendable {
         }
         switch method {
         case .ddk:
-            return Session(
-                device: try await authenticateDDK(device, challenge: challenge, attestation, payload: payload, now: now),
-                group: group, method: .ddk)
+            let proven = try await authenticateDDK(
+                device, challenge: challenge, attestation, payload: payload, client: client, now: now)
+            guardian.recordSuccess(from: client, device: device.id)
+            return Session(device: proven, group: group, method: .ddk)
         case .x509:
             guard let chain = attestation.certificateChain,
                 let signature = attestation.signature.flatMap(Base64URL.decode)
@@ -146,10 +149,11 @@ struct DeviceSessions: Sendable {
                     chainPEM: chain, signature: signature, trustedCAs: trusted, deviceID: device.id, audience: audience,
                     nonce: challenge.nonce, payload: payload, now: now)
             } catch let error as BootstrapRejected {
-                throw try await fail(device, .attestationFailed, error.reason, now: now)
+                throw try await fail(device, .attestationFailed, error.reason, client: client, now: now)
             } catch let error as AttestationError {
                 throw KeygateError(.malformedInput, error.description)
             }
+            guardian.recordSuccess(from: client, device: device.id)
             return Session(device: try await clearFailures(device), group: group, method: .x509)
         case .symmetricKey:
             guard let mac = attestation.mac.flatMap(Base64URL.decode) else {
@@ -161,14 +165,18 @@ struct DeviceSessions: Sendable {
             let valid = try SymmetricKeyAttestation.verify(
                 mac: mac, groupKey: try secrets.open(sealed), deviceID: device.id, audience: audience,
                 nonce: challenge.nonce, payload: payload)
-            guard valid else { throw try await fail(device, .attestationFailed, "the HMAC does not verify", now: now) }
+            guard valid else {
+                throw try await fail(device, .attestationFailed, "the HMAC does not verify", client: client, now: now)
+            }
+            guardian.recordSuccess(from: client, device: device.id)
             return Session(device: try await clearFailures(device), group: group, method: .symmetricKey)
         }
     }
 
     /// A DDK session: the signature with the current epoch's key moves the device to the next epoch.
     private func authenticateDDK(
-        _ device: Device, challenge: Challenge, _ attestation: DeviceAPI.Attestation, payload: [UInt8], now: Date
+        _ device: Device, challenge: Challenge, _ attestation: DeviceAPI.Attestation, payload: [UInt8],
+        client: String, now: Date
     ) async throws -> Device {
         guard device.state != .allowlisted, device.ddkEpoch >= 1 else {
             throw KeygateError(.notRegistered, "\(device.id) must register its DDK keys first")
@@ -186,7 +194,8 @@ struct DeviceSessions: Sendable {
             nextPublicKey: next, payload: payload)
         guard DDKProtocol.verify(signature: signature, message: message, publicKey: expected) else {
             let counted = try await fail(
-                device, .attestationFailed, "DDK signature mismatch at epoch \(device.ddkEpoch)", now: now)
+                device, .attestationFailed, "DDK signature mismatch at epoch \(device.ddkEpoch)", client: client,
+                now: now)
             if counted.code == .deviceLocked { throw counted }
             throw KeygateError(
                 .forkProofRequired,
@@ -198,13 +207,14 @@ struct DeviceSessions: Sendable {
 
     /// A valid one-time enrollment token, when the device's allowlist entry demands one.
     /// Answers whether the enrollment must consume it.
-    func checkEnrollmentToken(_ token: String?, for device: Device, now: Date) async throws -> Bool {
+    func checkEnrollmentToken(_ token: String?, for device: Device, client: String, now: Date) async throws -> Bool {
         guard device.state == .allowlisted, let entry = try await store.allowlistEntry(deviceID: device.id),
             let tokenHash = entry.tokenHash
         else { return false }
         guard let token, !entry.tokenUsed, AdminTokenSecret.hash(token) == tokenHash else {
             throw try await fail(
-                device, .enrollmentTokenInvalid, "a valid one-time enrollment token is required", now: now)
+                device, .enrollmentTokenInvalid, "a valid one-time enrollment token is required", client: client,
+                now: now)
         }
         return true
     }
@@ -212,7 +222,9 @@ struct DeviceSessions: Sendable {
     // MARK: mTLS
 
     /// The session of a device presenting its newest Keygate certificate as the TLS client certificate.
-    func certificateSession(clientCertificate der: [UInt8]?, now: Date) async throws -> CertificateSession {
+    func certificateSession(clientCertificate der: [UInt8]?, client: String, now: Date) async throws
+        -> CertificateSession
+    {
         guard let der else {
             throw KeygateError(
                 .clientCertificateRequired,
@@ -228,7 +240,7 @@ struct DeviceSessions: Sendable {
             throw KeygateError(
                 .clientCertificateInvalid, "the client certificate is not a device certificate of this CA")
         }
-        let admitted = try await admit(deviceID, now: now)
+        let admitted = try await admit(deviceID, client: client, now: now)
         guard record.status == .active else {
             throw KeygateError(.clientCertificateInvalid, "the client certificate \(record.serial) is revoked")
         }
@@ -254,11 +266,13 @@ struct DeviceSessions: Sendable {
 
     // MARK: Refusals
 
-    private func notAllowlisted(_ deviceID: String) async throws -> KeygateError {
-        _ = try await store.appendAudit(
-            .init(
-                actor: "device:\(deviceID)", action: "device.refused", subject: deviceID,
-                details: ["reason": "deviceNotAllowlisted"]))
+    /// An ID that is not on the allowlist: anyone can send one, so nothing is written; it is counted
+    /// (`keygate_device_refusals_total{reason="deviceNotAllowlisted"}`) and logged at most every 10 s.
+    private func notAllowlisted(_ deviceID: String, client: String) -> KeygateError {
+        metrics.deviceRefused(reason: "deviceNotAllowlisted")
+        refusalLog.notice { count in
+            "refused \(count) request(s) for IDs not on the allowlist; the latest: \(deviceID) from \(client)"
+        }
         return KeygateError(.deviceNotAllowlisted, "\(deviceID) is not on the allowlist")
     }
 
@@ -269,15 +283,20 @@ struct DeviceSessions: Sendable {
                 .deviceQuarantined, "\(device.id) is quarantined (\(device.stateReason ?? "no reason given"))")
     }
 
-    /// Counts a failed attestation (and locks after too many), then returns the error to throw.
-    func fail(_ device: Device, _ code: KeygateError.Code, _ reason: String, now: Date) async throws -> KeygateError {
-        let updated = try await store.recordAttestationFailure(
-            deviceID: device.id, lockAfter: lockAfterFailures, lockFor: lockDuration, now: now,
+    /// Counts a failed attestation for the device (audited, never a lock of the device) and for the
+    /// caller's address (which is refused for a while after too many), then returns the error to throw.
+    func fail(_ device: Device, _ code: KeygateError.Code, _ reason: String, client: String, now: Date) async throws
+        -> KeygateError
+    {
+        _ = try await store.recordAttestationFailure(
+            deviceID: device.id, lockAfter: Int.max, lockFor: 0, now: now,
             audit: .init(
                 actor: "device:\(device.id)", action: "device.attestationFailed", subject: device.id,
-                details: ["code": code.rawValue, "reason": reason]))
-        if updated.isLocked(at: now) {
-            return KeygateError(.deviceLocked, "\(reason); \(device.id) is now locked", retryAfter: Int(lockDuration))
+                details: ["code": code.rawValue, "reason": reason, "client": client]))
+        if let until = guardian.recordFailure(from: client, device: device.id, now: now) {
+            return KeygateError(
+                .deviceLocked, "\(reason); \(client) is refused for \(device.id) for a while",
+                retryAfter: Int(until.timeIntervalSince(now).rounded(.up)))
         }
         return KeygateError(code, reason)
     }

@@ -24,18 +24,21 @@ public struct EnrollmentService: Sendable {
     // MARK: Challenge
 
     /// A challenge for the device's next message (`register` before DDK keys exist, else `authenticate`).
-    public func challenge(deviceID: String, now: Date = Date()) async throws -> DeviceAPI.Challenge {
-        try await sessions.challenge(for: try await sessions.admit(deviceID, now: now), now: now)
+    /// `client` is the caller's address (rate limits and failure counts are kept per address).
+    public func challenge(deviceID: String, client: String = "local", now: Date = Date()) async throws
+        -> DeviceAPI.Challenge
+    {
+        try await sessions.challenge(for: try await sessions.admit(deviceID, client: client, now: now), now: now)
     }
 
     // MARK: DDK registration
 
     /// Registers a device's first two DDK public keys (epoch 0 and 1), checked against its pinned key
     /// and its one-time enrollment token when the allowlist holds them.
-    public func register(_ request: DeviceAPI.RegisterRequest, now: Date = Date()) async throws
-        -> DeviceAPI.StatusResponse
+    public func register(_ request: DeviceAPI.RegisterRequest, client: String = "local", now: Date = Date())
+        async throws -> DeviceAPI.StatusResponse
     {
-        let admitted = try await sessions.admit(request.deviceId, now: now)
+        let admitted = try await sessions.admit(request.deviceId, client: client, now: now)
         let (device, group) = (admitted.device, admitted.group)
         guard group.policy.attestationMethods.contains(AttestationMethod.ddk.rawValue) else {
             throw KeygateError(.attestationMethodNotAllowed, "group \(group.name) does not accept DDK")
@@ -55,7 +58,7 @@ public struct EnrollmentService: Sendable {
             audience: audience, deviceID: device.id, nonce: challenge.nonce, publicKey: p0, nextPublicKey: p1)
         guard DDKProtocol.verify(signature: signature, message: message, publicKey: p0) else {
             throw try await sessions.fail(
-                device, .attestationFailed, "the registration signature does not verify", now: now)
+                device, .attestationFailed, "the registration signature does not verify", client: client, now: now)
         }
         let entry = try await store.allowlistEntry(deviceID: device.id)
         // Registering again (an operator re-authorized the device with allowReregistration) needs no
@@ -63,14 +66,16 @@ public struct EnrollmentService: Sendable {
         let reregistration = try await store.reregistrationAllowed(deviceID: device.id)
         if let pinned = entry?.pinnedKey, Base64URL.decode(pinned) != p0 {
             throw try await sessions.fail(
-                device, .pinnedKeyMismatch, "the epoch-0 key is not the one pinned at staging", now: now)
+                device, .pinnedKeyMismatch, "the epoch-0 key is not the one pinned at staging", client: client,
+                now: now)
         }
         if let tokenHash = entry?.tokenHash, !reregistration {
             guard let token = request.enrollmentToken, !(entry?.tokenUsed ?? false),
                 AdminTokenSecret.hash(token) == tokenHash
             else {
                 throw try await sessions.fail(
-                    device, .enrollmentTokenInvalid, "a valid one-time enrollment token is required", now: now)
+                    device, .enrollmentTokenInvalid, "a valid one-time enrollment token is required", client: client,
+                    now: now)
             }
         }
         let registered = try await store.registerDDK(
@@ -88,13 +93,14 @@ public struct EnrollmentService: Sendable {
 
     /// An attested CSR: the certificate chain, or `pendingApproval`. An enrolled device that
     /// re-attests renews (within its group's grace after expiry).
-    public func enroll(_ request: DeviceAPI.EnrollRequest, now: Date = Date()) async throws -> DeviceAPI.EnrollResponse
+    public func enroll(_ request: DeviceAPI.EnrollRequest, client: String = "local", now: Date = Date()) async throws
+        -> DeviceAPI.EnrollResponse
     {
         guard let csr = DeviceAPI.payloadIfPEM(request.csr) else {
             throw KeygateError(.malformedPEM, "csr must be a PEM CERTIFICATE REQUEST")
         }
         // The CSR is checked against the group's policy before the session changes anything (DDK epoch, state).
-        let admitted = try await sessions.admit(request.deviceId, now: now)
+        let admitted = try await sessions.admit(request.deviceId, client: client, now: now)
         let policy = admitted.group.policy
         let profile = try policy.certificateProfile()
         let checked = try certificates.check(csr, profile: profile)
@@ -114,9 +120,10 @@ public struct EnrollmentService: Sendable {
         }
         // A one-time enrollment token guards the first contact, whatever the method.
         let consumeToken = try await sessions.checkEnrollmentToken(
-            request.enrollmentToken, for: admitted.device, now: now)
+            request.enrollmentToken, for: admitted.device, client: client, now: now)
         let session = try await sessions.authenticate(
-            admitted, challengeID: request.challengeId, attestation: request.attestation, payload: csr, now: now)
+            admitted, challengeID: request.challengeId, attestation: request.attestation, payload: csr,
+            client: client, now: now)
         var device = session.device
         let attestation = (method: session.method.rawValue, level: session.method.assuranceLevel)
         if policy.requiresManualApproval && device.state != .approved && device.state != .enrolled {
@@ -146,11 +153,12 @@ public struct EnrollmentService: Sendable {
     }
 
     /// A read-only session: proves identity and returns the device's state.
-    public func status(_ request: DeviceAPI.StatusRequest, now: Date = Date()) async throws -> DeviceAPI.StatusResponse
+    public func status(_ request: DeviceAPI.StatusRequest, client: String = "local", now: Date = Date()) async throws
+        -> DeviceAPI.StatusResponse
     {
         let session = try await sessions.authenticate(
-            try await sessions.admit(request.deviceId, now: now), challengeID: request.challengeId,
-            attestation: request.attestation, payload: DeviceAPI.statusPayload, now: now)
+            try await sessions.admit(request.deviceId, client: client, now: now), challengeID: request.challengeId,
+            attestation: request.attestation, payload: DeviceAPI.statusPayload, client: client, now: now)
         return try await provisioning.deviceStatus(session.device, group: session.group)
     }
 
@@ -159,13 +167,14 @@ public struct EnrollmentService: Sendable {
     /// Renews the certificate presented over mTLS: a new certificate for the CSR (a new key unless
     /// the group allows reuse); the Azure enrollment gets it as primary and keeps the presented one
     /// as secondary until that one expires.
-    public func renew(_ request: DeviceAPI.RenewRequest, clientCertificate: [UInt8]?, now: Date = Date())
-        async throws -> DeviceAPI.EnrollResponse
-    {
+    public func renew(
+        _ request: DeviceAPI.RenewRequest, clientCertificate: [UInt8]?, client: String = "local", now: Date = Date()
+    ) async throws -> DeviceAPI.EnrollResponse {
         guard let csr = DeviceAPI.payloadIfPEM(request.csr) else {
             throw KeygateError(.malformedPEM, "csr must be a PEM CERTIFICATE REQUEST")
         }
-        let session = try await sessions.certificateSession(clientCertificate: clientCertificate, now: now)
+        let session = try await sessions.certificateSession(
+            clientCertificate: clientCertificate, client: client, now: now)
         let device = session.device
         if let claimed = request.deviceId, claimed != device.id {
             throw KeygateError(
@@ -191,8 +200,11 @@ public struct EnrollmentService: Sendable {
     }
 
     /// When the device presenting its certificate should renew.
-    public func renewalInfo(clientCertificate: [UInt8]?, now: Date = Date()) async throws -> DeviceAPI.RenewalInfo {
-        let session = try await sessions.certificateSession(clientCertificate: clientCertificate, now: now)
+    public func renewalInfo(clientCertificate: [UInt8]?, client: String = "local", now: Date = Date()) async throws
+        -> DeviceAPI.RenewalInfo
+    {
+        let session = try await sessions.certificateSession(
+            clientCertificate: clientCertificate, client: client, now: now)
         let record = session.record
         var renewAfter = session.group.policy.renewalOpens(
             issuedAt: record.createdAt, notAfter: record.notAfter, serial: record.serial)
@@ -246,8 +258,10 @@ public struct EnrollmentService: Sendable {
     /// After `forkProofRequired`: if the device proves an earlier epoch's key but claims another
     /// next key than the one on record, two parties have held the identity; it is quarantined
     /// (`cloneSuspected`) and its certificates revoked.
-    public func forkProof(_ request: DeviceAPI.ForkProofRequest, now: Date = Date()) async throws -> Never {
-        let admitted = try await sessions.admit(request.deviceId, now: now)
+    public func forkProof(_ request: DeviceAPI.ForkProofRequest, client: String = "local", now: Date = Date())
+        async throws -> Never
+    {
+        let admitted = try await sessions.admit(request.deviceId, client: client, now: now)
         let (device, group) = (admitted.device, admitted.group)
         guard group.policy.attestationMethods.contains(AttestationMethod.ddk.rawValue) else {
             throw KeygateError(.attestationMethodNotAllowed, "group \(group.name) does not accept DDK")
@@ -264,7 +278,8 @@ public struct EnrollmentService: Sendable {
             let signature = Base64URL.decode(request.signature)
         else {
             throw try await sessions.fail(
-                device, .attestationFailed, "the fork proof does not match this device's epochs", now: now)
+                device, .attestationFailed, "the fork proof does not match this device's epochs", client: client,
+                now: now)
         }
         let message = DDKProtocol.forkProofMessage(
             audience: audience, deviceID: device.id, nonce: challenge.nonce, proofEpoch: UInt64(proofEpoch),
@@ -272,7 +287,7 @@ public struct EnrollmentService: Sendable {
         guard DDKProtocol.verify(signature: signature, message: message, publicKey: proven), claimed != recorded
         else {
             throw try await sessions.fail(
-                device, .attestationFailed, "the device could not prove its identity", now: now)
+                device, .attestationFailed, "the device could not prove its identity", client: client, now: now)
         }
         let evidence =
             "the device proved epoch \(proofEpoch) but holds a different epoch-\(proofEpoch + 1) key than the one another party registered"

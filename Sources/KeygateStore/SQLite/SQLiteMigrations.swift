@@ -108,6 +108,10 @@ extension SQLiteStore {
         }
         registerConnectorMigration(&migrator)
         registerLifecycleMigration(&migrator)
+        migrator.registerMigration("v5-bounded-challenges") { db in
+            // The per-device cap on outstanding challenges looks them up by device.
+            try db.execute(sql: "CREATE INDEX challenges_by_device ON challenges(device_id, expires_at)")
+        }
         return migrator
     }
 

@@ -198,6 +198,9 @@ extension SQLiteStore: OnboardingStore {
     // MARK: Challenges
 
     /// Stores the challenge and deletes challenges that expired more than an hour ago.
+    /// How many challenges one device may have outstanding; older ones are dropped.
+    public static let pendingChallengesPerDevice = 8
+
     public func saveChallenge(_ challenge: Challenge) async throws {
         try await write { db in
             try db.execute(
@@ -206,9 +209,15 @@ extension SQLiteStore: OnboardingStore {
                     challenge.id, challenge.deviceID, Data(challenge.nonce), challenge.epoch,
                     challenge.expiresAt.unixMilliseconds,
                 ])
-            // Keep the table small: challenges are useless a minute after they expire.
+            // Bounded whatever anonymous callers send: at most `pendingChallengesPerDevice` per device
+            // (the newest), and none past its expiry (a used or expired challenge proves nothing).
             try db.execute(
-                sql: "DELETE FROM challenges WHERE expires_at < ?", arguments: [Date().unixMilliseconds - 3_600_000])
+                sql: """
+                    DELETE FROM challenges WHERE device_id = ? AND id NOT IN (
+                        SELECT id FROM challenges WHERE device_id = ? ORDER BY expires_at DESC, id LIMIT ?)
+                    """,
+                arguments: [challenge.deviceID, challenge.deviceID, Self.pendingChallengesPerDevice])
+            try db.execute(sql: "DELETE FROM challenges WHERE expires_at < ?", arguments: [Date().unixMilliseconds])
         }
     }
 
