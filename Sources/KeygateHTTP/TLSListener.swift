@@ -16,8 +16,24 @@ public enum TLSListener {
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
         tls.certificateVerification = .optionalVerification
+        // TLS 1.2: forward-secret AEAD suites only (no CBC, no SHA-1 MACs); TLS 1.3's are all AEAD.
+        tls.cipherSuites = aeadCipherSuites
+        // What a client may sign its CertificateVerify with (listed in the certificate request): no SHA-1.
+        tls.verifySignatureAlgorithms = clientSignatureAlgorithms
         return tls
     }
+
+    /// The TLS 1.2 suites offered: ECDHE with AES-GCM or ChaCha20-Poly1305.
+    public static let aeadCipherSuites = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
+
+    /// Signature algorithms accepted from clients: ECDSA, RSA-PSS and PKCS #1 with SHA-2, and Ed25519.
+    public static let clientSignatureAlgorithms: [SignatureAlgorithm] = [
+        .ecdsaSecp256R1Sha256, .ecdsaSecp384R1Sha384, .ecdsaSecp521R1Sha512, .ed25519, .rsaPssRsaeSha256,
+        .rsaPssRsaeSha384, .rsaPssRsaeSha512, .rsaPkcs1Sha256, .rsaPkcs1Sha384, .rsaPkcs1Sha512,
+    ]
 
     /// The Hummingbird HTTP/1.1-over-TLS server for `tls`, passing any client certificate on to the routes.
     public static func http1(_ tls: TLSConfiguration) throws -> HTTPServerBuilder {

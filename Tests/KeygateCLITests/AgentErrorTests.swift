@@ -71,3 +71,31 @@ import Testing
         #expect(notKeygate.stderr.contains("without a Keygate error"), "\(notKeygate.combined)")
     }
 }
+
+/// `keygate init` sets the modes of what it writes itself: a permissive umask changes nothing.
+@Suite(.tags(.binary), .fullRunOnly) struct DataFolderModeTests {
+    @Test func initUnderUmask000LeavesNothingReadableByOthers() throws {
+        let keygate = try KeygateBinary.locate()
+        let dir = try TemporaryDirectory("umask")
+        let data = dir.file("data")
+        let shell = ExternalTool(path: "/bin/sh")
+        let run = try shell.run([
+            "-c", "umask 000 && exec \"$0\" init --data-dir \"$1\" --https-port 0 --http-port 0", keygate.path, data,
+        ])
+        #expect(run.status == 0, "\(run.combined)")
+        func mode(_ path: String) -> Int {
+            ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int) ?? -1
+        }
+        for folder in ["", "/ca", "/tls"] {
+            let found = mode(data + folder)
+            #expect(found == 0o700, "\(folder.isEmpty ? "data" : folder) is \(String(found, radix: 8))")
+        }
+        for secret in ["/tls/server.key.pem", "/keygate.sqlite"] {
+            let found = mode(data + secret)
+            #expect(found >= 0 && found & 0o077 == 0, "\(secret) is \(String(found, radix: 8))")
+        }
+        let keys = try FileManager.default.contentsOfDirectory(atPath: data + "/ca").filter { $0.hasSuffix(".key.pem") }
+        #expect(!keys.isEmpty)
+        for key in keys { #expect(mode(data + "/ca/" + key) & 0o077 == 0, "\(key)") }
+    }
+}

@@ -130,3 +130,26 @@ import Testing
         #expect(result.status == 0 && result.stdout.contains("OK"), "\(result.combined)")
     }
 }
+
+/// What the HTTPS listener offers, as openssl sees it: TLS 1.2 with AEAD suites only, no SHA-1 in the
+/// client-certificate request.
+@Suite(.tags(.outsideTool), .fullRunOnly) struct TLSListenerTests {
+    @Test func onlyAEADSuitesAndNoSHA1ClientSignatures() async throws {
+        guard ExternalTool.available("openssl") else { return }
+        let kg = try await TestKeygate.make()
+        let server = try await kg.start()
+        defer { Task { await server.stop() } }
+        let target = "127.0.0.1:\(server.ports.https)"
+        func handshake(_ extra: [String]) async throws -> ExternalTool.Output {
+            try await ExternalTool.openssl.run(
+                ["s_client", "-connect", target, "-CAfile", kg.rootPath] + extra, input: Data(), timeout: 20)
+        }
+        let cbc = try await handshake(["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:AES128-SHA"])
+        #expect(cbc.status != 0, "a CBC-SHA1 suite is refused: \(cbc.combined.suffix(400))")
+        let aead = try await handshake(["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"])
+        #expect(aead.status == 0 && aead.stdout.contains("ECDHE-ECDSA-AES128-GCM-SHA256"), "\(aead.combined.suffix(600))")
+        let requested = aead.stdout.split(separator: "\n").first { $0.hasPrefix("Requested Signature Algorithms") }
+        #expect(requested != nil, "the server asks for a client certificate: \(aead.stdout.prefix(1500))")
+        #expect(requested.map { !$0.contains("SHA1") } == true, "\(requested ?? "")")
+    }
+}

@@ -60,8 +60,12 @@ public struct DataDirectory: Sendable {
     /// Writes a file atomically with the given permissions (0600 for secrets).
     public func write(_ data: Data, to relative: String, mode: Int) throws {
         let target = URL(fileURLWithPath: path(relative))
-        try FileManager.default.createDirectory(
-            at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let folder = target.deletingLastPathComponent()
+        if !FileManager.default.fileExists(atPath: folder.path) {
+            // Set explicitly: the process's umask must not decide who reads `ca/` or `tls/`.
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: folder.path)
+        }
         let temporary = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).tmp")
         _ = FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: mode])
         let handle = try FileHandle(forWritingTo: temporary)

@@ -25,6 +25,11 @@ public final class SQLiteStore: Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
+            // Owner only, whatever the umask: the database holds the audit log and sealed secrets.
+            // SQLite gives the -wal and -shm files the database's permissions.
+            for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+                try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+            }
         } catch {
             throw KeygateError(.storeUnavailable, "cannot open the database at \(path): \(error)")
         }
