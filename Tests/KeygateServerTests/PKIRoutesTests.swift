@@ -131,6 +131,45 @@ import Testing
     }
 }
 
+/// `/pki/*` and `/healthz` as caches and load balancers use them: HEAD, ETag, conditional GET.
+@Suite struct PKICachingTests {
+    @Test func headAndConditionalGetFollowTheCRL() async throws {
+        let kg = try await TestKeygate.make()
+        let service = kg.server.services.certificates
+        let app = Application(router: try kg.server.httpRouter())
+        try await app.test(.router) { client in
+            let head = try await client.execute(uri: "/pki/crl", method: .head)
+            #expect(head.status == .ok && head.body.readableBytes == 0)
+            let etag = try #require(head.headers[.eTag])
+            #expect(head.headers[.lastModified]?.hasSuffix(" GMT") == true && head.headers[.contentLength] != nil)
+            let get = try await client.execute(uri: "/pki/crl", method: .get)
+            #expect(get.status == .ok && get.headers[.eTag] == etag && get.body.readableBytes > 0)
+            #expect(String(get.body.readableBytes) == head.headers[.contentLength])
+            let same = try await client.execute(uri: "/pki/crl", method: .get, headers: [.ifNoneMatch: etag])
+            #expect(same.status == .notModified && same.body.readableBytes == 0)
+            let since = try #require(head.headers[.lastModified])
+            let unchanged = try await client.execute(uri: "/pki/crl", method: .get, headers: [.ifModifiedSince: since])
+            #expect(unchanged.status == .notModified)
+
+            // A revocation makes a new CRL: the old tag no longer matches.
+            let issued = try await service.issue(
+                csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "c-1"),
+                actor: "test")
+            _ = try await service.revoke(serial: issued.record.serial, reason: .keyCompromise, actor: "test")
+            let changed = try await client.execute(uri: "/pki/crl", method: .get, headers: [.ifNoneMatch: etag])
+            #expect(changed.status == .ok && changed.headers[.eTag] != etag)
+
+            let chainHead = try await client.execute(uri: "/pki/ca.pem", method: .head)
+            #expect(chainHead.status == .ok && chainHead.headers[.eTag] != nil)
+            let chainAgain = try await client.execute(
+                uri: "/pki/ca.pem", method: .get, headers: [.ifNoneMatch: chainHead.headers[.eTag] ?? ""])
+            #expect(chainAgain.status == .notModified)
+            let health = try await client.execute(uri: "/healthz", method: .head)
+            #expect(health.status == .ok)
+        }
+    }
+}
+
 /// What the HTTPS listener offers, as openssl sees it: TLS 1.2 with AEAD suites only, no SHA-1 in the
 /// client-certificate request.
 @Suite(.tags(.outsideTool), .fullRunOnly) struct TLSListenerTests {

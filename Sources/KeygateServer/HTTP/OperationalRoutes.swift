@@ -13,6 +13,11 @@ struct OperationalRoutes {
             _ = try await service.store.certificateCounts()
             return try jsonResponse(["status": "ok"])
         }
+        // Load balancers probe with HEAD: the same check, no body.
+        router.head("healthz") { _, _ in
+            _ = try await service.store.certificateCounts()
+            return Response(status: .ok, headers: [.contentType: "application/json"])
+        }
         router.get("metrics") { _, _ in
             _ = try? await service.crl.current()  // refreshes the CRL age gauge
             return Response(

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import KeygateDomain
@@ -13,16 +14,19 @@ struct PKIRoutes {
     static let ocspBodyLimit = 8 * 1024
 
     func register(on router: Router<KeygateRequestContext>) {
-        router.get("pki/ca.pem") { _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "application/pem-certificate-chain"],
-                body: .init(byteBuffer: ByteBuffer(string: chainPEM)))
-        }
-        router.get("pki/crl") { _, _ in
-            let crl = try await service.crl.current()
-            var headers: HTTPFields = [.contentType: "application/pkix-crl"]
-            headers[.cacheControl] = "public, max-age=\(max(0, Int(crl.nextUpdate.timeIntervalSinceNow / 2)))"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: crl.der)))
+        let chainTag = "\"" + Hex.encode(Array(SHA256.hash(data: Array(chainPEM.utf8)).prefix(12))) + "\""
+        for method in [HTTPRequest.Method.get, .head] {
+            router.on("pki/ca.pem", method: method) { request, _ in
+                Self.cacheable(
+                    request, bytes: Array(chainPEM.utf8), type: "application/pem-certificate-chain", etag: chainTag,
+                    lastModified: nil, maxAge: 3600)
+            }
+            router.on("pki/crl", method: method) { request, _ in
+                let crl = try await service.crl.current()
+                return Self.cacheable(
+                    request, bytes: crl.der, type: "application/pkix-crl", etag: "\"crl-\(crl.number)\"",
+                    lastModified: crl.thisUpdate, maxAge: max(0, Int(crl.nextUpdate.timeIntervalSinceNow / 2)))
+            }
         }
         router.post("pki/ocsp") { request, _ in
             if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/ocsp-request") {
@@ -70,6 +74,43 @@ struct PKIRoutes {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
         default: return nil
         }
+    }
+
+    /// A GET or HEAD answer with `ETag`, `Last-Modified` and `Cache-Control`; 304 when the client's
+    /// `If-None-Match` (or, without it, `If-Modified-Since`) says it has this version.
+    static func cacheable(
+        _ request: Request, bytes: [UInt8], type: String, etag: String, lastModified: Date?, maxAge: Int
+    ) -> Response {
+        var headers: HTTPFields = [.contentType: type, .eTag: etag, .cacheControl: "public, max-age=\(maxAge)"]
+        if let lastModified { headers[.lastModified] = httpDate(lastModified) }
+        let notModified: Bool
+        if let tags = request.headers[.ifNoneMatch] {
+            notModified = tags.split(separator: ",").contains {
+                let tag = $0.trimmingCharacters(in: .whitespaces)
+                return tag == etag || tag == "*" || tag == "W/" + etag
+            }
+        } else if let since = request.headers[.ifModifiedSince].flatMap(parseHTTPDate), let lastModified {
+            notModified = lastModified.timeIntervalSince1970.rounded(.down) <= since.timeIntervalSince1970
+        } else {
+            notModified = false
+        }
+        if notModified { return Response(status: .notModified, headers: headers) }
+        headers[.contentLength] = String(bytes.count)
+        guard request.method != .head else { return Response(status: .ok, headers: headers) }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// An IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+    static func httpDate(_ date: Date) -> String { httpDateFormatter().string(from: date) }
+
+    static func parseHTTPDate(_ text: String) -> Date? { httpDateFormatter().date(from: text) }
+
+    private static func httpDateFormatter() -> DateFormatter {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter
     }
 
     private func ocspResponse(_ bytes: [UInt8]) -> Response {
