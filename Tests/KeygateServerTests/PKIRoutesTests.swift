@@ -170,6 +170,49 @@ import Testing
     }
 }
 
+/// Answers signed on the spot (requests with a nonce) are budgeted per client: past the budget a
+/// client gets the answer signed ahead, without its nonce; another client is not affected.
+@Suite(.tags(.outsideTool), .fullRunOnly) struct OCSPBudgetTests {
+    @Test func nonceRequestsPastTheBudgetGetTheKeptAnswer() async throws {
+        guard ExternalTool.available("openssl") else { return }
+        let kg = try await TestKeygate.make()
+        let service = kg.server.services.certificates
+        let issued = try await service.issue(
+            csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "n-1"),
+            actor: "test")
+        let leaf = try kg.folder.write("leaf.pem", issued.record.pem)
+        try await ExternalTool.openssl.run([
+            "ocsp", "-issuer", kg.issuingPath, "-cert", leaf, "-reqout", kg.folder.file("nonce.der"),
+        ])
+        let request = Array(try Data(contentsOf: URL(fileURLWithPath: kg.folder.file("nonce.der"))))
+        let nonce = try #require(try OCSPRequest(derBytes: request).nonceExtensionValue)
+        func echoes(_ answer: [UInt8]) -> Bool {
+            answer.count > nonce.count
+                && (0...(answer.count - nonce.count)).contains { Array(answer[$0..<($0 + nonce.count)]) == nonce }
+        }
+        let now = Date()
+        var echoed = 0
+        var kept = 0
+        for _ in 0..<60 {
+            let answer = await service.answerOCSP(request, client: "203.0.113.5", now: now)
+            #expect(answer.count > 100, "a signed answer every time")
+            if echoes(answer) { echoed += 1 } else { kept += 1 }
+        }
+        #expect(echoed == 20, "the burst is signed on the spot: \(echoed)")
+        #expect(kept == 40, "the rest get the kept answer: \(kept)")
+        #expect(service.metrics.render().contains("keygate_ocsp_over_budget_total 40"))
+        // Another client still gets its nonce.
+        #expect(echoes(await service.answerOCSP(request, client: "198.51.100.9", now: now)))
+        // The kept answer is a valid, signed "good" for the certificate.
+        let last = await service.answerOCSP(request, client: "203.0.113.5", now: now)
+        let file = try kg.folder.write("kept.der", Data(last))
+        let checked = try await ExternalTool.openssl.run([
+            "ocsp", "-respin", file, "-issuer", kg.issuingPath, "-cert", leaf, "-CAfile", kg.chainPath, "-no_nonce",
+        ])
+        #expect(checked.combined.contains("Response verify OK") && checked.stdout.contains(": good"), "\(checked.combined)")
+    }
+}
+
 /// What the HTTPS listener offers, as openssl sees it: TLS 1.2 with AEAD suites only, no SHA-1 in the
 /// client-certificate request.
 @Suite(.tags(.outsideTool), .fullRunOnly) struct TLSListenerTests {

@@ -28,12 +28,12 @@ struct PKIRoutes {
                     lastModified: crl.thisUpdate, maxAge: max(0, Int(crl.nextUpdate.timeIntervalSinceNow / 2)))
             }
         }
-        router.post("pki/ocsp") { request, _ in
+        router.post("pki/ocsp") { request, context in
             if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/ocsp-request") {
                 throw KeygateError(.unsupportedMediaType, "OCSP requests must be sent as application/ocsp-request")
             }
             let body = try await request.keygateBody(limit: Self.ocspBodyLimit)
-            return ocspResponse(await service.answerOCSP(body))
+            return ocspResponse(await service.answerOCSP(body, client: context.clientAddress))
         }
         // GET {url}/{url-encoding of base-64 encoding of the DER encoding of the OCSPRequest} (RFC 6960 §A.1)
         router.get("pki/ocsp/**") { request, context in
@@ -41,7 +41,7 @@ struct PKIRoutes {
             guard encoded.utf8.count <= Self.ocspBodyLimit * 3, let der = Self.decodeGETRequest(encoded) else {
                 return ocspResponse(OCSPResponder.unsignedResponse(.malformedRequest))
             }
-            return ocspResponse(await service.answerOCSP(der))
+            return ocspResponse(await service.answerOCSP(der, client: context.clientAddress))
         }
     }
 

@@ -17,6 +17,8 @@ public final class CertificateService: Sendable {
     public let crl: CRLPublisher
     public let ocsp: OCSPResponder
     let ocspCache: OCSPCache
+    /// How many OCSP answers may be signed on the spot (nonces), per client and overall.
+    let ocspBudget: OCSPBudget
 
     public init(
         store: any ServerStore, authority: CertificateAuthority, revocation: RevocationPointers,
@@ -31,6 +33,7 @@ public final class CertificateService: Sendable {
         self.crl = CRLPublisher(store: store, authority: authority, validity: crlValidity, metrics: metrics)
         self.ocsp = try OCSPResponder(authority: authority, validity: ocspValidity)
         self.ocspCache = OCSPCache(freshFor: ocspValidity / 2)
+        self.ocspBudget = OCSPBudget()
     }
 
     /// The issuer name under which records and CRLs are kept.
@@ -156,17 +159,31 @@ public final class CertificateService: Sendable {
         try await store.certificateCounts()
     }
 
-    /// Answers an OCSP request (DER). A request without a nonce for one certificate is served from
-    /// answers signed ahead of time; a nonce (or several certificates) gets an answer signed now.
-    public func answerOCSP(_ requestDER: [UInt8], now: Date = Date()) async -> [UInt8] {
-        guard let request = try? OCSPRequest(derBytes: requestDER), request.certIDs.count == 1,
-            request.nonceExtensionValue == nil, ocsp.isIssuedByThisCA(request.certIDs[0])
+    /// Answers an OCSP request (DER) from `client` (its address). A request without a nonce for one
+    /// certificate is served from answers signed ahead of time; a nonce (or several certificates) gets an
+    /// answer signed now, within a budget per client and overall (an HSM or Key Vault has a limited
+    /// capacity). Over the budget, a nonce request for one certificate gets the kept answer (without
+    /// the nonce) and anything else `tryLater`.
+    public func answerOCSP(_ requestDER: [UInt8], client: String = "local", now: Date = Date()) async -> [UInt8] {
+        let parsed = try? OCSPRequest(derBytes: requestDER)
+        guard let request = parsed, request.certIDs.count == 1, request.nonceExtensionValue == nil,
+            ocsp.isIssuedByThisCA(request.certIDs[0])
         else {
+            if parsed != nil, !ocspBudget.allows(client: client, now: now) {
+                metrics.ocspOverBudget()
+                guard let request = parsed, request.certIDs.count == 1, ocsp.isIssuedByThisCA(request.certIDs[0])
+                else { return OCSPResponder.unsignedResponse(.tryLater) }
+                return await keptAnswer(request.certIDs[0], now: now)
+            }
             let answer = await ocsp.respond(to: requestDER, now: now) { try await self.ocspStatus($0.hex) }
             metrics.ocspAnswered(cached: false, successful: answer.count > 5)
             return answer
         }
-        let id = request.certIDs[0]
+        return await keptAnswer(request.certIDs[0], now: now)
+    }
+
+    /// The answer signed ahead for one certificate (signed now and kept when there is none yet).
+    private func keptAnswer(_ id: OCSPRequest.CertID, now: Date) async -> [UInt8] {
         let serial = id.serialNumber.hex
         if let bytes = ocspCache.answer(serial: serial, id: id, now: now) {
             metrics.ocspAnswered(cached: true, successful: true)
@@ -231,4 +248,20 @@ public final class CertificateService: Sendable {
 
     /// How many OCSP answers are kept signed.
     public var keptOCSPAnswers: Int { ocspCache.count }
+}
+
+/// The budget of OCSP answers signed on the spot: per client address and for the whole node.
+struct OCSPBudget: Sendable {
+    let perClient: TokenBuckets
+    let overall: TokenBuckets
+
+    init(perClientPerSecond: Double = 5, perClientBurst: Double = 20, overallPerSecond: Double = 200) {
+        perClient = TokenBuckets(rate: perClientPerSecond, burst: perClientBurst)
+        overall = TokenBuckets(rate: overallPerSecond, burst: overallPerSecond * 2, maximumEntries: 1)
+    }
+
+    /// Whether one more answer may be signed now for `client`.
+    func allows(client: String, now: Date) -> Bool {
+        perClient.take(client, now: now) == nil && overall.take("*", now: now) == nil
+    }
 }

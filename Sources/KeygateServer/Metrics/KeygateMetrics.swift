@@ -92,6 +92,11 @@ public final class KeygateMetrics: Sendable {
         Counter(label: "keygate_device_refusals_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
+    /// An OCSP request that wanted an answer signed on the spot past the budget.
+    func ocspOverBudget() {
+        Counter(label: "keygate_ocsp_over_budget_total", factory: factory).increment()
+    }
+
     func renewal(kind: String) {
         Counter(label: "keygate_renewals_total", dimensions: [("kind", kind)], factory: factory).increment()
     }

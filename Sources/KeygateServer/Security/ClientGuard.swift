@@ -26,11 +26,6 @@ final class ClientGuard: Sendable {
         var maximumEntries = 100_000
     }
 
-    private struct Bucket {
-        var tokens: Double
-        var updated: Date
-    }
-
     private struct Failures {
         var count = 0
         var blockedUntil: Date?
@@ -38,16 +33,18 @@ final class ClientGuard: Sendable {
     }
 
     private struct State {
-        var buckets: [String: Bucket] = [:]
         var clientFailures: [String: Failures] = [:]
         var pairFailures: [String: Failures] = [:]
     }
 
     let limits: Limits
     private let state = Mutex(State())
+    private let requests: TokenBuckets
 
     init(limits: Limits = Limits()) {
         self.limits = limits
+        requests = TokenBuckets(
+            rate: max(limits.requestsPerSecond, 0.001), burst: limits.burst, maximumEntries: limits.maximumEntries)
     }
 
     /// The limits a server configuration asks for (`deviceRequestsPerSecond`: nil for the default).
@@ -62,24 +59,9 @@ final class ClientGuard: Sendable {
 
     /// Takes a token for a request from `client`; throws `rateLimited` when its bucket is empty.
     func admitRequest(from client: String, now: Date = Date()) throws {
-        guard limits.requestsPerSecond > 0 else { return }
-        let wait: Double? = state.withLock { state in
-            var bucket = state.buckets[client] ?? Bucket(tokens: limits.burst, updated: now)
-            let elapsed = max(0, now.timeIntervalSince(bucket.updated))
-            bucket.tokens = min(limits.burst, bucket.tokens + elapsed * limits.requestsPerSecond)
-            bucket.updated = now
-            defer {
-                state.buckets[client] = bucket
-                Self.trim(&state.buckets, to: limits.maximumEntries)
-            }
-            guard bucket.tokens >= 1 else { return (1 - bucket.tokens) / limits.requestsPerSecond }
-            bucket.tokens -= 1
-            return nil
-        }
-        if let wait {
-            throw KeygateError(
-                .rateLimited, "too many requests from \(client); slow down", retryAfter: max(1, Int(wait.rounded(.up))))
-        }
+        guard limits.requestsPerSecond > 0, let wait = requests.take(client, now: now) else { return }
+        throw KeygateError(
+            .rateLimited, "too many requests from \(client); slow down", retryAfter: max(1, Int(wait.rounded(.up))))
     }
 
     /// Throws `deviceLocked` when `client` may not try `deviceID` (or any device) for now.
