@@ -358,7 +358,7 @@ let package = Package(
             name: "KeygateServerTests",
             dependencies: [
                 "KeygateServer", "KeygateStore", "KeygateDomain", "KeygatePKI", "KeygateAttestation", "KeygateSandbox",
-                "KeygateTestSupport",
+                "KeygateHTTP", "KeygateTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

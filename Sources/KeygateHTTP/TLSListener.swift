@@ -1,6 +1,6 @@
 public import HummingbirdCore
 import HummingbirdTLS
-import NIOCore
+public import NIOCore
 public import NIOSSL
 
 /// The TLS setup of every Keygate HTTPS listener (the server's and the sandbox's): one certificate
@@ -36,11 +36,22 @@ public enum TLSListener {
     ]
 
     /// The Hummingbird HTTP/1.1-over-TLS server for `tls`, passing any client certificate on to the routes.
-    public static func http1(_ tls: TLSConfiguration) throws -> HTTPServerBuilder {
+    /// With `limiter`, connections over its caps are closed at once; `idleTimeout` closes a connection that
+    /// sends nothing (an unfinished TLS handshake or request head included) for that long.
+    public static func http1(
+        _ tls: TLSConfiguration, limiter: ConnectionLimiter? = nil, idleTimeout: TimeAmount? = nil
+    ) throws -> HTTPServerBuilder {
         try .tls(
-            .http1(),
+            plainHTTP1(limiter: limiter, idleTimeout: idleTimeout),
             configuration: TLSChannelConfiguration(
                 tlsConfiguration: tls,
                 customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) }))
+    }
+
+    /// Plain HTTP/1.1 with the same connection caps and idle timeout.
+    public static func plainHTTP1(limiter: ConnectionLimiter?, idleTimeout: TimeAmount?) -> HTTPServerBuilder {
+        .http1(
+            configuration: .init(
+                additionalChannelHandlers: limiter.map { [$0.handler()] } ?? [], idleTimeout: idleTimeout))
     }
 }

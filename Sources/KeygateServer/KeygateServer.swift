@@ -93,21 +93,39 @@ public struct KeygateServer: Sendable {
         return router
     }
 
+    /// The caps on a listener's connections (in all and per address), with a sampled log line and a
+    /// metric when one is reached.
+    func connectionLimiter(_ listener: String) -> ConnectionLimiter {
+        let log = SampledLog(logger: logger, every: 10)
+        let metrics = services.certificates.metrics
+        return ConnectionLimiter(
+            listener: listener, maximum: configuration.maxConnections ?? ConnectionLimiter.defaultMaximum(),
+            perAddress: configuration.maxConnectionsPerAddress ?? 1024
+        ) { reason, address in
+            metrics.connectionRefused(listener: listener, reason: reason)
+            log.notice { count in
+                "\(listener) listener: closed \(count) connection(s) over the \(reason) cap; the latest from \(address)"
+            }
+        }
+    }
+
     /// Runs until SIGTERM/SIGINT (or until the surrounding task is cancelled).
     public func run(onReady: @escaping @Sendable (BoundPorts) -> Void = { _ in }) async throws {
         let ports = PortCollector(onReady: onReady)
         let tls = try ServerTLSIdentity(directory: directory, configuration: configuration).tlsConfiguration()
         // Devices renew over mTLS with their current certificate; any certificate passes the
         // handshake and the renewal routes decide what it proves (others ignore it).
+        let idle = TimeAmount.seconds(Int64(configuration.idleTimeoutSeconds ?? 60))
         let https = Application(
             router: try httpsRouter(),
-            server: try TLSListener.http1(tls),
+            server: try TLSListener.http1(tls, limiter: connectionLimiter("https"), idleTimeout: idle),
             configuration: .init(
                 address: .hostname(configuration.https.host, port: configuration.https.port), serverName: "keygate"),
             onServerRunning: { channel in ports.set(https: channel.localAddress?.port ?? 0) },
             logger: logger)
         let http = Application(
             router: try httpRouter(),
+            server: TLSListener.plainHTTP1(limiter: connectionLimiter("http"), idleTimeout: idle),
             configuration: .init(
                 address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "keygate"),
             onServerRunning: { channel in ports.set(http: channel.localAddress?.port ?? 0) },
@@ -153,6 +171,15 @@ private final class PortCollector: Sendable {
 }
 
 extension KeygateServer {
+    /// The same server with its configuration changed (listener limits, timeouts) for this run only.
+    public func with(_ change: (inout ServerConfiguration) -> Void) -> KeygateServer {
+        var configuration = self.configuration
+        change(&configuration)
+        return KeygateServer(
+            directory: directory, configuration: configuration, services: services, store: store,
+            rootCertificate: rootCertificate, logger: logger)
+    }
+
     /// The same server listening on other ports (`nil` keeps the configured one; 0 picks a free one).
     public func withPorts(https: Int?, http: Int?) -> KeygateServer {
         var configuration = self.configuration

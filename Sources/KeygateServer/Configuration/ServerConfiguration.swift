@@ -76,6 +76,14 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
     /// Device API requests a second per client address (bursts of twice that); `nil`: 20; 0: no
     /// limit (a deployment whose devices all reach Keygate through one address, such as a simulator).
     public var deviceRequestsPerSecond: Double?
+    /// Open connections per listener; `nil`: half the file-descriptor limit, at most 16,384.
+    public var maxConnections: Int?
+    /// Open connections per client address and listener; `nil`: 1,024 (raise it behind a proxy that
+    /// does not pass addresses on).
+    public var maxConnectionsPerAddress: Int?
+    /// Seconds a connection may send nothing (an unfinished TLS handshake or request head included)
+    /// before it is closed; `nil`: 60.
+    public var idleTimeoutSeconds: Int?
 
     public init(
         https: Listener, http: Listener, publicBaseURL: String, adminURL: String, root: CAEntry, issuing: CAEntry,

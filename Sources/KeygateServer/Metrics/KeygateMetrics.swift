@@ -97,6 +97,14 @@ public final class KeygateMetrics: Sendable {
         Counter(label: "keygate_ocsp_over_budget_total", factory: factory).increment()
     }
 
+    /// A connection closed at once because a listener's cap was reached (`reason`: listener, address).
+    func connectionRefused(listener: String, reason: String) {
+        Counter(
+            label: "keygate_connections_refused_total", dimensions: [("listener", listener), ("reason", reason)],
+            factory: factory
+        ).increment()
+    }
+
     func renewal(kind: String) {
         Counter(label: "keygate_renewals_total", dimensions: [("kind", kind)], factory: factory).increment()
     }
