@@ -73,4 +73,12 @@ extension KeygateError.Code {
     public static let connectorInUse = Self("connectorInUse", kind: .conflict)
     /// No outbox item has the given ID.
     public static let outboxItemNotFound = Self("outboxItemNotFound", kind: .notFound)
+
+    // AdminToken
+    /// No usable admin token has that name.
+    public static let tokenNotFound = Self("tokenNotFound", kind: .notFound)
+    /// The admin token expired or was revoked.
+    public static let tokenExpired = Self("tokenExpired", kind: .unauthorized)
+    /// The admin token's role does not allow this call.
+    public static let roleForbidden = Self("roleForbidden", kind: .forbidden)
 }

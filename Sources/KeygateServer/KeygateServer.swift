@@ -72,7 +72,7 @@ public struct KeygateServer: Sendable {
         router.add(middleware: ErrorMiddleware())
         OperationalRoutes(service: service).register(on: router)
         AdminAPI(
-            service: service, audit: services.audit, auth: auth, configuration: configuration,
+            service: service, audit: services.audit, tokens: services.tokens, auth: auth, configuration: configuration,
             rootCertificate: rootCertificate
         ).register(on: router)
         AdminOnboardingAPI(fleet: services.fleet, lifecycle: services.lifecycle, auth: auth).register(on: router)

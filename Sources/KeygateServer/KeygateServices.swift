@@ -17,6 +17,8 @@ public struct KeygateServices: Sendable {
     public let connectors: ConnectorService
     /// The audit log.
     public let audit: AuditService
+    /// Admin API tokens.
+    public let tokens: TokenService
     let secrets: SecretBox?
 
     /// Wires the services to `store`. `secrets` seals group keys and connector credentials; without
@@ -39,5 +41,6 @@ public struct KeygateServices: Sendable {
         self.fleet = FleetService(store: store, secrets: secrets)
         self.connectors = ConnectorService(store: store, secrets: secrets)
         self.audit = AuditService(store: store)
+        self.tokens = TokenService(store: store)
     }
 }

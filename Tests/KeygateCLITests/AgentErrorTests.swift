@@ -99,3 +99,36 @@ import Testing
         for key in keys { #expect(mode(data + "/ca/" + key) & 0o077 == 0, "\(key)") }
     }
 }
+
+/// `keygate token` through the binary: a read-only token reads and cannot change; a revoked one is refused.
+@Suite(.tags(.binary), .fullRunOnly) struct TokenCommandTests {
+    @Test func createListUseAndRevokeATokenWithARole() throws {
+        let keygate = try KeygateBinary.locate()
+        let dir = try TemporaryDirectory("tokens")
+        let data = dir.file("data")
+        let (https, http) = (try freePort(), try freePort())
+        try keygate.run(["init", "--data-dir", data, "--https-port", "\(https)", "--http-port", "\(http)"])
+        let server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
+        defer { _ = server.terminate() }
+        let created = try keygate.run([
+            "token", "create", "--name", "viewer", "--role", "read-only", "--expires", "1h", "--data-dir", data,
+        ])
+        #expect(created.status == 0, "\(created.combined)")
+        let viewer = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(viewer.hasPrefix("kg_") && created.stderr.contains("not shown again"), "\(created.combined)")
+        let listed = try keygate.run(["token", "list", "--data-dir", data])
+        #expect(listed.stdout.contains("viewer") && listed.stdout.contains("read-only"), "\(listed.stdout)")
+        #expect(!listed.stdout.contains(viewer))
+        let asViewer = ["--data-dir", data, "--token", viewer]
+        let read = try keygate.run(["group", "list"] + asViewer)
+        #expect(read.status == 0, "\(read.combined)")
+        let write = try keygate.run(["group", "create", "g1", "--attestation", "ddk"] + asViewer)
+        #expect(write.status != 0 && write.stderr.contains("roleForbidden"), "\(write.combined)")
+        let revoked = try keygate.run(["token", "revoke", "viewer", "--data-dir", data])
+        #expect(revoked.status == 0, "\(revoked.combined)")
+        let after = try keygate.run(["group", "list"] + asViewer)
+        #expect(after.status != 0 && after.stderr.contains("tokenExpired"), "\(after.combined)")
+        let bad = try keygate.run(["token", "create", "--name", "x", "--role", "king", "--data-dir", data])
+        #expect(bad.status != 0 && bad.stderr.contains("--role"), "\(bad.combined)")
+    }
+}

@@ -141,6 +141,67 @@ import X509
         }
     }
 
+    /// Tokens have roles, expire and can be revoked; each change is audited.
+    @Test func tokensHaveRolesExpiryAndRevocation() async throws {
+        try await withApp { client, kg in
+            func create(_ name: String, role: String, expires: Int? = nil) async throws -> String {
+                var body = #"{"name":"\#(name)","role":"\#(role)""#
+                if let expires { body += #","expiresInSeconds":\#(expires)"# }
+                body += "}"
+                let response = try await client.execute(
+                    uri: "/admin/v1/tokens", method: .post, headers: kg.auth, body: ByteBuffer(string: body))
+                #expect(response.status == .created, "\(String(buffer: response.body))")
+                return try response.json(TokenBody.self).token ?? ""
+            }
+            func call(_ token: String, _ method: HTTPRequest.Method, _ path: String, _ body: String = "{}") async throws
+                -> (HTTPResponse.Status, String)
+            {
+                let response = try await client.execute(
+                    uri: path, method: method,
+                    headers: [.authorization: "Bearer \(token)", .contentType: "application/json"],
+                    body: ByteBuffer(string: body))
+                let code = (try? response.errorCode) ?? ""
+                return (response.status, code)
+            }
+            let viewer = try await create("viewer", role: "read-only", expires: 3600)
+            #expect(try await call(viewer, .get, "/admin/v1/ca").0 == .ok)
+            #expect(try await call(viewer, .get, "/admin/v1/devices").0 == .ok)
+            let refused = try await call(viewer, .post, "/admin/v1/groups", #"{"name":"g1"}"#)
+            #expect(refused.0 == .forbidden && refused.1 == "roleForbidden")
+
+            let ops = try await create("ops", role: "operator")
+            #expect(try await call(ops, .post, "/admin/v1/groups", #"{"name":"g2","attestationMethods":["ddk"]}"#).0 == .created)
+            #expect(try await call(ops, .post, "/admin/v1/connectors", #"{"name":"c","type":"dps"}"#).1 == "roleForbidden")
+            #expect(try await call(ops, .post, "/admin/v1/tokens", #"{"name":"more"}"#).1 == "roleForbidden")
+            #expect(try await call(ops, .get, "/admin/v1/tokens").1 == "roleForbidden", "operators do not see tokens")
+
+            // A second usable token with the same name is refused.
+            let duplicate = try await client.execute(
+                uri: "/admin/v1/tokens", method: .post, headers: kg.auth,
+                body: ByteBuffer(string: #"{"name":"ops","role":"admin"}"#))
+            #expect(duplicate.status == .conflict)
+
+            // Revoked: refused at once.
+            try await client.execute(uri: "/admin/v1/tokens/ops", method: .delete, headers: kg.auth) {
+                #expect($0.status == .noContent)
+            }
+            let revoked = try await call(ops, .get, "/admin/v1/ca")
+            #expect(revoked.0 == .unauthorized && revoked.1 == "tokenExpired")
+            // Expired: refused.
+            let old = "kg_" + String(repeating: "a", count: 43)
+            try await kg.store.addAdminToken(
+                AdminToken(name: "old", hash: AdminTokenSecret.hash(old), createdAt: Date() - 7200, expiresAt: Date() - 60),
+                audit: .init(actor: "test", action: "token.created", subject: "old"))
+            #expect(try await call(old, .get, "/admin/v1/ca").1 == "tokenExpired")
+
+            let listed = try await client.execute(uri: "/admin/v1/tokens", method: .get, headers: kg.auth)
+            let text = String(buffer: listed.body)
+            #expect(text.contains("viewer") && text.contains("read-only") && !text.contains(viewer), "never the text")
+            let events = try await kg.store.auditEvents(subject: nil, since: nil, limit: 200).map(\.action)
+            #expect(events.filter { $0 == "token.created" }.count >= 2 && events.contains("token.revoked"))
+        }
+    }
+
     /// JSON routes take JSON only: a form post or plain text is 415 and changes nothing.
     @Test func jsonRoutesRefuseOtherContentTypes() async throws {
         try await withApp { client, kg in

@@ -9,6 +9,7 @@ import X509
 struct AdminAPI {
     let service: CertificateService
     let audit: AuditService
+    let tokens: TokenService
     let auth: AdminAuthMiddleware
     let configuration: ServerConfiguration
     let rootCertificate: Certificate
@@ -37,6 +38,28 @@ struct AdminAPI {
             let limit = try query.get("limit").map(parseLimit) ?? 100
             let events = try await audit.events(subject: query.get("subject"), since: since, limit: limit)
             return try jsonResponse(["events": events.map(AuditEventBody.init)])
+        }
+        group.post("tokens") { request, context in
+            struct Body: Decodable {
+                var name: String
+                var role: String?
+                var expiresInSeconds: Int?
+            }
+            let body = try await request.keygateJSON(Body.self)
+            guard let role = AdminToken.Role(rawValue: body.role ?? "admin") else {
+                throw KeygateError(.malformedInput, "role is admin, operator or read-only")
+            }
+            let (token, text) = try await tokens.create(
+                name: body.name, role: role, lifetime: body.expiresInSeconds.map(TimeInterval.init),
+                actor: context.actor)
+            var answer = TokenBody(token)
+            answer.token = text
+            return try jsonResponse(answer, status: .created)
+        }
+        group.get("tokens") { _, _ in try jsonResponse(["tokens": try await tokens.list().map(TokenBody.init)]) }
+        group.delete("tokens/:name") { _, context in
+            try await tokens.revoke(name: try context.parameters.require("name"), actor: context.actor)
+            return Response(status: .noContent)
         }
         group.get("audit/verify") { _, _ in
             if let broken = try await audit.verify() {

@@ -334,3 +334,26 @@ public struct DeviceListBody: Codable, Sendable {
     public var devices: [DeviceBody]
     public var next: String?
 }
+
+/// An admin token as the API shows it: never its hash; the text only in the answer that created it.
+public struct TokenBody: Codable, Sendable {
+    public var name: String
+    /// `admin`, `operator` or `read-only`.
+    public var role: String
+    public var createdAt: Date
+    public var expiresAt: Date?
+    public var revokedAt: Date?
+    /// Whether the token is accepted now.
+    public var usable: Bool
+    /// The token text, in the answer to its creation only.
+    public var token: String?
+
+    public init(_ token: AdminToken) {
+        name = token.name
+        role = token.role.rawValue
+        createdAt = token.createdAt
+        expiresAt = token.expiresAt
+        revokedAt = token.revokedAt
+        usable = token.isUsable()
+    }
+}

@@ -64,9 +64,14 @@ public struct PublishedCRL: Sendable, Hashable {
 
 /// Admin API credentials, stored hashed.
 public protocol AdminTokenStore: Sendable {
+    /// Stores a token (its hash) with its audit event; `conflict` when a usable token has the name.
     func addAdminToken(_ token: AdminToken, audit: AuditEvent.Draft) async throws
-    /// The token with this hash, if any.
+    /// The token with this hash, if any (revoked and expired ones included).
     func adminToken(hash: String) async throws -> AdminToken?
+    /// Every token, oldest first (revoked and expired ones included).
+    func adminTokens() async throws -> [AdminToken]
+    /// Revokes the usable tokens named `name`, with the audit event; `tokenNotFound` when none is.
+    func revokeAdminToken(name: String, at date: Date, audit: AuditEvent.Draft) async throws
 }
 
 /// The hash-chained audit log.

@@ -112,6 +112,15 @@ extension SQLiteStore {
             // The per-device cap on outstanding challenges looks them up by device.
             try db.execute(sql: "CREATE INDEX challenges_by_device ON challenges(device_id, expires_at)")
         }
+        migrator.registerMigration("v6-admin-token-roles") { db in
+            // Tokens made before roles existed keep full rights.
+            try db.execute(
+                sql: """
+                    ALTER TABLE admin_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+                    ALTER TABLE admin_tokens ADD COLUMN expires_at INTEGER;
+                    ALTER TABLE admin_tokens ADD COLUMN revoked_at INTEGER;
+                    """)
+        }
         return migrator
     }
 
