@@ -3,13 +3,17 @@ public import NIOCore
 /// Frames MQTT packets out of a byte stream. Malformed or oversized input fails the channel
 /// pipeline with ``MQTTError``; the connection's owner closes just that connection.
 public struct MQTTPacketDecoder: ByteToMessageDecoder {
+    /// The decoder emits whole packets.
     public typealias InboundOut = MQTTPacket
+    /// Packets above this size (fixed header included) fail with `packetTooLarge`.
     public let maximumPacketSize: Int
 
+    /// Creates a decoder with a size limit (256 KiB by default).
     public init(maximumPacketSize: Int = MQTTCodec.defaultMaximumPacketSize) {
         self.maximumPacketSize = maximumPacketSize
     }
 
+    /// Emits the next whole packet in `buffer`, or waits for more bytes; throws ``MQTTError`` for bad input.
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         // Find the packet's size from the fixed header before copying anything.
         let view = buffer.readableBytesView
@@ -72,10 +76,13 @@ public struct MQTTPacketDecoder: ByteToMessageDecoder {
 
 /// Writes MQTT packets.
 public struct MQTTPacketEncoder: MessageToByteEncoder {
+    /// The encoder takes packets.
     public typealias OutboundIn = MQTTPacket
 
+    /// Creates an encoder.
     public init() {}
 
+    /// Appends the packet's wire bytes to `out`.
     public func encode(data: MQTTPacket, out: inout ByteBuffer) throws {
         out.writeBytes(MQTTCodec.encode(data))
     }

@@ -7,20 +7,28 @@ import Synchronization
 /// certificate, SUBSCRIBE, PUBLISH at QoS 0 or 1 (waiting for PUBACK), incoming PUBLISHes as a stream
 /// (acknowledged for the caller).
 public final class MQTTClient: Sendable {
+    /// Where to connect and how to identify.
     public struct Configuration: Sendable {
+        /// The server's host name or address.
         public var host: String
+        /// The server's port (8883 for MQTT over TLS).
         public var port: Int
         /// TLS with the device's certificate and the server's trust roots.
         public var tls: TLSConfiguration
         /// The name checked against the server certificate (defaults to `host`).
         public var serverHostname: String?
+        /// The CONNECT client identifier (Azure IoT: the device ID).
         public var clientID: String
+        /// The CONNECT user name (Azure IoT Hub: `<hub>/<device>/?api-version=…`, or DPS's form); `nil`: none.
         public var username: String?
+        /// The keep-alive interval in seconds.
         public var keepAlive: UInt16 = 60
+        /// Whether to ask the server to discard earlier session state.
         public var cleanSession = false
         /// How long CONNECT, SUBSCRIBE and PUBLISH may wait for their answer.
         public var timeout: TimeAmount = .seconds(30)
 
+        /// Creates a configuration with a 60-second keep-alive, a persistent session and a 30-second timeout.
         public init(host: String, port: Int, tls: TLSConfiguration, clientID: String, username: String?) {
             self.host = host
             self.port = port
@@ -30,6 +38,7 @@ public final class MQTTClient: Sendable {
         }
     }
 
+    /// Why a connection or request failed.
     public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
         /// CONNACK with a non-zero return code (5: not authorised, 3: server unavailable).
         case refused(returnCode: UInt8)
@@ -40,6 +49,7 @@ public final class MQTTClient: Sendable {
         /// The server answered with something unexpected.
         case protocolViolation(String)
 
+        /// A sentence for logs.
         public var description: String {
             switch self {
             case .refused(let code): return "the server refused the connection (CONNACK \(code))"

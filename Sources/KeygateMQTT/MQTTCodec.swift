@@ -11,6 +11,7 @@ public enum MQTTCodec {
 
     // MARK: Encoding
 
+    /// The packet's complete wire bytes (fixed header, remaining length, body).
     public static func encode(_ packet: MQTTPacket) -> [UInt8] {
         var body: [UInt8] = []
         let header: UInt8

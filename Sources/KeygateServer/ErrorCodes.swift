@@ -7,13 +7,19 @@ extension KeygateError.Code {
     public static let pkcs11PinMissing = Self("pkcs11PinMissing", kind: .invalidInput)
 
     // DataDirectory
+    /// The data folder or a file in it is missing (run `keygate init` first).
     public static let dataDirectoryMissing = Self("dataDirectoryMissing", kind: .notFound)
+    /// `init` was pointed at a folder that already holds a Keygate data folder.
     public static let dataDirectoryExists = Self("dataDirectoryExists", kind: .conflict)
+    /// The CA passphrase is needed but was not given, cannot be read or is shorter than 8 characters.
     public static let passphraseMissing = Self("passphraseMissing", kind: .invalidInput)
 
     // ErrorMiddleware
+    /// No route matches the request's path.
     public static let routeNotFound = Self("routeNotFound", kind: .notFound)
+    /// The path exists but not with the request's HTTP method.
     public static let methodNotAllowed = Self("methodNotAllowed", kind: .invalidInput)
+    /// The request body is not of the content type the route reads (such as `application/json`).
     public static let unsupportedMediaType = Self("unsupportedMediaType", kind: .invalidInput)
 
     // ClientGuard

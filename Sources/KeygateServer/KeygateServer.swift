@@ -16,19 +16,25 @@ public import X509
 /// (CRL, OCSP, CA chain) and the background services, all in one ServiceGroup that stops
 /// cleanly on SIGTERM or SIGINT.
 public struct KeygateServer: Sendable {
+    /// The data folder the node runs from.
     public let directory: DataDirectory
+    /// The node's `keygate.json`.
     public let configuration: ServerConfiguration
     /// The node's services; the HTTP routes call nothing else.
     public let services: KeygateServices
     /// The node's store, for tools that read or seed it in bulk (benchmarks, tests). Changes that
     /// must be audited go through ``services``.
     public let store: any ServerStore
+    /// The root CA certificate.
     public let rootCertificate: Certificate
+    /// The node's logger.
     public let logger: Logger
 
     /// The ports actually bound (useful with port 0).
     public struct BoundPorts: Sendable {
+        /// The HTTPS listener's port.
         public var https: Int
+        /// The plain-HTTP listener's port.
         public var http: Int
     }
 

@@ -97,11 +97,14 @@ import Testing
             cert: "stranger")
         #expect(someoneElse.status == 401, "the CN must be the registration ID")
 
-        // The hub knows the device by its CA; HTTPS telemetry with the certificate is accepted.
+        // As in Azure, DPS gave the group's device a self-signed identity with its own certificate's
+        // thumbprint; HTTPS telemetry with the certificate is accepted.
         let hubAccess = try SharedAccessSignatureToken.ConnectionString(connection.hub.registryConnectionString)
         let identity = try await call(
             "GET", base + "/devices/curl-dev-1?api-version=2021-04-12", sas: try hubAccess.token())
-        #expect((identity.json["authentication"] as? [String: Any])?["type"] as? String == "certificateAuthority")
+        let authentication = identity.json["authentication"] as? [String: Any]
+        #expect(authentication?["type"] as? String == "selfSigned")
+        #expect(((authentication?["x509Thumbprint"] as? [String: Any])?["primaryThumbprint"] as? String)?.count == 40)
         for _ in 0..<3 {
             let sent = try await call(
                 "POST", base + "/devices/curl-dev-1/messages/events?api-version=2020-03-13", body: #"{"t":21.5}"#,

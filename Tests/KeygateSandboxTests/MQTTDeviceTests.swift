@@ -145,7 +145,7 @@ import X509
             request.method = method
             request.headers.add(name: "Authorization", value: try key.token())
             if let body { request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body))) }
-            let response = try await http.execute(request, timeout: .seconds(10))
+            let response = try await http.execute(request, timeout: .seconds(30))  // generous: the full suite loads the machine
             _ = try await response.body.collect(upTo: 1 << 20)
             return Int(response.status.code)
         }

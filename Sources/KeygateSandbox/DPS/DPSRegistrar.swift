@@ -136,8 +136,9 @@ final class DPSRegistrar: Sendable {
         }
     }
 
-    /// The hub identity DPS writes: the enrollment's certificate thumbprints for an individual
-    /// enrollment, the group's CA (which the hub then trusts) for a group.
+    /// The hub identity DPS writes: `selfSigned` with the enrollment's certificate thumbprints for an
+    /// individual enrollment, and with the registering device's own certificate thumbprint for a
+    /// group (as Azure does: DPS uploads no CA to the hub).
     private static func identity(for match: Match, deviceID: String, existing: JSONValue?, hub: inout HubState)
         -> JSONValue
     {
@@ -151,16 +152,11 @@ final class DPSRegistrar: Sendable {
             }
             device["authentication"] = .object(["type": .string("selfSigned"), "x509Thumbprint": .object(thumbprints)])
         case .group:
-            for which in ["primary", "secondary"] {
-                if let pem = match.enrollment[path: "attestation", "x509", "signingCertificates", which, "certificate"]?
-                    .string, !hub.certificateAuthorities.contains(pem)
-                {
-                    hub.certificateAuthorities.append(pem)
-                }
-            }
             device["authentication"] = .object([
-                "type": .string("certificateAuthority"),
-                "x509Thumbprint": .object(["primaryThumbprint": .null, "secondaryThumbprint": .null]),
+                "type": .string("selfSigned"),
+                "x509Thumbprint": .object([
+                    "primaryThumbprint": .string(match.leaf.sha1Thumbprint), "secondaryThumbprint": .null,
+                ]),
             ])
         }
         return device

@@ -10,8 +10,10 @@ public struct ConnectorService: Sendable {
     let store: any ServerStore
     let secrets: SecretBox?
 
+    /// All connectors, as stored (secrets sealed).
     public func connectors() async throws -> [Connector] { try await store.connectors() }
 
+    /// The connector named `name`; throws `connectorNotFound` when there is none.
     public func connector(named name: String) async throws -> Connector {
         guard let connector = try await store.connector(named: name) else {
             throw KeygateError(.connectorNotFound, "no connector \(name)")
@@ -24,6 +26,8 @@ public struct ConnectorService: Sendable {
         try await ConnectorClient(try await connector(named: name), secrets: secrets).test()
     }
 
+    /// Removes a connector, audited as `connector.removed` in the same transaction. Throws `connectorInUse`
+    /// while a group names it and `connectorNotFound` when there is none.
     public func remove(named name: String, actor: String) async throws {
         try await store.removeConnector(
             name: name, audit: .init(actor: actor, action: "connector.removed", subject: name))

@@ -14,8 +14,10 @@ public struct FleetService: Sendable {
 
     // MARK: Groups
 
+    /// All groups.
     public func groups() async throws -> [Group] { try await store.groups() }
 
+    /// The group named `name`; throws `groupNotFound` when there is none.
     public func group(named name: String) async throws -> Group {
         guard let group = try await store.group(named: name) else {
             throw KeygateError(.groupNotFound, "no group named '\(name)'")
@@ -170,6 +172,9 @@ public struct FleetService: Sendable {
         return (entries, devices.count == limit ? devices.last?.id : nil)
     }
 
+    /// Removes a device that has not enrolled yet, audited as `allowlist.removed` in the same transaction.
+    /// Throws `deviceNotFound` when it is not on the allowlist and `invalidTransition` for an enrolled,
+    /// quarantined or retired device (retire it instead).
     public func removeFromAllowlist(deviceID: String, actor: String) async throws {
         try await store.removeFromAllowlist(
             deviceID: deviceID, audit: .init(actor: actor, action: "allowlist.removed", subject: deviceID))
@@ -182,6 +187,7 @@ public struct FleetService: Sendable {
         try await store.devices(state: state, group: group, after: after, limit: limit)
     }
 
+    /// The device with ID `id`; throws `deviceNotFound` when there is none.
     public func device(id: String) async throws -> Device {
         guard let device = try await store.device(id: id) else {
             throw KeygateError(.deviceNotFound, "no device \(id)")

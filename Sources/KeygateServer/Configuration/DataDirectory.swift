@@ -19,23 +19,32 @@ import X509
 /// passphrase            the CA key passphrase, only when init generated it (0600)
 /// ```
 public struct DataDirectory: Sendable {
+    /// The folder, as a standardized file URL.
     public let url: URL
 
+    /// Refers to the folder at `path` (relative paths resolve against the working directory); it need not exist.
     public init(path: String) {
         self.url = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
     }
 
+    /// The configuration file, relative to the folder.
     public static let configurationFile = "keygate.json"
+    /// The first admin token, written by `init` (0600).
     public static let adminTokenFile = "admin-token"
+    /// The CA key passphrase, written by `init` only when it generated one (0600).
     public static let passphraseFile = "passphrase"
+    /// The issuing and root CA certificates, PEM: what clients trust.
     public static let chainFile = "ca/chain.pem"
 
+    /// The absolute path of `relative` in the folder; absolute paths are answered as they are.
     public func path(_ relative: String) -> String {
         relative.hasPrefix("/") ? relative : url.appendingPathComponent(relative).path
     }
 
+    /// Whether the folder holds a `keygate.json`.
     public var exists: Bool { FileManager.default.fileExists(atPath: path(Self.configurationFile)) }
 
+    /// Reads `keygate.json`; throws `dataDirectoryMissing` when it is missing, `malformedJSON` when it is not valid.
     public func loadConfiguration() throws -> ServerConfiguration {
         let file = path(Self.configurationFile)
         guard let data = FileManager.default.contents(atPath: file) else {
@@ -80,6 +89,7 @@ public struct DataDirectory: Sendable {
         }
     }
 
+    /// The text of a file in the folder; throws `dataDirectoryMissing` when it cannot be read.
     public func read(_ relative: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path(relative)) else {
             throw KeygateError(.dataDirectoryMissing, "\(path(relative)) is missing")
@@ -100,8 +110,11 @@ public struct DataDirectory: Sendable {
 /// Where the CA key passphrase comes from, in order: `--passphrase-file`, `KEYGATE_PASSPHRASE`,
 /// then the `passphrase` file `init` generated in the data folder.
 public enum PassphraseSource {
+    /// The environment variable that can hold the passphrase.
     public static let environmentVariable = "KEYGATE_PASSPHRASE"
 
+    /// The passphrase from the first source that has one, or `nil` when none does. Throws `passphraseMissing`
+    /// when the given file cannot be read or the passphrase is shorter than 8 characters.
     public static func resolve(file: String?, dataDirectory: DataDirectory?) throws -> String? {
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else {

@@ -9,10 +9,14 @@ import X509
 struct KeyCustody: Sendable {
     let directory: DataDirectory
 
+    /// Resolves key files relative to `directory`.
     public init(directory: DataDirectory) {
         self.directory = directory
     }
 
+    /// Opens the signer for `entry`'s key store. Throws `passphraseMissing` when an encrypted key or sealed
+    /// secret needs the passphrase, `malformedInput` for an unknown key store or missing settings, and
+    /// `pkcs11PinMissing` when a PKCS #11 token has no PIN.
     public func signer(for entry: ServerConfiguration.CAEntry, passphrase: String?) async throws
         -> any CertificateSigner
     {
@@ -60,8 +64,11 @@ struct KeyCustody: Sendable {
 
 /// Where the PKCS #11 user PIN comes from: `KEYGATE_PKCS11_PIN`, else a file (first line).
 public enum PKCS11PIN {
+    /// The environment variable that can hold the PIN.
     public static let environmentVariable = "KEYGATE_PKCS11_PIN"
 
+    /// The PIN from `KEYGATE_PKCS11_PIN`, else the trimmed content of `file`; throws `pkcs11PinMissing` when
+    /// neither gives one.
     public static func resolve(file: String?) throws -> String {
         if let pin = ProcessInfo.processInfo.environment[environmentVariable], !pin.isEmpty { return pin }
         guard let file else {

@@ -10,20 +10,29 @@ public import X509
 /// Creates a data folder: root and issuing CA, encrypted keys, the server's TLS certificate,
 /// the database and the first admin token (`keygate init`).
 public struct KeygateInitializer: Sendable {
+    /// What `init` creates; every field has a default.
     public struct Options: Sendable {
+        /// The algorithm of both CA keys in the software key store (PKCS #11 keys too, when generated).
         public var keyAlgorithm: KeyAlgorithm = .p256
         /// Extra names for the server's TLS certificate, besides 127.0.0.1 and ::1.
         public var hosts: [String] = []
+        /// The organization name in both CA subjects.
         public var organization: String = "Keygate"
+        /// The root CA's common name.
         public var rootName: String = "Keygate Root CA"
+        /// The issuing CA's common name.
         public var issuingName: String = "Keygate Issuing CA"
+        /// The address both listeners bind.
         public var listenHost: String = "127.0.0.1"
+        /// The port of the admin and device API (HTTPS).
         public var httpsPort: Int = 8443
+        /// The port of CRL, OCSP and the CA chain (plain HTTP).
         public var httpPort: Int = 8080
         /// The base URL put into certificates for CRL and OCSP; defaults to `http://<first host or 127.0.0.1>:<httpPort>`.
         public var publicBaseURL: String?
         /// `nil`: generate one into the data folder.
         public var passphrase: String?
+        /// PBKDF2 iterations for the encrypted CA key files.
         public var kdfIterations: Int = EncryptedPrivateKey.defaultIterations
         /// Where the root CA's key is kept.
         public var rootKeyStore: KeyStoreChoice = .software
@@ -32,6 +41,7 @@ public struct KeygateInitializer: Sendable {
         /// Device API requests a second per client address; `nil`: the default (20); 0: no limit.
         public var deviceRequestsPerSecond: Double?
 
+        /// Options with every default.
         public init() {}
     }
 
@@ -47,14 +57,18 @@ public struct KeygateInitializer: Sendable {
 
     /// How `init` reaches a PKCS #11 token for a CA key.
     public struct PKCS11Settings: Sendable {
+        /// The path of the PKCS #11 module (shared library).
         public var module: String
+        /// The label of the token to use.
         public var tokenLabel: String
         /// `nil`: `keygate-root-ca` or `keygate-issuing-ca`. An existing key with this label is used as is.
         public var keyLabel: String?
+        /// The user PIN, used during `init` only (never written to the data folder).
         public var pin: String
         /// Recorded in keygate.json so `serve` finds the PIN (unless `KEYGATE_PKCS11_PIN` is set).
         public var pinFile: String?
 
+        /// Creates PKCS #11 settings.
         public init(module: String, tokenLabel: String, keyLabel: String? = nil, pin: String, pinFile: String? = nil) {
             self.module = module
             self.tokenLabel = tokenLabel
@@ -66,15 +80,20 @@ public struct KeygateInitializer: Sendable {
 
     /// How `init` reaches Azure Key Vault for a CA key.
     public struct AzureKeyVaultSettings: Sendable {
+        /// The vault's URL (`https://<name>.vault.azure.net`).
         public var vaultURL: String
         /// `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`, or the sandbox's.
         public var tokenEndpoint: String
+        /// The application (client) ID to authenticate as.
         public var clientID: String
+        /// The client secret; `init` stores it sealed with the CA passphrase.
         public var clientSecret: String
+        /// A PEM file to trust for the vault and token endpoint (the sandbox's CA); `nil`: system roots.
         public var caCertificate: String?
         /// `nil`: `keygate-root-ca` or `keygate-issuing-ca`.
         public var keyName: String?
 
+        /// Creates Key Vault settings.
         public init(
             vaultURL: String, tokenEndpoint: String, clientID: String, clientSecret: String,
             caCertificate: String? = nil, keyName: String? = nil
@@ -88,23 +107,34 @@ public struct KeygateInitializer: Sendable {
         }
     }
 
+    /// What `init` made.
     public struct Result: Sendable {
+        /// The configuration written to `keygate.json`.
         public var configuration: ServerConfiguration
+        /// The first admin token's text (also written to `admin-token`, 0600).
         public var adminToken: String
         /// Set when the passphrase was generated: the file it was written to.
         public var generatedPassphraseFile: String?
+        /// The root CA certificate.
         public var root: Certificate
+        /// The issuing CA certificate.
         public var issuing: Certificate
     }
 
+    /// The data folder to create.
     public let directory: DataDirectory
+    /// What to create.
     public let options: Options
 
+    /// Prepares an initializer; nothing is written until ``run()``.
     public init(directory: DataDirectory, options: Options) {
         self.directory = directory
         self.options = options
     }
 
+    /// Creates the folder, both CA keys and certificates, the TLS certificate, the database and the first admin
+    /// token (audited as `adminToken.created`). Throws `dataDirectoryExists` when the folder already holds a
+    /// `keygate.json` and `malformedInput` for a port out of range.
     public func run() async throws -> Result {
         guard !directory.exists else {
             throw KeygateError(.dataDirectoryExists, "\(directory.url.path) already holds a Keygate data folder")

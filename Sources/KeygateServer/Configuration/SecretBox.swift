@@ -9,12 +9,14 @@ import KeygatePKI
 public struct SecretBox: Sendable {
     private let key: SymmetricKey
 
+    /// Derives the sealing key from the CA passphrase.
     public init(passphrase: String) {
         key = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: SymmetricKey(data: Array(passphrase.utf8)), salt: Array("keygate-secrets-v1".utf8),
             info: Array("secret-box".utf8), outputByteCount: 32)
     }
 
+    /// Encrypts `secret` with a fresh nonce; answers `v1:` followed by base64 of nonce, ciphertext and tag.
     public func seal(_ secret: String) throws -> String {
         guard let combined = try AES.GCM.seal(Array(secret.utf8), using: key).combined else {
             throw KeygateError(.internalError, "cannot seal a secret")
@@ -22,6 +24,7 @@ public struct SecretBox: Sendable {
         return "v1:" + combined.base64EncodedString()
     }
 
+    /// Decrypts a value made by ``seal(_:)``; throws `internalError` when it cannot (another passphrase, damaged text).
     public func open(_ sealed: String) throws -> String {
         guard sealed.hasPrefix("v1:"), let data = Data(base64Encoded: String(sealed.dropFirst(3))),
             let box = try? AES.GCM.SealedBox(combined: data), let plain = try? AES.GCM.open(box, using: key)

@@ -3,15 +3,20 @@ public import KeygatePKI
 
 /// `keygate.json` in the data folder: everything `keygate serve` needs besides secrets.
 public struct ServerConfiguration: Codable, Sendable, Hashable {
+    /// An address and port to listen on.
     public struct Listener: Codable, Sendable, Hashable {
+        /// The address to bind (`127.0.0.1`, `0.0.0.0`, a host name).
         public var host: String
+        /// The TCP port.
         public var port: Int
+        /// Creates a listener.
         public init(host: String, port: Int) {
             self.host = host
             self.port = port
         }
     }
 
+    /// A CA certificate (root or issuing) and where its key is kept.
     public struct CAEntry: Codable, Sendable, Hashable {
         /// The certificate, relative to the data folder.
         public var certificate: String
@@ -19,6 +24,7 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
         public var keyStore: String
         /// For `software`: the encrypted key file, relative to the data folder.
         public var keyFile: String?
+        /// The CA key's algorithm.
         public var keyAlgorithm: KeyAlgorithm
         /// For `azure-key-vault`: where the key is and how to reach it.
         public var azureKeyVault: AzureKeyVaultEntry?
@@ -37,22 +43,31 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
     /// A CA key in a PKCS #11 token. The PIN is never stored here: it comes from
     /// `KEYGATE_PKCS11_PIN` or the file named by `pinFile`.
     public struct PKCS11Entry: Codable, Sendable, Hashable {
+        /// The path of the PKCS #11 module (shared library).
         public var module: String
+        /// The label of the token that holds the key.
         public var tokenLabel: String
+        /// The label of the key in the token.
         public var keyLabel: String
+        /// A file whose first line is the user PIN; `nil`: only `KEYGATE_PKCS11_PIN`.
         public var pinFile: String?
     }
 
     /// A CA key in Azure Key Vault. The client secret is sealed with the CA passphrase.
     public struct AzureKeyVaultEntry: Codable, Sendable, Hashable {
+        /// The Key Vault key's URL (its key identifier).
         public var keyID: String
+        /// The Microsoft Entra (AAD) token endpoint for the client credentials.
         public var tokenEndpoint: String
+        /// The application (client) ID that may use the key.
         public var clientID: String
+        /// The client secret, sealed with ``SecretBox``.
         public var sealedClientSecret: String
         /// A PEM file to trust for the vault and token endpoint (the sandbox's CA); `nil`: system roots.
         public var caCertificate: String?
     }
 
+    /// The version of this file's format (1).
     public var formatVersion: Int = 1
     /// The admin and device API (HTTPS).
     public var https: Listener
@@ -62,10 +77,13 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
     public var publicBaseURL: String
     /// How admin commands on this host reach the API (`https://127.0.0.1:8443`).
     public var adminURL: String
+    /// The root CA.
     public var root: CAEntry
+    /// The issuing CA that signs device and server certificates.
     public var issuing: CAEntry
     /// The HTTPS listener's certificate and (unencrypted, 0600) key.
     public var tlsCertificate: String
+    /// The key file of the HTTPS listener, relative to the data folder.
     public var tlsKey: String
     /// The SQLite database, relative to the data folder.
     public var database: String
@@ -85,6 +103,7 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
     /// before it is closed; `nil`: 60.
     public var idleTimeoutSeconds: Int?
 
+    /// Creates a configuration; the optional limits keep their defaults (`nil`).
     public init(
         https: Listener, http: Listener, publicBaseURL: String, adminURL: String, root: CAEntry, issuing: CAEntry,
         tlsCertificate: String = "tls/server.crt.pem", tlsKey: String = "tls/server.key.pem",

@@ -56,22 +56,36 @@ struct AdminConnectorAPI {
     }
 }
 
+/// A connector to add (`POST /admin/v1/connectors`); which fields are needed depends on `type`.
 public struct ConnectorRequest: Codable, Sendable {
+    /// The connector name groups refer to: 1 to 64 letters, digits, `-` or `_`.
     public var name: String
+    /// `dps` or `iot-central`.
     public var type: String
+    /// dps: the service connection string, `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` (sealed).
     public var connectionString: String?
+    /// The DPS ID scope devices register under; required for dps, optional for iot-central.
     public var idScope: String?
+    /// Where devices register; `nil`: Azure's `global.azure-devices-provisioning.net`.
     public var globalEndpoint: String?
+    /// A PEM file on the server to trust for this connector's TLS; `nil`: the system's roots.
     public var caCertificate: String?
+    /// dps: the IoT Hub connection string, so quarantine and retirement can change hub identities (sealed).
     public var hubConnectionString: String?
+    /// iot-central: the app URL (`https://…`).
     public var appUrl: String?
+    /// iot-central: an API token (sealed); otherwise give `tokenEndpoint`, `clientId` and `clientSecret`.
     public var apiToken: String?
+    /// iot-central with AAD: the token endpoint.
     public var tokenEndpoint: String?
+    /// iot-central with AAD: the application (client) ID.
     public var clientId: String?
+    /// iot-central with AAD: the client secret (sealed).
     public var clientSecret: String?
     /// dps with a hub: IoT Hub registry calls per minute (1 to 100,000; default 100, one S1 unit).
     public var hubCallsPerMinute: Int?
 
+    /// Creates a request with a name and type; set the other fields as the type needs.
     public init(name: String, type: String) {
         self.name = name
         self.type = type
@@ -80,18 +94,28 @@ public struct ConnectorRequest: Codable, Sendable {
 
 /// A connector as the API shows it: never its secrets, only which ones it holds.
 public struct ConnectorBody: Codable, Sendable {
+    /// The connector name.
     public var name: String
+    /// `dps` or `iot-central`.
     public var type: String
+    /// dps: the service host; iot-central: the app URL.
     public var endpoint: String
+    /// The DPS ID scope; `nil` for IoT Central until a device's credentials reveal it.
     public var idScope: String?
+    /// Where devices register (`global.azure-devices-provisioning.net` in Azure).
     public var globalEndpoint: String
+    /// The PEM file trusted for the connector's TLS; `nil`: the system's roots.
     public var caCertificate: String?
+    /// The IoT Hub host when a hub connection string was given; `nil`: none.
     public var hubHost: String?
     /// The pace of IoT Hub registry calls; `nil`: Azure's published 100 a minute.
     public var hubCallsPerMinute: Int?
+    /// The names of the sealed secrets it holds (`connectionString`, `apiToken`, ...), sorted.
     public var secrets: [String]
+    /// When the connector was added.
     public var createdAt: Date
 
+    /// Creates the body of a stored connector, without its secrets.
     public init(_ connector: Connector) {
         name = connector.name
         type = connector.kind.rawValue
@@ -106,18 +130,30 @@ public struct ConnectorBody: Codable, Sendable {
     }
 }
 
+/// An outbox item (a change to make in Azure) as the admin API shows it.
 public struct OutboxItemBody: Codable, Sendable {
+    /// The item ID, increasing; used by `POST /admin/v1/outbox/{id}/retry`.
     public var id: Int64
+    /// The name of the connector that delivers the change.
     public var connector: String
+    /// The device the change is for.
     public var deviceId: String
+    /// `enroll`, `disable`, `enable` or `delete`.
     public var action: String
+    /// `pending`, `delivered` or `deadLetter`.
     public var state: String
+    /// Failed deliveries so far; reset to 0 when a dead letter is retried.
     public var attempts: Int
+    /// When the dispatcher may try next.
     public var nextAttemptAt: Date
+    /// The last delivery error; `nil` once delivered or before a failure.
     public var lastError: String?
+    /// When the item was queued.
     public var createdAt: Date
+    /// When its state or attempt count last changed.
     public var updatedAt: Date
 
+    /// Creates the body of a stored outbox item (without its certificates).
     public init(_ item: OutboxItem) {
         id = item.id
         connector = item.connector
@@ -132,7 +168,10 @@ public struct OutboxItemBody: Codable, Sendable {
     }
 }
 
+/// Outbox items and the count in each state.
 public struct OutboxListBody: Codable, Sendable {
+    /// The items, newest first.
     public var items: [OutboxItemBody]
+    /// All items counted by state (`pending`, `delivered`, `deadLetter`).
     public var counts: [String: Int]
 }

@@ -6,6 +6,7 @@ import NIOSSL
 /// authenticated admin, once the admin middleware has checked the bearer token, and the channel
 /// (to read a device's TLS client certificate).
 public struct KeygateRequestContext: RequestContext {
+    /// Hummingbird's per-request storage.
     public var coreContext: CoreRequestContextStorage
     /// The name of the admin token that authenticated this request.
     public var adminName: String?
@@ -17,6 +18,7 @@ public struct KeygateRequestContext: RequestContext {
     /// Who the audit log names for this request's changes: `admin:` + the token's name.
     var actor: String { "admin:\(adminName ?? "unknown")" }
 
+    /// Creates the context of a new request on `source`'s channel.
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.channel = source.channel

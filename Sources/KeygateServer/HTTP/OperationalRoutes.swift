@@ -34,6 +34,7 @@ struct OperationalRoutes {
 
 /// The OpenAPI description of Keygate's HTTP API, shipped inside the binary.
 enum OpenAPIDocument {
+    /// The bundled `openapi.yaml`, or a minimal placeholder document when the resource is missing.
     public static var yaml: String {
         guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
             let text = try? String(contentsOf: url, encoding: .utf8)

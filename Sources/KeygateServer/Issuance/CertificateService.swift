@@ -10,16 +10,22 @@ public import X509
 /// store refuses, the certificate is dropped and never leaves the process.
 public final class CertificateService: Sendable {
     let store: any ServerStore
+    /// The issuing CA that signs certificates.
     public let authority: CertificateAuthority
+    /// The CRL and OCSP URLs written into certificates.
     public let revocation: RevocationPointers
     let csrPolicy: CSRPolicy
+    /// The server's metrics, updated on issuance, revocation, CRL and OCSP work.
     public let metrics: KeygateMetrics
+    /// Signs and caches the current CRL.
     public let crl: CRLPublisher
+    /// Signs OCSP answers for the issuing CA.
     public let ocsp: OCSPResponder
     let ocspCache: OCSPCache
     /// How many OCSP answers may be signed on the spot (nonces), per client and overall.
     let ocspBudget: OCSPBudget
 
+    /// Creates the service with its CRL publisher and OCSP responder; throws when the OCSP responder cannot be set up.
     public init(
         store: any ServerStore, authority: CertificateAuthority, revocation: RevocationPointers,
         crlValidity: TimeInterval = 86_400, ocspValidity: TimeInterval = 3_600, csrPolicy: CSRPolicy = CSRPolicy(),
@@ -41,7 +47,9 @@ public final class CertificateService: Sendable {
 
     /// A certificate as issued: the record and the chain to hand out.
     public struct Issued: Sendable {
+        /// The stored record.
         public var record: CertificateRecord
+        /// The signed certificate.
         public var certificate: Certificate
         /// Leaf, issuing CA, root; PEM.
         public var chainPEM: String
@@ -140,6 +148,7 @@ public final class CertificateService: Sendable {
         return record
     }
 
+    /// The record with `serial` (hex, any case, colons allowed); throws `certificateNotFound` when there is none.
     public func certificate(serial: String) async throws -> CertificateRecord {
         guard let normalized = Certificate.SerialNumber(hex: serial)?.hex,
             let record = try await store.certificate(serial: normalized)

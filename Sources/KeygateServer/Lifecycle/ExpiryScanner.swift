@@ -14,6 +14,7 @@ public struct ExpiryScanner: Sendable {
     let window: TimeInterval
     let logger: Logger
 
+    /// Creates a scanner that counts certificates within `window` of expiry (default 7 days).
     public init(service: CertificateService, window: TimeInterval = 7 * 86_400, logger: Logger) {
         self.service = service
         self.window = window
@@ -51,6 +52,7 @@ struct PeriodicService: Service {
     let logger: Logger
     let work: @Sendable () async throws -> Void
 
+    /// Creates a service that runs `work` every `interval` until graceful shutdown.
     public init(
         _ name: String, every interval: Duration, logger: Logger, work: @escaping @Sendable () async throws -> Void
     ) {
@@ -60,6 +62,7 @@ struct PeriodicService: Service {
         self.work = work
     }
 
+    /// Runs `work`, then sleeps `interval`, until cancelled; failures are logged, not thrown.
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {

@@ -6,6 +6,7 @@ public import Prometheus
 ///
 /// Each server instance owns its registry (no global bootstrap), so tests can run several.
 public final class KeygateMetrics: Sendable {
+    /// The registry the metrics are kept in; ``render()`` emits it.
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
     let issuanceDuration: Metrics.Timer
@@ -16,6 +17,7 @@ public final class KeygateMetrics: Sendable {
     let ocspError: Metrics.Counter
     let expiringCertificates: Metrics.Gauge
 
+    /// Creates a fresh registry and registers Keygate's metrics in it.
     public init() {
         registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
