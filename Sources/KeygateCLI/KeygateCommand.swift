@@ -2,6 +2,7 @@ public import ArgumentParser
 
 /// `keygate`: the server, its administration, the benchmarks.
 public struct KeygateCommand: AsyncParsableCommand {
+    /// The command name, help text, version and subcommands.
     public static let configuration = CommandConfiguration(
         commandName: "keygate",
         abstract: "Keygate: device identities for IoT fleets, from allowlist to Azure IoT Hub.",
@@ -18,15 +19,19 @@ public struct KeygateCommand: AsyncParsableCommand {
         ]
     )
 
+    /// Creates the command; ArgumentParser fills it from the command line.
     public init() {}
 }
 
+/// The version of Keygate, as `keygate --version` prints it.
 public enum KeygateVersion {
+    /// The current version (semantic versioning).
     public static let current = "0.1.0"
 }
 
 /// The entry point of the `keygate` executable.
 public enum KeygateMain {
+    /// Parses the command line and runs the chosen subcommand; exits the process on failure.
     public static func run() async {
         await KeygateCommand.main()
     }

@@ -37,6 +37,7 @@ public struct BackgroundServer<Ready: Sendable>: Sendable {
 
     /// The server returned without reporting that it listens.
     public struct DidNotStart: Error, CustomStringConvertible {
+        /// A sentence for logs.
         public var description: String { "the server stopped before it was listening" }
     }
 }

@@ -15,6 +15,7 @@ public final class ConnectionLimiter: Sendable {
     private let onRefused: @Sendable (_ reason: String, _ address: String) -> Void
     private let state = Mutex<(total: Int, byAddress: [String: Int])>((0, [:]))
 
+    /// Creates a limiter; `onRefused` gets the reason (`listener` or `address`) and the client address.
     public init(
         listener: String, maximum: Int, perAddress: Int,
         onRefused: @escaping @Sendable (_ reason: String, _ address: String) -> Void
@@ -62,6 +63,7 @@ public final class ConnectionLimiter: Sendable {
 
 /// Counts its connection in the ``ConnectionLimiter``, or closes it when a cap is reached.
 public final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    /// The handler passes every message on untouched.
     public typealias InboundIn = NIOAny
     private let limiter: ConnectionLimiter
     private let counted = Mutex<String?>(nil)
@@ -70,6 +72,7 @@ public final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChann
         self.limiter = limiter
     }
 
+    /// Counts the new connection against the caps, or closes it when one is reached.
     public func handlerAdded(context: ChannelHandlerContext) {
         let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
         if limiter.admit(address) {
@@ -79,8 +82,10 @@ public final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChann
         }
     }
 
+    /// Releases the connection's count (once).
     public func handlerRemoved(context: ChannelHandlerContext) { releaseOnce() }
 
+    /// Releases the connection's count (once) and passes the event on.
     public func channelInactive(context: ChannelHandlerContext) {
         releaseOnce()
         context.fireChannelInactive()

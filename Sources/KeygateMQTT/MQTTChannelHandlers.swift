@@ -67,6 +67,7 @@ public struct MQTTPacketDecoder: ByteToMessageDecoder {
         }
     }
 
+    /// At end of input, decodes the remaining bytes the same way as ``decode(context:buffer:)``.
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
         -> DecodingState
     {

@@ -13,6 +13,7 @@ import Synchronization
 /// The module keeps a *generation*: it changes whenever the module is (re)initialised, and
 /// sessions opened under an older generation are thrown away instead of used.
 public final class PKCS11Module: @unchecked Sendable {
+    /// The path the module was loaded from.
     public let path: String
     // The function list is owned by the module and valid until the library is unloaded (never).
     let functions: UnsafeMutablePointer<CK_FUNCTION_LIST>

@@ -3,10 +3,13 @@ import KeygatePKI
 
 /// Where a key lives: a module, a token in it (by label) and the user PIN.
 public struct PKCS11Token: Sendable {
+    /// The loaded module that holds the token.
     public let module: PKCS11Module
+    /// The token's label, as `C_GetTokenInfo` reports it.
     public let label: String
     let pin: String
 
+    /// Refers to the token labelled `label` in `module`; nothing is opened until a session is needed.
     public init(module: PKCS11Module, label: String, pin: String) {
         self.module = module
         self.label = label

@@ -14,13 +14,20 @@ public import X509
 /// A session the token no longer knows (HSM reset, token removed) is thrown away and a new one
 /// opened; while that fails, signing throws `signerUnavailable` (503 with Retry-After).
 public final class PKCS11Signer: CertificateSigner {
+    /// Sessions kept open per signer, unless the caller asks for another number.
     public static let defaultPoolSize = 4
 
+    /// The key pair's public key, read from the token.
     public let publicKey: Certificate.PublicKey
+    /// `ecdsa-p256` or `ecdsa-p384`.
     public let algorithm: KeyAlgorithm
+    /// The token that holds the key.
     public let token: PKCS11Token
+    /// The label (`CKA_LABEL`) of the key pair.
     public let keyLabel: String
+    /// Where the key is: the module path, the token label and the key label.
     public var keyLocation: KeyLocation { .pkcs11(module: token.module.path, token: token.label, label: keyLabel) }
+    /// ECDSA with SHA-384 for P-384 keys, with SHA-256 otherwise.
     public var signatureAlgorithm: Certificate.SignatureAlgorithm {
         algorithm == .p384 ? .ecdsaWithSHA384 : .ecdsaWithSHA256
     }
@@ -104,6 +111,8 @@ public final class PKCS11Signer: CertificateSigner {
         }
     }
 
+    /// Signs `message` (hashed here) in the token; answers a DER ECDSA signature. Throws `signerUnavailable`
+    /// while no session can be opened and `signingFailed` for a malformed token answer.
     public func sign(_ message: [UInt8]) async throws -> [UInt8] {
         let digest = algorithm == .p384 ? Array(SHA384.hash(data: message)) : Array(SHA256.hash(data: message))
         let lease = await pool.acquire()
@@ -173,11 +182,17 @@ public final class PKCS11Signer: CertificateSigner {
 
     /// How the private key is protected, as the token reports it.
     public struct KeyProtection: Sendable, Hashable {
+        /// `CKA_TOKEN`: the key is a persistent token object.
         public var token: Bool
+        /// `CKA_PRIVATE`: the key can be used only after login.
         public var `private`: Bool
+        /// `CKA_SENSITIVE`: the key value cannot be read in plaintext.
         public var sensitive: Bool
+        /// `CKA_EXTRACTABLE`: the key can be wrapped out of the token.
         public var extractable: Bool
+        /// `CKA_ALWAYS_SENSITIVE`: the key has always been sensitive.
         public var alwaysSensitive: Bool
+        /// `CKA_NEVER_EXTRACTABLE`: the key has never been extractable.
         public var neverExtractable: Bool
     }
 

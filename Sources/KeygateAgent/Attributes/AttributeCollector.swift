@@ -7,6 +7,7 @@ public import KeygateAttestation
 /// physical network interface, DMI identifiers, the CPU serial. `--attribute name=value` adds or
 /// overrides (simulated devices use only those).
 public struct AttributeCollector: Sendable {
+    /// A folder prefixed to every path read (`""`: the real filesystem).
     public var root: String
 
     /// `root` lets tests point the collector at a fake filesystem.
@@ -69,9 +70,12 @@ public struct AttributeCollector: Sendable {
 
 /// A message for the user of the agent.
 public struct AgentError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong, as a sentence for the user.
     public var description: String
+    /// A short machine-readable reason (such as `unreachable`); `nil`: none.
     public var code: String?
 
+    /// Creates an error with a message and an optional code.
     public init(_ description: String, code: String? = nil) {
         self.description = description
         self.code = code

@@ -8,10 +8,14 @@ public import NIOSSL
 /// A device's X.509 identity for Azure: its certificate chain and key, and the CA that signs the
 /// servers' TLS certificates (`nil`: the system's roots).
 public struct AzureDeviceIdentity: Sendable {
+    /// The device certificate first, then its issuing CA.
     public var certificateChain: [NIOSSLCertificate]
+    /// The certificate's private key.
     public var privateKey: NIOSSLPrivateKey
+    /// The CA that signs the servers' TLS certificates; `nil`: the system's roots.
     public var trustRoots: [NIOSSLCertificate]?
 
+    /// Creates an identity.
     public init(certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey, trustRoots: [NIOSSLCertificate]?) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
@@ -31,9 +35,12 @@ public struct AzureDeviceIdentity: Sendable {
 
 /// What DPS answered: where the device goes and under which ID.
 public struct DPSAssignment: Sendable, Hashable, Codable {
+    /// The IoT Hub host the device was assigned to.
     public var assignedHub: String
+    /// The device's ID in that hub.
     public var deviceId: String
 
+    /// Creates an assignment.
     public init(assignedHub: String, deviceId: String) {
         self.assignedHub = assignedHub
         self.deviceId = deviceId
@@ -58,14 +65,19 @@ public struct DPSAssignment: Sendable, Hashable, Codable {
 
 /// Why DPS did not assign the device.
 public struct DPSRegistrationFailed: Error, Sendable, CustomStringConvertible {
+    /// DPS's status (such as `failed`, `disabled`), or the HTTP or MQTT status when DPS gave none.
     public var status: String
+    /// DPS's error message.
     public var message: String
+    /// A sentence for logs.
     public var description: String { "DPS registration \(status): \(message)" }
 }
 
 /// Registers a device with DPS over MQTT (port 8883 in Azure), as docs/azure.md describes: CONNECT with
 /// the registration ID, SUBSCRIBE to the responses, PUBLISH the register request, poll the operation.
 public enum DPSMQTTRegistration {
+    /// Registers `registrationID` under `idScope` and polls until DPS decides (at most `maximumPolls` times).
+    /// Throws ``DPSRegistrationFailed`` unless DPS assigned it, ``MQTTClient/Failure`` on connection errors.
     public static func register(
         endpoint: String, port: Int = 8883, idScope: String, registrationID: String, identity: AzureDeviceIdentity,
         maximumPolls: Int = 30
@@ -111,9 +123,12 @@ public enum DPSMQTTRegistration {
 
 /// A device's MQTT connection to its IoT Hub: telemetry at QoS 1 on `devices/{id}/messages/events/`.
 public struct IoTHubDeviceConnection: Sendable {
+    /// The device's ID in the hub.
     public let deviceID: String
+    /// The MQTT connection to the hub.
     public let client: MQTTClient
 
+    /// Connects to `hub` with the device's certificate (MQTT over TLS, persistent session).
     public static func connect(
         hub: String, port: Int = 8883, deviceID: String, identity: AzureDeviceIdentity
     ) async throws -> IoTHubDeviceConnection {
@@ -129,14 +144,18 @@ public struct IoTHubDeviceConnection: Sendable {
         try await client.publish("devices/\(deviceID)/messages/events/\(properties)", payload: payload)
     }
 
+    /// Whether the MQTT connection is still open.
     public var isConnected: Bool { client.isConnected }
 
+    /// Disconnects from the hub.
     public func close() async { await client.close() }
 }
 
 /// Registers a device with DPS over HTTPS (docs/azure.md): PUT `register` with the client certificate,
 /// then poll the operation, honouring Retry-After.
 public enum DPSHTTPSRegistration {
+    /// Registers `registrationID` under `idScope` and polls until DPS decides (at most `maximumPolls` times).
+    /// Throws ``DPSRegistrationFailed`` unless DPS assigned it, HTTP client errors on connection failures.
     public static func register(
         endpoint: String, port: Int = 443, idScope: String, registrationID: String, identity: AzureDeviceIdentity,
         maximumPolls: Int = 30

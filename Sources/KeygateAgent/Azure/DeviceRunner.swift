@@ -10,6 +10,7 @@ import Synchronization
 /// the certificate Keygate issued, and send telemetry. It keeps going across restarts from its state
 /// folder: an enrolled device is not enrolled again, an assigned one does not register again.
 public struct DeviceRunner: Sendable {
+    /// How the device registers with DPS.
     public enum Transport: String, Sendable {
         case https
         case mqtt
@@ -24,12 +25,17 @@ public struct DeviceRunner: Sendable {
         case telemetry = "first telemetry acknowledged"
     }
 
+    /// How the device talks to Azure and how long it runs.
     public struct Options: Sendable {
+        /// DPS over HTTPS (default) or MQTT.
         public var transport: Transport = .https
         /// Trust for Azure's endpoints (the sandbox CA); `nil`: the system's roots.
         public var azureTrust: [NIOSSLCertificate]?
+        /// The DPS port for HTTPS registration.
         public var dpsHTTPSPort = 443
+        /// The MQTT-over-TLS port of DPS and IoT Hub.
         public var mqttPort = 8883
+        /// The pause between telemetry messages.
         public var telemetryInterval: Duration = .seconds(10)
         /// Stop after this many messages (`nil`: run until cancelled).
         public var messages: Int?
@@ -41,18 +47,23 @@ public struct DeviceRunner: Sendable {
         /// While quarantined, the agent asks Keygate again with backoff up to this interval.
         public var quarantineCheckLimit: Duration = .seconds(300)
 
+        /// Options with every default.
         public init() {}
     }
 
+    /// Enrolls the device with Keygate and holds its state folder.
     public let enrollment: Enrollment
+    /// How the device talks to Azure.
     public let options: Options
     /// Called at each step, with the time it was reached.
     public let onStep: @Sendable (Step, ContinuousClock.Instant) -> Void
+    /// Called with a line for the user at notable events (expiry, quarantine, reconnects).
     public let log: @Sendable (String) -> Void
     /// Called after each telemetry message the hub acknowledged: its sequence number and the
     /// certificate serial of the connection that carried it.
     public let onTelemetry: @Sendable (Int, String) -> Void
 
+    /// Creates a runner; the callbacks default to doing nothing.
     public init(
         enrollment: Enrollment, options: Options,
         onStep: @escaping @Sendable (Step, ContinuousClock.Instant) -> Void = { _, _ in },
@@ -66,6 +77,10 @@ public struct DeviceRunner: Sendable {
         self.onTelemetry = onTelemetry
     }
 
+    /// Runs the device's whole flow until `options.messages` telemetry messages are sent, or until cancelled.
+    /// Renews the certificate when Keygate says so and follows quarantine and re-authorization. Throws
+    /// ``AgentError`` when the group has no connector or the enrollment does not reach Azure in time, and the
+    /// errors of Keygate or DPS that retrying does not cure.
     public func run() async throws {
         var state = try await enrolled()
         onStep(.enrolled, .now)

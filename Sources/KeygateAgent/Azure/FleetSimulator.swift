@@ -5,12 +5,16 @@ import Synchronization
 /// `concurrency` at once; records when each reached each step. `keygate-agent simulate` and
 /// `keygate demo` use it.
 public struct FleetSimulator: Sendable {
+    /// How many devices to simulate.
     public let count: Int
+    /// How many devices run at once (at least 1).
     public let concurrency: Int
+    /// The options every device runs with.
     public let options: DeviceRunner.Options
     let makeEnrollment: @Sendable (Int) throws -> Enrollment
     let onDeviceDone: @Sendable (Int, Bool) -> Void
 
+    /// Creates a simulator; `makeEnrollment` builds device `i`'s enrollment, `onDeviceDone` hears each end.
     public init(
         count: Int, concurrency: Int, options: DeviceRunner.Options,
         makeEnrollment: @escaping @Sendable (Int) throws -> Enrollment,
@@ -25,11 +29,15 @@ public struct FleetSimulator: Sendable {
 
     /// What happened to the fleet.
     public struct Report: Sendable {
+        /// How many devices were simulated.
         public var devices: Int
         /// Per device, the steps in the order reached, with the time since the device started.
         public var steps: [Int: [(DeviceRunner.Step, Duration)]]
+        /// How many devices failed.
         public var failures: Int
+        /// The first failure's error text; `nil` when none failed.
         public var firstError: String?
+        /// The time the whole fleet took.
         public var elapsed: Duration
 
         /// Milliseconds to reach `step`, for every device that reached it.
@@ -37,6 +45,7 @@ public struct FleetSimulator: Sendable {
             steps.values.compactMap { list in list.first { $0.0 == step }.map { Self.milliseconds($0.1) } }
         }
 
+        /// The `p` percentile (0 to 1) of the milliseconds to reach `step`; 0 when no device reached it.
         public func percentile(_ step: DeviceRunner.Step, _ p: Double) -> Double {
             let sorted = times(of: step).sorted()
             return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
@@ -74,6 +83,7 @@ public struct FleetSimulator: Sendable {
         }
     }
 
+    /// Runs every device through the flow, at most `concurrency` at once; never throws (failures are counted).
     public func run() async -> Report {
         let steps = StepTimes()
         let started = ContinuousClock.now

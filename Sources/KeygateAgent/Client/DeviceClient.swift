@@ -7,6 +7,7 @@ public import NIOSSL
 
 /// Talks to `/device/v1` over HTTPS, trusting only the CA given.
 public struct DeviceClient: Sendable {
+    /// Keygate's HTTPS base URL, without a trailing slash.
     public let baseURL: String
     let http: HTTPClient
     /// Trust for Keygate's listener (also used for the mTLS renewal calls).
@@ -14,13 +15,20 @@ public struct DeviceClient: Sendable {
 
     /// An error answer from Keygate, with its stable code.
     public struct APIError: Error, CustomStringConvertible, Sendable {
+        /// The HTTP status.
         public var status: Int
+        /// Keygate's error code, such as `deviceNotAllowlisted` or `forkProofRequired`.
         public var code: String
+        /// Keygate's sentence for a human.
         public var message: String
+        /// Seconds from the `Retry-After` header; `nil` when there was none.
         public var retryAfter: Int?
+        /// `code: message (HTTP status)`.
         public var description: String { "\(code): \(message) (HTTP \(status))" }
     }
 
+    /// Creates a client for `baseURL` that trusts `caCertificateFile` (`nil`: the system's roots), on `http` or
+    /// an HTTP client of its own.
     public init(baseURL: String, caCertificateFile: String?, http: HTTPClient? = nil) throws {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.caCertificateFile = caCertificateFile
@@ -34,26 +42,32 @@ public struct DeviceClient: Sendable {
         }
     }
 
+    /// Shuts down the HTTP client.
     public func shutdown() async throws {
         try await http.shutdown()
     }
 
+    /// Asks for a single-use challenge bound to `deviceID` (`POST /device/v1/challenge`).
     public func challenge(_ deviceID: String) async throws -> DeviceAPI.Challenge {
         try await post("/device/v1/challenge", DeviceAPI.ChallengeRequest(deviceId: deviceID))
     }
 
+    /// Sends DDK session 0 (`POST /device/v1/register`).
     public func register(_ request: DeviceAPI.RegisterRequest) async throws -> DeviceAPI.StatusResponse {
         try await post("/device/v1/register", request)
     }
 
+    /// Sends an attested CSR (`POST /device/v1/enroll`); answers the chain, or `pendingApproval`.
     public func enroll(_ request: DeviceAPI.EnrollRequest) async throws -> DeviceAPI.EnrollResponse {
         try await post("/device/v1/enroll", request)
     }
 
+    /// Asks for the device's state and provisioning, attested (`POST /device/v1/status`).
     public func status(_ request: DeviceAPI.StatusRequest) async throws -> DeviceAPI.StatusResponse {
         try await post("/device/v1/status", request)
     }
 
+    /// Proves the previous epoch's key after `forkProofRequired` (`POST /device/v1/fork-proof`).
     public func forkProof(_ request: DeviceAPI.ForkProofRequest) async throws {
         let _: DeviceAPI.ErrorBody = try await post("/device/v1/fork-proof", request)
     }
@@ -74,9 +88,12 @@ public struct DeviceClient: Sendable {
 
     /// A certificate chain and its private key, to present as a TLS client.
     public struct TLSClientIdentity: Sendable {
+        /// The certificate first, then its issuing CA.
         public var certificateChain: [NIOSSLCertificate]
+        /// The certificate's private key.
         public var privateKey: NIOSSLPrivateKey
 
+        /// Creates an identity.
         public init(certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey) {
             self.certificateChain = certificateChain
             self.privateKey = privateKey

@@ -3,23 +3,31 @@ public import Foundation
 /// What the agent keeps in its state folder. No DDK key is ever stored: only the certificate
 /// generation (to re-derive the TLS key), the certificate, and for non-DDK methods a random key (0600).
 public struct AgentState: Codable, Sendable {
+    /// The device ID the agent enrolls as.
     public var deviceId: String
+    /// Keygate's base URL (`https://host:8443`).
     public var server: String
+    /// The attestation method: `ddk`, `x509` or `symmetric-key`.
     public var attestation: String
     /// DDK: the generation `g` of the derived TLS key in use.
     public var tlsGeneration: Int
     /// DDK, agents before the ratchet: the epoch after the last session. Read once to start the
     /// chain file (``DDKChain``); the chain file holds it since.
     public var ddkEpoch: Int?
+    /// The serial (hex) of the certificate in use; `nil` before enrollment.
     public var certificateSerial: String?
+    /// The end of that certificate's validity; `nil` before enrollment.
     public var certificateNotAfter: Date?
+    /// The device's last known state (`enrolled`, `pendingApproval`); `nil` before the first answer.
     public var state: String?
     /// Where DPS assigned the device (kept so a restart connects without registering again).
     public var assignedHub: String?
+    /// The device ID DPS assigned in that hub.
     public var hubDeviceId: String?
     /// The certificate serial the assignment was made with (a new certificate registers again).
     public var assignedWithSerial: String?
 
+    /// Creates the state of a device that has not enrolled yet (TLS generation 0).
     public init(deviceId: String, server: String, attestation: String) {
         self.deviceId = deviceId
         self.server = server
@@ -43,6 +51,7 @@ public struct DDKChain: Codable, Sendable, Equatable {
     /// before the session is sent: after a crash the agent follows Keygate whichever way it went).
     public var pendingSecret: String?
 
+    /// Creates a chain position.
     public init(epoch: Int, secret: String? = nil, previousSecret: String? = nil, pendingSecret: String? = nil) {
         self.epoch = epoch
         self.secret = secret
@@ -64,18 +73,25 @@ public struct DDKChain: Codable, Sendable, Equatable {
 
 /// The files of the state folder.
 public struct StateFolder: Sendable {
+    /// The folder's path.
     public let path: String
 
+    /// Uses the folder at `path`, creating it (0700) when needed; throws when it cannot be created.
     public init(path: String) throws {
         self.path = path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
     }
 
+    /// `state.json`: the ``AgentState``.
     public var stateFile: String { path + "/state.json" }
+    /// `device.crt.pem`: the certificate chain in use, under a stable name for people and tools.
     public var certificateFile: String { path + "/device.crt.pem" }
+    /// `device.key.pem`: its key (non-DDK methods only; 0600).
     public var keyFile: String { path + "/device.key.pem" }
+    /// `seed`: the optional 32-byte seed mixed into the DDK identity (0600).
     public var seedFile: String { path + "/seed" }
+    /// `ddk-chain.json`: the ``DDKChain`` (0600).
     public var chainFile: String { path + "/ddk-chain.json" }
 
     /// The DDK chain; for a state folder from before the ratchet, started from `state.json`'s epoch.
@@ -86,6 +102,7 @@ public struct StateFolder: Sendable {
         return load()?.ddkEpoch.map { DDKChain(epoch: $0) }
     }
 
+    /// Writes the DDK chain atomically (0600).
     public func saveChain(_ chain: DDKChain) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -93,6 +110,7 @@ public struct StateFolder: Sendable {
     }
     /// The chain and key of one certificate generation; the state names the generation in use.
     public func certificateFile(generation: Int) -> String { path + "/device.\(generation).crt.pem" }
+    /// The key file of certificate generation `generation` (non-DDK methods).
     public func keyFile(generation: Int) -> String { path + "/device.\(generation).key.pem" }
 
     /// `file` if it exists, else `fallback` (state folders written before generations had names).
@@ -109,6 +127,7 @@ public struct StateFolder: Sendable {
         }
     }
 
+    /// The saved state, or `nil` when there is none or it cannot be read.
     public func load() -> AgentState? {
         guard let data = FileManager.default.contents(atPath: stateFile) else { return nil }
         let decoder = JSONDecoder()
@@ -116,6 +135,7 @@ public struct StateFolder: Sendable {
         return try? decoder.decode(AgentState.self, from: data)
     }
 
+    /// Writes the state atomically (0644).
     public func save(_ state: AgentState) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

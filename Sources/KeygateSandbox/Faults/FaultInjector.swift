@@ -7,7 +7,10 @@ public enum SandboxSurface: String, CaseIterable, Codable, Sendable, CodingKeyRe
     case keyVault = "keyvault"
     case dpsService = "dps-service"
     case dpsDevice = "dps-device"
+    /// IoT Hub's identity registry (`/devices/{id}`).
     case hub
+    /// IoT Hub's device side: MQTT CONNECTs and HTTPS telemetry (`/devices/{id}/messages/...`).
+    case hubDevice = "hub-device"
     case central
 
     /// The surface a request path belongs to; `nil` for the sandbox's own control endpoint.
@@ -18,7 +21,7 @@ public enum SandboxSurface: String, CaseIterable, Codable, Sendable, CodingKeyRe
         case "keyvault": return .keyVault
         case "enrollments", "enrollmentGroups", "registrations": return .dpsService
         case idScope: return .dpsDevice
-        case "devices": return .hub
+        case "devices": return path.contains("/messages/") ? .hubDevice : .hub
         case "api": return .central
         default: return nil
         }
@@ -31,6 +34,7 @@ public enum SandboxSurface: String, CaseIterable, Codable, Sendable, CodingKeyRe
         case .dpsDevice: return (1_000, 60)  // device registrations per minute
         case .central: return (20, 1)  // REST calls per second
         case .hub: return (100, 60)  // registry operations per minute per S1 unit
+        case .hubDevice: return (100, 1)  // device connections and device-to-cloud sends per second per S1 unit
         case .keyVault: return (1_000, 10)  // HSM key transactions per 10 s
         case .aad: return nil
         }

@@ -28,7 +28,7 @@ struct FaultMiddleware: RouterMiddleware {
         case .respond(let status, let retryAfter, let reason):
             let code: String
             switch status {
-            case 429: code = surface == .hub ? "ThrottlingException" : "TooManyRequests"
+            case 429: code = surface == .hub || surface == .hubDevice ? "ThrottlingException" : "TooManyRequests"
             case 503: code = surface == .aad ? "temporarily_unavailable" : "ServiceUnavailable"
             default: code = surface == .aad ? "server_error" : "InternalServerError"
             }

@@ -39,7 +39,7 @@ enum SandboxHTTP {
             var response = dpsError(status: status, subcode: 1, message: message)
             if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
             return response
-        case .hub:
+        case .hub, .hubDevice:
             // IoT Hub names the error in a header too, and ends its message with a tracking ID.
             headers[.iothubErrorCode] = code
             let tracking = "Tracking ID:\(UUID().uuidString.lowercased())-TimeStamp:\(Self.hubTime())"

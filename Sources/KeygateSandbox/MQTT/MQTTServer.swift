@@ -180,7 +180,7 @@ struct MQTTSessions: Sendable {
     ) async throws {
         let deviceID = connect.clientID
         let parts = (connect.username ?? "").split(separator: "/", omittingEmptySubsequences: false)
-        if try await faulted(.hub, outbound: outbound) { return }
+        if try await faulted(.hubDevice, outbound: outbound) { return }
         let hostName = await store.state.hub.hostName
         guard parts.count >= 2, parts[0] == hostName, parts[1] == deviceID else {
             try await outbound.write(.connack(.init(returnCode: MQTTPacket.ConnAck.notAuthorized)))
