@@ -25,12 +25,18 @@ public struct Enrollment: Sendable {
         }
     }
 
+    /// The device ID to enroll as.
     public let deviceID: String
+    /// How the device proves who it is.
     public let credential: Credential
+    /// The connection to Keygate's device API.
     public let client: DeviceClient
+    /// Where the state, chain and keys are kept.
     public let folder: StateFolder
+    /// The one-time enrollment token the allowlist asks for at first contact; `nil`: none.
     public var enrollmentToken: String?
 
+    /// Creates an enrollment; nothing is sent until ``run()``.
     public init(
         deviceID: String, credential: Credential, client: DeviceClient, folder: StateFolder,
         enrollmentToken: String? = nil

@@ -7,6 +7,7 @@ import NIOSSL
 
 /// `keygate-agent`: what runs on a device.
 public struct AgentCommand: AsyncParsableCommand {
+    /// The command name, help text, version and subcommands.
     public static let configuration = CommandConfiguration(
         commandName: "keygate-agent",
         abstract: "The Keygate device agent: identity, attested enrollment, renewal, status.",
@@ -18,11 +19,13 @@ public struct AgentCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [Identity.self, Enroll.self, Status.self, Renew.self, Run.self, Simulate.self])
 
+    /// Creates the command; ArgumentParser fills it from the command line.
     public init() {}
 }
 
 /// The entry point of the `keygate-agent` executable.
 public enum AgentMain {
+    /// Parses the command line and runs the chosen subcommand; exits the process on failure.
     public static func run() async {
         await AgentCommand.main()
     }

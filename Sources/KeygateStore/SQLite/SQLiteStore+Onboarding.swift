@@ -201,6 +201,7 @@ extension SQLiteStore: OnboardingStore {
     /// How many challenges one device may have outstanding; older ones are dropped.
     public static let pendingChallengesPerDevice = 8
 
+    /// Stores a challenge; drops the device's oldest outstanding ones past the cap and every expired one.
     public func saveChallenge(_ challenge: Challenge) async throws {
         try await write { db in
             try db.execute(
