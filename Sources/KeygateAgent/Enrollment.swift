@@ -12,8 +12,11 @@ import X509
 public struct Enrollment: Sendable {
     /// How the device proves who it is.
     public enum Credential: Sendable {
+        /// DDK: keys derived from the device's attributes and optional seed, never stored.
         case ddk(attributes: DDKAttributes, seed: [UInt8])
+        /// An X.509 bootstrap certificate chain (PEM, leaf first) and its key (PEM).
         case x509(chainPEM: [String], keyPEM: String)
+        /// A symmetric device key (base64), derived from the group key and the device ID.
         case symmetricKey(deviceKey: String)
 
         var method: AttestationMethod {
@@ -50,7 +53,9 @@ public struct Enrollment: Sendable {
 
     /// What `run` ended with.
     public enum Outcome: Sendable, Equatable {
+        /// Keygate issued a certificate: its serial (hex) and end of validity.
         case enrolled(serial: String, notAfter: Date)
+        /// The group needs manual approval; the device asks again later.
         case pendingApproval
     }
 

@@ -1,16 +1,27 @@
 /// MQTT 3.1.1 control packets (OASIS MQTT Version 3.1.1, section 3), the subset Azure IoT speaks:
 /// everything but the QoS 2 handshake (PUBREC, PUBREL, PUBCOMP), which Azure does not support.
 public enum MQTTPacket: Sendable, Hashable {
+    /// CONNECT: the client opens a session.
     case connect(Connect)
+    /// CONNACK: the server's answer to CONNECT.
     case connack(ConnAck)
+    /// PUBLISH: an application message, in either direction.
     case publish(Publish)
+    /// PUBACK: acknowledges a QoS 1 PUBLISH.
     case puback(packetID: UInt16)
+    /// SUBSCRIBE: the client asks for topic filters.
     case subscribe(Subscribe)
+    /// SUBACK: the server's answer to SUBSCRIBE.
     case suback(SubAck)
+    /// UNSUBSCRIBE: the client drops topic filters.
     case unsubscribe(Unsubscribe)
+    /// UNSUBACK: acknowledges an UNSUBSCRIBE.
     case unsuback(packetID: UInt16)
+    /// PINGREQ: the client's keep-alive.
     case pingreq
+    /// PINGRESP: the server's answer to PINGREQ.
     case pingresp
+    /// DISCONNECT: the client closes the session cleanly.
     case disconnect
 
     /// CONNECT (3.1): the client's session request.
@@ -172,9 +183,13 @@ public enum MQTTPacket: Sendable, Hashable {
 public struct MQTTError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kind of protocol error.
     public enum Code: String, Sendable, Hashable {
+        /// The bytes break the packet format (bad flags, lengths, strings).
         case malformedPacket
+        /// The packet is larger than the decoder's maximum size.
         case packetTooLarge
+        /// A packet type outside the supported subset (the QoS 2 handshake).
         case unsupportedPacketType
+        /// CONNECT names another protocol or level than MQTT 3.1.1 (level 4).
         case unsupportedProtocol
     }
 

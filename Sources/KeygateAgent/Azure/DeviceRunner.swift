@@ -12,16 +12,23 @@ import Synchronization
 public struct DeviceRunner: Sendable {
     /// How the device registers with DPS.
     public enum Transport: String, Sendable {
+        /// DPS registration over HTTPS.
         case https
+        /// DPS registration over MQTT.
         case mqtt
     }
 
     /// The steps, as a timeline reports them.
     public enum Step: String, Sendable, CaseIterable {
+        /// Keygate issued the device its certificate.
         case enrolled = "enrolled with Keygate (certificate issued)"
+        /// Keygate confirmed the enrollment reached Azure.
         case confirmed = "enrollment confirmed in Azure"
+        /// DPS assigned the device to a hub.
         case registered = "registered with DPS"
+        /// The device connected to its IoT Hub.
         case connected = "connected to IoT Hub"
+        /// The hub acknowledged the first telemetry message.
         case telemetry = "first telemetry acknowledged"
     }
 

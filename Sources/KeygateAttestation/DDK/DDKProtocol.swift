@@ -52,42 +52,21 @@ public enum DDKProtocol {
 extension DDKIdentity {
     /// Registration (session 0): signs with `K_0`, announces `P_0` and `P_1`.
     public func register(_ challenge: DeviceAPI.Challenge) throws -> DeviceAPI.RegisterRequest {
-        let nonce = try challenge.nonceBytes
-        let p0 = epochPublicKey(0)
-        let p1 = epochPublicKey(1)
-        let message = DDKProtocol.registrationMessage(
-            audience: challenge.audience, deviceID: deviceID, nonce: nonce, publicKey: p0, nextPublicKey: p1)
-        let signature = try epochKey(0).signature(for: message).derRepresentation
-        return DeviceAPI.RegisterRequest(
-            deviceId: deviceID, challengeId: challenge.challengeId, publicKey: Base64URL.encode(p0),
-            nextPublicKey: Base64URL.encode(p1), signature: Base64URL.encode(Array(signature)), enrollmentToken: nil)
+        try register(challenge, nextPublicKey: epochPublicKey(1))
     }
 
     /// Authentication for the epoch the challenge names, binding `payload` (a CSR, say).
     public func authenticate(_ challenge: DeviceAPI.Challenge, payload: [UInt8]) throws -> DeviceAPI.Attestation {
         let epoch = UInt64(challenge.epoch)
-        let next = epochPublicKey(epoch + 1)
-        let message = DDKProtocol.authenticationMessage(
-            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, epoch: epoch,
-            nextPublicKey: next, payload: payload)
-        let signature = try epochKey(epoch).signature(for: message).derRepresentation
-        return DeviceAPI.Attestation(
-            method: .ddk, epoch: challenge.epoch, nextPublicKey: Base64URL.encode(next),
-            signature: Base64URL.encode(Array(signature)))
+        return try authenticate(
+            challenge, payload: payload, key: epochKey(epoch), nextPublicKey: epochPublicKey(epoch + 1))
     }
 
     /// The fork proof asked for after a failed authentication: signs a fresh challenge with `K_k`
     /// for the device's last good epoch `k` and states the `P_{k+1}` it announced then.
     public func forkProof(_ challenge: DeviceAPI.Challenge, proofEpoch: Int) throws -> DeviceAPI.ForkProofRequest {
         let epoch = UInt64(max(proofEpoch, 0))
-        let claimed = epochPublicKey(epoch + 1)
-        let message = DDKProtocol.forkProofMessage(
-            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, proofEpoch: epoch,
-            claimedPublicKey: claimed)
-        let signature = try epochKey(epoch).signature(for: message).derRepresentation
-        return DeviceAPI.ForkProofRequest(
-            deviceId: deviceID, challengeId: challenge.challengeId, proofEpoch: Int(epoch),
-            claimedPublicKey: Base64URL.encode(claimed), signature: Base64URL.encode(Array(signature)))
+        return try forkProof(challenge, epoch: epoch, key: epochKey(epoch), claimed: epochPublicKey(epoch + 1))
     }
 
     // MARK: The ratchet
@@ -95,15 +74,7 @@ extension DDKIdentity {
     /// Registration with the ratchet: `P_0` from the attributes alone (pinnable), `P_1` from the
     /// session secret `nextSecret`, which the device keeps before it sends this.
     public func register(_ challenge: DeviceAPI.Challenge, nextSecret: [UInt8]) throws -> DeviceAPI.RegisterRequest {
-        let nonce = try challenge.nonceBytes
-        let p0 = epochPublicKey(0)
-        let p1 = epochPublicKey(1, secret: nextSecret)
-        let message = DDKProtocol.registrationMessage(
-            audience: challenge.audience, deviceID: deviceID, nonce: nonce, publicKey: p0, nextPublicKey: p1)
-        let signature = try epochKey(0).signature(for: message).derRepresentation
-        return DeviceAPI.RegisterRequest(
-            deviceId: deviceID, challengeId: challenge.challengeId, publicKey: Base64URL.encode(p0),
-            nextPublicKey: Base64URL.encode(p1), signature: Base64URL.encode(Array(signature)), enrollmentToken: nil)
+        try register(challenge, nextPublicKey: epochPublicKey(1, secret: nextSecret))
     }
 
     /// Authentication with the ratchet: signs with `K_e` of the challenge's epoch (from `secret`, the
@@ -113,14 +84,9 @@ extension DDKIdentity {
         _ challenge: DeviceAPI.Challenge, payload: [UInt8], secret: [UInt8]?, nextSecret: [UInt8]
     ) throws -> DeviceAPI.Attestation {
         let epoch = UInt64(challenge.epoch)
-        let next = epochPublicKey(epoch + 1, secret: nextSecret)
-        let message = DDKProtocol.authenticationMessage(
-            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, epoch: epoch,
-            nextPublicKey: next, payload: payload)
-        let signature = try epochKey(epoch, secret: secret).signature(for: message).derRepresentation
-        return DeviceAPI.Attestation(
-            method: .ddk, epoch: challenge.epoch, nextPublicKey: Base64URL.encode(next),
-            signature: Base64URL.encode(Array(signature)))
+        return try authenticate(
+            challenge, payload: payload, key: epochKey(epoch, secret: secret),
+            nextPublicKey: epochPublicKey(epoch + 1, secret: nextSecret))
     }
 
     /// A fork proof with the ratchet: signs with `K_k` of the device's last confirmed epoch `k` (from
@@ -130,11 +96,45 @@ extension DDKIdentity {
         _ challenge: DeviceAPI.Challenge, proofEpoch: Int, secret: [UInt8]?, claimedSecret: [UInt8]
     ) throws -> DeviceAPI.ForkProofRequest {
         let epoch = UInt64(max(proofEpoch, 0))
-        let claimed = epochPublicKey(epoch + 1, secret: claimedSecret)
+        return try forkProof(
+            challenge, epoch: epoch, key: epochKey(epoch, secret: secret),
+            claimed: epochPublicKey(epoch + 1, secret: claimedSecret))
+    }
+
+    // MARK: Messages
+
+    private func register(_ challenge: DeviceAPI.Challenge, nextPublicKey p1: [UInt8]) throws
+        -> DeviceAPI.RegisterRequest
+    {
+        let p0 = epochPublicKey(0)
+        let message = DDKProtocol.registrationMessage(
+            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, publicKey: p0,
+            nextPublicKey: p1)
+        let signature = try epochKey(0).signature(for: message).derRepresentation
+        return DeviceAPI.RegisterRequest(
+            deviceId: deviceID, challengeId: challenge.challengeId, publicKey: Base64URL.encode(p0),
+            nextPublicKey: Base64URL.encode(p1), signature: Base64URL.encode(Array(signature)), enrollmentToken: nil)
+    }
+
+    private func authenticate(
+        _ challenge: DeviceAPI.Challenge, payload: [UInt8], key: P256.Signing.PrivateKey, nextPublicKey next: [UInt8]
+    ) throws -> DeviceAPI.Attestation {
+        let message = DDKProtocol.authenticationMessage(
+            audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes,
+            epoch: UInt64(challenge.epoch), nextPublicKey: next, payload: payload)
+        let signature = try key.signature(for: message).derRepresentation
+        return DeviceAPI.Attestation(
+            method: .ddk, epoch: challenge.epoch, nextPublicKey: Base64URL.encode(next),
+            signature: Base64URL.encode(Array(signature)))
+    }
+
+    private func forkProof(
+        _ challenge: DeviceAPI.Challenge, epoch: UInt64, key: P256.Signing.PrivateKey, claimed: [UInt8]
+    ) throws -> DeviceAPI.ForkProofRequest {
         let message = DDKProtocol.forkProofMessage(
             audience: challenge.audience, deviceID: deviceID, nonce: try challenge.nonceBytes, proofEpoch: epoch,
             claimedPublicKey: claimed)
-        let signature = try epochKey(epoch, secret: secret).signature(for: message).derRepresentation
+        let signature = try key.signature(for: message).derRepresentation
         return DeviceAPI.ForkProofRequest(
             deviceId: deviceID, challengeId: challenge.challengeId, proofEpoch: Int(epoch),
             claimedPublicKey: Base64URL.encode(claimed), signature: Base64URL.encode(Array(signature)))
