@@ -5,14 +5,10 @@ import Testing
 /// `keygate-agent` tells what is wrong and how to fix it, never a bare library error.
 @Suite(.serialized, .tags(.binary), .fullRunOnly) struct AgentErrorTests {
     @Test func eachMistakeGetsAMessageThatSaysWhatToDo() throws {
-        let keygate = try KeygateBinary.locate()
+        let served = try ServedDataFolder.start("agent-errors")
+        defer { served.stop() }
+        let (keygate, dir, data, https) = (served.keygate, served.dir, served.data, served.https)
         let agent = try KeygateBinary.locate("keygate-agent")
-        let dir = try TemporaryDirectory("agent-errors")
-        let data = dir.file("data")
-        let (https, http) = (try freePort(), try freePort())
-        try keygate.run(["init", "--data-dir", data, "--https-port", "\(https)", "--http-port", "\(http)"])
-        let server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
-        defer { _ = server.terminate() }
         try keygate.run(["group", "create", "fleet", "--data-dir", data, "--attestation", "ddk"])
         try keygate.run(["allowlist", "add", "dev-1", "--group", "fleet", "--data-dir", data])
         let root = data + "/ca/root.crt.pem"
@@ -103,13 +99,9 @@ import Testing
 /// `keygate token` through the binary: a read-only token reads and cannot change; a revoked one is refused.
 @Suite(.tags(.binary), .fullRunOnly) struct TokenCommandTests {
     @Test func createListUseAndRevokeATokenWithARole() throws {
-        let keygate = try KeygateBinary.locate()
-        let dir = try TemporaryDirectory("tokens")
-        let data = dir.file("data")
-        let (https, http) = (try freePort(), try freePort())
-        try keygate.run(["init", "--data-dir", data, "--https-port", "\(https)", "--http-port", "\(http)"])
-        let server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
-        defer { _ = server.terminate() }
+        let served = try ServedDataFolder.start("tokens")
+        defer { served.stop() }
+        let (keygate, data) = (served.keygate, served.data)
         let created = try keygate.run([
             "token", "create", "--name", "viewer", "--role", "read-only", "--expires", "1h", "--data-dir", data,
         ])

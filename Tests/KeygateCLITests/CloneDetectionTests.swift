@@ -8,28 +8,22 @@ import Testing
 /// revoked (OCSP says so).
 @Suite(.serialized, .tags(.binary, .outsideTool), .fullRunOnly) struct CloneDetectionTests {
     struct Deployment {
-        let keygate: KeygateBinary
+        let served: ServedDataFolder
         let agent: KeygateBinary
-        let dir: TemporaryDirectory
-        let data: String
-        let https: Int
-        let http: Int
-        let server: ServerProcess
+        var keygate: KeygateBinary { served.keygate }
+        var dir: TemporaryDirectory { served.dir }
+        var data: String { served.data }
+        var https: Int { served.https }
+        var http: Int { served.http }
+        var server: ServerProcess { served.server }
 
         static func start(_ devices: [String]) throws -> Deployment {
-            let keygate = try KeygateBinary.locate()
-            let dir = try TemporaryDirectory("clone")
-            let data = dir.file("data")
-            let (https, http) = (try freePort(), try freePort())
-            try keygate.run(["init", "--data-dir", data, "--https-port", "\(https)", "--http-port", "\(http)"])
-            let server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
-            try keygate.run(["group", "create", "fleet", "--data-dir", data, "--attestation", "ddk"])
+            let served = try ServedDataFolder.start("clone")
+            try served.keygate.run(["group", "create", "fleet", "--data-dir", served.data, "--attestation", "ddk"])
             for device in devices {
-                try keygate.run(["allowlist", "add", device, "--group", "fleet", "--data-dir", data])
+                try served.keygate.run(["allowlist", "add", device, "--group", "fleet", "--data-dir", served.data])
             }
-            return Deployment(
-                keygate: keygate, agent: try KeygateBinary.locate("keygate-agent"), dir: dir, data: data,
-                https: https, http: http, server: server)
+            return Deployment(served: served, agent: try KeygateBinary.locate("keygate-agent"))
         }
 
         func agent(_ command: String, _ device: String, state: String) throws -> ExternalTool.Output {

@@ -6,14 +6,10 @@ import Testing
 @Suite(.serialized, .tags(.binary), .fullRunOnly) struct OnboardingCommandTests {
     @Test func allowlistImportAndAgentEnrollment() throws {
         guard ExternalTool.available("openssl") else { return }
-        let keygate = try KeygateBinary.locate()
+        let served = try ServedDataFolder.start("onboarding")
+        defer { served.stop() }
+        let (keygate, dir, data, https) = (served.keygate, served.dir, served.data, served.https)
         let agent = try KeygateBinary.locate("keygate-agent")
-        let dir = try TemporaryDirectory("onboarding")
-        let data = dir.file("data")
-        let (https, http) = (try freePort(), try freePort())
-        try keygate.run(["init", "--data-dir", data, "--https-port", "\(https)", "--http-port", "\(http)"])
-        let server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
-        defer { _ = server.terminate() }
 
         let created = try keygate.run([
             "group", "create", "fleet", "--data-dir", data, "--attestation", "ddk", "--validity-days", "30",

@@ -83,3 +83,32 @@ public struct ServerDidNotStart: Error, CustomStringConvertible {
     public init(log: String) { self.log = log }
     public var description: String { "keygate serve did not start:\n\(log)" }
 }
+
+/// A data folder made by `keygate init` on free ports and served by `keygate serve`, for tests that
+/// drive the binaries the way a user does.
+public struct ServedDataFolder: Sendable {
+    public let keygate: KeygateBinary
+    public let dir: TemporaryDirectory
+    /// The data folder.
+    public let data: String
+    public let https: Int
+    public let http: Int
+    public let server: ServerProcess
+
+    /// `keygate init` (with `initArguments`), then `keygate serve`; stop it with ``stop()``.
+    public static func start(_ label: String, initArguments: [String] = []) throws -> ServedDataFolder {
+        let keygate = try KeygateBinary.locate()
+        let dir = try TemporaryDirectory(label)
+        let data = dir.file("data")
+        let (https, http) = (try freePort(), try freePort())
+        try keygate.run(
+            ["init", "--data-dir", data, "--https-port", "\(https)", "--http-port", "\(http)"] + initArguments)
+        let server = try keygate.serve(dataDir: data, log: dir.file("serve.log"))
+        return ServedDataFolder(keygate: keygate, dir: dir, data: data, https: https, http: http, server: server)
+    }
+
+    public var httpsURL: String { "https://127.0.0.1:\(https)" }
+    public var rootPath: String { data + "/ca/root.crt.pem" }
+
+    public func stop() { _ = server.terminate() }
+}
