@@ -59,7 +59,7 @@ kill -9 "$SERVE_PID"
 echo "    killed with $BEFORE device certificates issued; restarting"
 sleep 1
 serve
-wait "$SIM" || { echo "simulate failed:"; tail -20 "$WORK/simulate.out" "$WORK/simulate.err"; exit 1; }
+wait "$SIM" || { echo "simulate failed:"; tail -n 20 "$WORK/simulate.out" "$WORK/simulate.err"; exit 1; }
 tail -8 "$WORK/simulate.out"
 
 # Every certificate a device holds is in the database, and every device connected.

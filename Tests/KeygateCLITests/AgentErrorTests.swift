@@ -4,38 +4,38 @@ import Testing
 
 /// `keygate-agent` tells what is wrong and how to fix it, never a bare library error.
 @Suite(.serialized, .tags(.binary), .fullRunOnly) struct AgentErrorTests {
-    @Test func eachMistakeGetsAMessageThatSaysWhatToDo() throws {
+    @Test func eachMistakeGetsAMessageThatSaysWhatToDo() async throws {
         let served = try ServedDataFolder.start("agent-errors")
         defer { served.stop() }
         let (keygate, dir, data, https) = (served.keygate, served.dir, served.data, served.https)
         let agent = try KeygateBinary.locate("keygate-agent")
-        try keygate.run(["group", "create", "fleet", "--data-dir", data, "--attestation", "ddk"])
-        try keygate.run(["allowlist", "add", "dev-1", "--group", "fleet", "--data-dir", data])
+        try await keygate.run(["group", "create", "fleet", "--data-dir", data, "--attestation", "ddk"])
+        try await keygate.run(["allowlist", "add", "dev-1", "--group", "fleet", "--data-dir", data])
         let root = data + "/ca/root.crt.pem"
         let state = dir.file("state")
         let base = ["--server", "https://127.0.0.1:\(https)", "--ca-cert", root, "--device-id", "dev-1"]
-        let enrolled = try agent.run(["enroll"] + base + ["--state-dir", state, "--attribute", "machine-id=m-1"])
+        let enrolled = try await agent.run(["enroll"] + base + ["--state-dir", state, "--attribute", "machine-id=m-1"])
         #expect(enrolled.status == 0, "\(enrolled.combined)")
 
         // A DDK device run without the attributes it enrolled with.
-        let bare = try agent.run(["renew"] + base + ["--state-dir", state, "--attributes-root", dir.file("empty")])
+        let bare = try await agent.run(["renew"] + base + ["--state-dir", state, "--attributes-root", dir.file("empty")])
         #expect(bare.status != 0)
         #expect(bare.stderr.contains("--attribute") && bare.stderr.contains("--attributes linux"), "\(bare.combined)")
         #expect(!bare.combined.contains("failedToLoadPrivateKey"), "\(bare.combined)")
-        let other = try agent.run(["renew"] + base + ["--state-dir", state, "--attribute", "machine-id=m-2"])
+        let other = try await agent.run(["renew"] + base + ["--state-dir", state, "--attribute", "machine-id=m-2"])
         #expect(other.status != 0 && other.stderr.contains("does not match its certificate"), "\(other.combined)")
-        let right = try agent.run(["renew"] + base + ["--state-dir", state, "--attribute", "machine-id=m-1"])
+        let right = try await agent.run(["renew"] + base + ["--state-dir", state, "--attribute", "machine-id=m-1"])
         #expect(right.status == 0 && right.stdout.contains("renewed"), "\(right.combined)")
 
         // A state folder that holds no enrollment.
-        let missing = try agent.run(["renew"] + base + ["--state-dir", dir.file("nowhere"), "--attribute", "a=b"])
+        let missing = try await agent.run(["renew"] + base + ["--state-dir", dir.file("nowhere"), "--attribute", "a=b"])
         #expect(missing.status != 0, "\(missing.combined)")
         #expect(missing.stderr.contains("no certificate in") && missing.stderr.contains("enroll"), "\(missing.combined)")
 
         // A CA file that is not the CA of this Keygate.
         let otherData = dir.file("other")
-        try keygate.run(["init", "--data-dir", otherData, "--https-port", "0", "--http-port", "0"])
-        let untrusted = try agent.run(
+        try await keygate.run(["init", "--data-dir", otherData, "--https-port", "0", "--http-port", "0"])
+        let untrusted = try await agent.run(
             ["status", "--server", "https://127.0.0.1:\(https)", "--ca-cert", otherData + "/ca/root.crt.pem",
              "--device-id", "dev-1", "--state-dir", state, "--attribute", "machine-id=m-1"])
         #expect(untrusted.status != 0, "\(untrusted.combined)")
@@ -54,12 +54,12 @@ import Testing
             kill(web.processIdentifier, SIGKILL)
             web.waitUntilExit()
         }
-        var notKeygate = try agent.run(
+        var notKeygate = try await agent.run(
             ["status", "--server", "http://127.0.0.1:\(port)", "--ca-cert", root, "--device-id", "dev-1",
              "--state-dir", state, "--attribute", "machine-id=m-1"])
         for _ in 0..<20 where notKeygate.stderr.contains("cannot reach") {
-            usleep(200_000)  // the web server is still starting
-            notKeygate = try agent.run(
+            try await Task.sleep(for: .milliseconds(200))  // the web server is still starting
+            notKeygate = try await agent.run(
                 ["status", "--server", "http://127.0.0.1:\(port)", "--ca-cert", root, "--device-id", "dev-1",
                  "--state-dir", state, "--attribute", "machine-id=m-1"])
         }
@@ -70,12 +70,12 @@ import Testing
 
 /// `keygate init` sets the modes of what it writes itself: a permissive umask changes nothing.
 @Suite(.tags(.binary), .fullRunOnly) struct DataFolderModeTests {
-    @Test func initUnderUmask000LeavesNothingReadableByOthers() throws {
+    @Test func initUnderUmask000LeavesNothingReadableByOthers() async throws {
         let keygate = try KeygateBinary.locate()
         let dir = try TemporaryDirectory("umask")
         let data = dir.file("data")
         let shell = ExternalTool(path: "/bin/sh")
-        let run = try shell.run([
+        let run = try await shell.run([
             "-c", "umask 000 && exec \"$0\" init --data-dir \"$1\" --https-port 0 --http-port 0", keygate.path, data,
         ])
         #expect(run.status == 0, "\(run.combined)")
@@ -98,29 +98,29 @@ import Testing
 
 /// `keygate token` through the binary: a read-only token reads and cannot change; a revoked one is refused.
 @Suite(.tags(.binary), .fullRunOnly) struct TokenCommandTests {
-    @Test func createListUseAndRevokeATokenWithARole() throws {
+    @Test func createListUseAndRevokeATokenWithARole() async throws {
         let served = try ServedDataFolder.start("tokens")
         defer { served.stop() }
         let (keygate, data) = (served.keygate, served.data)
-        let created = try keygate.run([
+        let created = try await keygate.run([
             "token", "create", "--name", "viewer", "--role", "read-only", "--expires", "1h", "--data-dir", data,
         ])
         #expect(created.status == 0, "\(created.combined)")
         let viewer = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(viewer.hasPrefix("kg_") && created.stderr.contains("not shown again"), "\(created.combined)")
-        let listed = try keygate.run(["token", "list", "--data-dir", data])
+        let listed = try await keygate.run(["token", "list", "--data-dir", data])
         #expect(listed.stdout.contains("viewer") && listed.stdout.contains("read-only"), "\(listed.stdout)")
         #expect(!listed.stdout.contains(viewer))
         let asViewer = ["--data-dir", data, "--token", viewer]
-        let read = try keygate.run(["group", "list"] + asViewer)
+        let read = try await keygate.run(["group", "list"] + asViewer)
         #expect(read.status == 0, "\(read.combined)")
-        let write = try keygate.run(["group", "create", "g1", "--attestation", "ddk"] + asViewer)
+        let write = try await keygate.run(["group", "create", "g1", "--attestation", "ddk"] + asViewer)
         #expect(write.status != 0 && write.stderr.contains("roleForbidden"), "\(write.combined)")
-        let revoked = try keygate.run(["token", "revoke", "viewer", "--data-dir", data])
+        let revoked = try await keygate.run(["token", "revoke", "viewer", "--data-dir", data])
         #expect(revoked.status == 0, "\(revoked.combined)")
-        let after = try keygate.run(["group", "list"] + asViewer)
+        let after = try await keygate.run(["group", "list"] + asViewer)
         #expect(after.status != 0 && after.stderr.contains("tokenExpired"), "\(after.combined)")
-        let bad = try keygate.run(["token", "create", "--name", "x", "--role", "king", "--data-dir", data])
+        let bad = try await keygate.run(["token", "create", "--name", "x", "--role", "king", "--data-dir", data])
         #expect(bad.status != 0 && bad.stderr.contains("--role"), "\(bad.combined)")
     }
 }

@@ -20,6 +20,7 @@ public struct KeygateBinary: Sendable {
     }
 
     /// From async code: see ``ExternalTool/run(_:input:environment:timeout:)-async``.
+    @discardableResult
     public func run(_ arguments: [String], environment: [String: String]? = nil) async throws -> ExternalTool.Output {
         try await ExternalTool(path: path).run(arguments, environment: environment)
     }

@@ -127,7 +127,10 @@ public struct DeviceClient: Sendable {
             response = try await http.execute(request, timeout: .seconds(30))
             data = Data(try await response.body.collect(upTo: 4 << 20).readableBytesView)
         } catch {
-            throw unreachable(error)
+            // A certificate the CA file does not trust is a setting to fix; anything else (a refused or
+            // dropped connection, a timeout) may pass, and callers retry it.
+            if let untrusted = untrustedServer(error) { throw untrusted }
+            throw error
         }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
@@ -150,16 +153,16 @@ public struct DeviceClient: Sendable {
         }
     }
 
-    /// What to tell the operator when the call did not get an answer.
-    private func unreachable(_ error: any Error) -> AgentError {
+    /// The operator's error when the server's certificate is not trusted by the CA file; `nil` otherwise.
+    private func untrustedServer(_ error: any Error) -> AgentError? {
         let text = String(describing: error)
-        if error is NIOSSLError || text.contains("certificate verify failed") || text.contains("handshake") {
-            let trust = caCertificateFile.map { "--ca-cert \($0)" } ?? "the system's roots"
-            return AgentError(
-                "the TLS handshake with \(baseURL) failed: its certificate is not trusted by \(trust) (give the root "
-                    + "CA of the Keygate you enroll with: ca/root.crt.pem in its data folder) (\(text))",
-                code: "tlsUntrusted")
+        guard text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") else {
+            return nil
         }
-        return AgentError("cannot reach Keygate at \(baseURL): \(text)", code: "unreachable")
+        let trust = caCertificateFile.map { "--ca-cert \($0)" } ?? "the system's roots"
+        return AgentError(
+            "the TLS handshake with \(baseURL) failed: its certificate is not trusted by \(trust) (give the root "
+                + "CA of the Keygate you enroll with: ca/root.crt.pem in its data folder) (\(text))",
+            code: "tlsUntrusted")
     }
 }

@@ -254,6 +254,17 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     } catch let error as AgentError {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
+    } catch let error as ExitCode {
+        throw error
+    } catch is CancellationError {
+        throw ExitCode(1)
+    } catch {
+        let kind = String(reflecting: type(of: error))
+        let network = ["HTTPClientError", "NIOConnectionError", "ChannelError", "IOError", "NIOSSL"].contains {
+            kind.contains($0)
+        }
+        FileHandle.standardError.write(Data("error: \(network ? "cannot reach the server: " : "")\(error)\n".utf8))
+        throw ExitCode(1)
     }
 }
 
