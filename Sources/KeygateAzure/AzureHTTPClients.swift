@@ -8,6 +8,8 @@ import NIOSSL
 public enum AzureHTTPClients {
     private static let clients = Mutex<[String: HTTPClient]>([:])
 
+    /// The shared HTTP client that trusts `caCertificate` (a PEM file; `nil`: the system's roots), one
+    /// per trust anchor.
     public static func client(trusting caCertificate: String?) -> HTTPClient {
         clients.withLock { clients in
             let key = caCertificate ?? ""
@@ -33,6 +35,8 @@ public struct AzureRequestPolicy: Sendable {
     /// The first backoff, doubled per attempt, with ±50% jitter.
     public var baseDelay: Double
 
+    /// A policy: `timeout` per attempt, at most `attempts`, a Retry-After waited for up to `maximumWait`
+    /// seconds, backoff from `baseDelay` seconds.
     public init(timeout: TimeAmount, attempts: Int, maximumWait: Double, baseDelay: Double) {
         self.timeout = timeout
         self.attempts = max(1, attempts)
@@ -40,6 +44,7 @@ public struct AzureRequestPolicy: Sendable {
         self.baseDelay = baseDelay
     }
 
+    /// Four attempts of 10 s, Retry-After up to 4 s, backoff from 0.2 s.
     public static let standard = AzureRequestPolicy(timeout: .seconds(10), attempts: 4, maximumWait: 4, baseDelay: 0.2)
 
     func backoff(attempt: Int) -> Double {

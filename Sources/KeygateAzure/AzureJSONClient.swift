@@ -6,8 +6,11 @@ public import NIOHTTP1
 
 /// One JSON call to an Azure REST API with the retry policy, answering status, body and headers.
 public struct AzureAnswer: Sendable {
+    /// The HTTP status.
     public var status: Int
+    /// The body as received (at most 4 MiB).
     public var body: [UInt8]
+    /// The `Retry-After` header, in seconds, when the service sent one.
     public var retryAfter: Int?
 
     /// The body as a JSON object (empty when it is not one).
@@ -15,6 +18,7 @@ public struct AzureAnswer: Sendable {
         (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:]
     }
 
+    /// The start of the body as text (600 bytes), for error messages.
     public var text: String { String(decoding: body.prefix(600), as: UTF8.self) }
 
     /// Azure's own words for a refusal: its error code and message as each service writes them
@@ -43,14 +47,19 @@ public struct AzureAnswer: Sendable {
 
 /// The transport the Azure clients share: base URL, an authorization header per call, the policy.
 public struct AzureJSONClient: Sendable {
+    /// The service's base URL, without a trailing slash.
     public let baseURL: String
+    /// The HTTP client the calls go through.
     public let http: HTTPClient
+    /// Timeouts and retries of every call.
     public let policy: AzureRequestPolicy
     let authorization: @Sendable () async throws -> String
     let service: String
     /// Spaces the calls (every attempt) when the service has a throttle to stay under.
     let pacer: CallPacer?
 
+    /// A client for `baseURL` that asks `authorization` for each call's `Authorization` header;
+    /// `pacer` spaces the calls under a service's throttle.
     public init(
         baseURL: String, service: String, http: HTTPClient, policy: AzureRequestPolicy = .standard,
         pacer: CallPacer? = nil, authorization: @escaping @Sendable () async throws -> String

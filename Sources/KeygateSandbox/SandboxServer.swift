@@ -15,18 +15,24 @@ import X509
 /// DPS service and device APIs (HTTPS and MQTT), the IoT Hub registry and device MQTT, IoT Central,
 /// Key Vault keys and AAD's client-credentials token endpoint, with fault injection and quotas.
 public struct SandboxServer: Sendable {
+    /// How a sandbox runs: its data folder, listeners and faults.
     public struct Options: Sendable {
+        /// The folder of its state, CA and `connection.json`.
         public var dataDirectory: String
         /// Names for the TLS certificate besides localhost, 127.0.0.1 and ::1.
         public var hosts: [String] = []
+        /// The address both listeners bind to.
         public var listenHost = "127.0.0.1"
+        /// The HTTPS port of every REST surface (0: a free one).
         public var httpsPort = 8443
         /// MQTT over TLS for DPS and IoT Hub devices (Microsoft's SDKs always use 8883); 0: any free port; nil: off.
         public var mqttPort: Int? = 8883
         /// Faults and quotas from the start, on the surfaces named (all when empty).
         public var faults: FaultSettings.Change?
+        /// The surfaces `faults` applies to; empty: all.
         public var faultSurfaces: [SandboxSurface] = []
 
+        /// Defaults, with state in `dataDirectory`.
         public init(dataDirectory: String) {
             self.dataDirectory = dataDirectory
         }
@@ -34,36 +40,53 @@ public struct SandboxServer: Sendable {
 
     /// What a client needs to talk to the sandbox; also written to `connection.json`.
     public struct Connection: Codable, Sendable {
+        /// Key Vault and the AAD client that may use it.
         public struct KeyVault: Codable, Sendable {
+            /// The vault's base URL (`{vaultURL}/keys/...`).
             public var vaultURL: String
+            /// The AAD v2.0 token endpoint.
             public var tokenEndpoint: String
+            /// The tenant ID in the token endpoint.
             public var tenantId: String
+            /// The application (client) ID.
             public var clientId: String
+            /// The client secret (test material).
             public var clientSecret: String
+            /// The scope to ask tokens for.
             public var scope: String
         }
         /// The sandbox's own control endpoint (faults and quotas).
         public struct Control: Codable, Sendable {
+            /// `GET` the report, `POST` a change of faults.
             public var faultsURL: String
+            /// `GET` the inventory: enrollments, registrations, hub devices.
             public var inspectURL: String
+            /// The bearer token of the control endpoint.
             public var token: String
         }
+        /// The Device Provisioning Service.
         public struct DPS: Codable, Sendable {
             /// For `ProvisioningServiceClient` and Keygate's DPS connector.
             public var serviceConnectionString: String
+            /// The ID scope devices register under.
             public var idScope: String
             /// The device endpoint host (`provisioning_host`); MQTT on `mqttPort`, HTTPS on `deviceHTTPSURL`.
             public var deviceEndpoint: String
+            /// The device API over HTTPS (`{url}/{idScope}/registrations/...`).
             public var deviceHTTPSURL: String
+            /// The MQTT port of the device API; `nil`: MQTT is off.
             public var mqttPort: Int?
         }
+        /// The IoT Hub DPS assigns devices to.
         public struct Hub: Codable, Sendable {
             /// What DPS assigns and devices connect to (MQTT on `mqttPort`).
             public var hostName: String
             /// For `IoTHubRegistryManager`: `HostName=host:port;SharedAccessKeyName=iothubowner;...`.
             public var registryConnectionString: String
+            /// The MQTT port devices connect to; `nil`: MQTT is off.
             public var mqttPort: Int?
         }
+        /// The IoT Central application.
         public struct Central: Codable, Sendable {
             /// The app's base URL (`{appURL}/api/devices/...`).
             public var appURL: String
@@ -71,18 +94,26 @@ public struct SandboxServer: Sendable {
             /// `https://apps.azureiotcentral.com/.default` work too.
             public var apiToken: String
         }
+        /// The sandbox CA (PEM file) every client must trust.
         public var caCertificate: String
+        /// The HTTPS base URL of every REST surface.
         public var baseURL: String
+        /// DPS: service and device APIs.
         public var dps: DPS
+        /// IoT Hub: registry and device MQTT.
         public var hub: Hub
+        /// IoT Central.
         public var central: Central
+        /// Key Vault and AAD.
         public var keyVault: KeyVault
+        /// The sandbox's control endpoint.
         public var control: Control
     }
 
     let options: Options
     let logger: Logger
 
+    /// A sandbox that runs with `options` once ``run(onReady:)`` is called.
     public init(options: Options, logger: Logger) {
         self.options = options
         self.logger = logger

@@ -7,11 +7,13 @@ import NIOHTTP1
 /// Client-credentials tokens from Microsoft Entra ID (`POST {authority}/{tenant}/oauth2/v2.0/token`),
 /// cached and refreshed five minutes before they expire.
 public actor AADTokenProvider {
+    /// The AAD v2.0 token endpoint (`https://login.microsoftonline.com/TENANT/oauth2/v2.0/token`, or the sandbox's).
     public let tokenEndpoint: String
     let clientID: String
     let clientSecret: String
     let scope: String
     let http: HTTPClient
+    /// Timeouts and retries of the token requests.
     public nonisolated let policy: AzureRequestPolicy
     private var cached: (token: String, expiresAt: Date)?
 
@@ -28,6 +30,8 @@ public actor AADTokenProvider {
         self.http = http
     }
 
+    /// A bearer token (`Bearer …`), kept until five minutes before it expires; throws `signingFailed` when AAD
+    /// refuses the client and `signerUnavailable` when it cannot be reached.
     public func token(now: Date = Date()) async throws -> String {
         if let cached, cached.expiresAt.timeIntervalSince(now) > 300 { return cached.token }
         func encode(_ value: String) -> String {

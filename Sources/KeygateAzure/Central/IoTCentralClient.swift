@@ -6,6 +6,7 @@ import NIOHTTP1
 /// IoT Central's REST API (docs/azure.md): a device plus its X.509 attestation, `enabled`, deletion, and
 /// the credentials that tell a device the app's DPS ID scope.
 public struct IoTCentralClient: Sendable {
+    /// The IoT Central REST API version Keygate sends.
     public static let apiVersion = "2022-07-31"
     let client: AzureJSONClient
 
@@ -25,6 +26,7 @@ public struct IoTCentralClient: Sendable {
             })
     }
 
+    /// The AAD scope of IoT Central's API, for client-credentials tokens.
     public static let aadScope = "https://apps.azureiotcentral.com/.default"
 
     /// Creates or updates the device and its attestation (the device's certificate, PEM).
@@ -57,6 +59,7 @@ public struct IoTCentralClient: Sendable {
         }
     }
 
+    /// Deletes the device (and so its DPS enrollment); a missing one is fine.
     public func deleteDevice(_ id: String) async throws {
         let answer = try await client.call(
             .DELETE, "/api/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)")

@@ -7,10 +7,13 @@ import NIOHTTP1
 /// replaced, enabled or disabled idempotently (read the ETag, then PUT the whole enrollment with If-Match:
 /// every PUT carries the certificates themselves), deleted; registration states.
 public struct DPSServiceClient: Sendable {
+    /// The DPS service API version Keygate sends.
     public static let apiVersion = "2021-10-01"
+    /// The service's host and shared-access policy, from the connection string.
     public let credentials: SharedAccessSignatureToken.ConnectionString
     let client: AzureJSONClient
 
+    /// A client for the DPS in `connectionString` (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`).
     public init(connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard) throws {
         let credentials = try SharedAccessSignatureToken.ConnectionString(connectionString)
         self.credentials = credentials
@@ -19,14 +22,20 @@ public struct DPSServiceClient: Sendable {
 
     /// What Keygate puts in an individual enrollment.
     public struct Enrollment: Sendable, Hashable {
+        /// The registration ID: Keygate's device ID.
         public var registrationID: String
+        /// The hub device ID DPS assigns; `nil`: the registration ID.
         public var deviceID: String?
         /// The device's current certificate (PEM); `secondaryCertificate` is the previous one during renewal.
         public var primaryCertificate: String
+        /// The previous certificate (PEM) while it is valid, so the device can still register with it.
         public var secondaryCertificate: String?
+        /// `provisioningStatus`: a disabled enrollment cannot register.
         public var enabled: Bool
+        /// A hub to assign the device to; `nil`: the DPS allocation policy decides.
         public var iotHubHostName: String?
 
+        /// An enrollment with the device's current certificate and, during a renewal, the previous one.
         public init(
             registrationID: String, deviceID: String? = nil, primaryCertificate: String,
             secondaryCertificate: String? = nil, enabled: Bool = true, iotHubHostName: String? = nil

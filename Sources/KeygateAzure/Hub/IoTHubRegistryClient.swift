@@ -6,7 +6,9 @@ import NIOHTTP1
 /// IoT Hub's registry REST (docs/azure.md): read a device identity, enable or disable it (If-Match with its
 /// ETag), delete it. DPS creates identities; Keygate changes their status for quarantine.
 public struct IoTHubRegistryClient: Sendable {
+    /// The IoT Hub registry API version Keygate sends.
     public static let apiVersion = "2021-04-12"
+    /// The hub's host and shared-access policy, from the connection string.
     public let credentials: SharedAccessSignatureToken.ConnectionString
     let client: AzureJSONClient
 
@@ -23,6 +25,7 @@ public struct IoTHubRegistryClient: Sendable {
         client = AzureJSONClient(sas: credentials, service: "IoT Hub", http: http, policy: policy, pacer: pacer)
     }
 
+    /// The device identity as the hub has it, or `nil` when it has none.
     public func device(_ id: String) async throws -> [String: Any]? {
         let answer = try await client.call(
             .GET, "/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)")
@@ -49,6 +52,7 @@ public struct IoTHubRegistryClient: Sendable {
         throw KeygateError(.azureUnavailable, "the device \(id) keeps changing", retryAfter: 2)
     }
 
+    /// Deletes the device identity (`If-Match: *`); a missing one is fine.
     public func delete(_ id: String) async throws {
         let answer = try await client.call(
             .DELETE, "/devices/\(AzureJSONClient.segment(id))?api-version=\(Self.apiVersion)",

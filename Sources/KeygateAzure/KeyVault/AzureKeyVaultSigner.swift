@@ -9,13 +9,18 @@ public import X509
 /// A CA key that lives in Azure Key Vault (`EC-HSM`, P-256): Keygate sends SHA-256 digests to
 /// `{kid}/sign` (ES256) and turns the raw `r‖s` answer into the DER an X.509 signature needs.
 public struct AzureKeyVaultSigner: CertificateSigner {
+    /// The Key Vault API version Keygate sends.
     public static let apiVersion = "7.4"
+    /// The AAD scope of Key Vault, for client-credentials tokens.
     public static let scope = "https://vault.azure.net/.default"
 
     /// The key's full identifier, `{vault}/keys/{name}/{version}`.
     public let keyID: String
+    /// The vault key's public key (P-256), read when the signer was made.
     public let publicKey: Certificate.PublicKey
+    /// ES256: ECDSA with SHA-256.
     public var signatureAlgorithm: Certificate.SignatureAlgorithm { .ecdsaWithSHA256 }
+    /// Where the key lives: the vault key's ID (URL with its version).
     public var keyLocation: KeyLocation { .azureKeyVault(keyID: keyID) }
     let tokens: AADTokenProvider
     let http: HTTPClient
@@ -43,6 +48,8 @@ public struct AzureKeyVaultSigner: CertificateSigner {
         return try signer(from: answer, tokens: tokens, http: http)
     }
 
+    /// Hashes `message` (SHA-256), has the vault sign the digest and answers the DER signature;
+    /// `signerUnavailable` when the vault cannot be reached, `signingFailed` when it refuses.
     public func sign(_ message: [UInt8]) async throws -> [UInt8] {
         let digest = Array(SHA256.hash(data: message))
         let body = try JSONSerialization.data(withJSONObject: ["alg": "ES256", "value": Base64URL.encode(digest)])

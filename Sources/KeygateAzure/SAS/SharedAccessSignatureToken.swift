@@ -5,6 +5,8 @@ public import Foundation
 /// `SharedAccessSignature sr=<url-encoded lower-cased resource>&sig=<url-encoded base64 HMAC-SHA256>&se=<unix seconds>&skn=<policy>`,
 /// signing `sr + "\n" + se` with the base64-decoded policy key.
 public enum SharedAccessSignatureToken {
+    /// A `SharedAccessSignature sr=…&sig=…&se=…&skn=…` token for `resource` (lower-cased, URL-encoded),
+    /// signed with `key` (base64) until `expiry`; throws ``SharedAccessKeyInvalid`` for a key that is not base64.
     public static func make(resource: String, keyName: String, key: String, expiry: Date) throws -> String {
         guard let keyBytes = Data(base64Encoded: key) else {
             throw SharedAccessKeyInvalid()
@@ -24,10 +26,15 @@ public enum SharedAccessSignatureToken {
 
     /// The parts of `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`.
     public struct ConnectionString: Sendable, Hashable {
+        /// The service host (with its port, when given).
         public var hostName: String
+        /// The shared-access policy name (`provisioningserviceowner`, `iothubowner`, …).
         public var keyName: String
+        /// The policy's key, base64.
         public var key: String
 
+        /// Parses `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`; throws ``SharedAccessKeyInvalid``
+        /// when a part is missing or the key is not base64.
         public init(_ text: String) throws {
             var fields: [String: String] = [:]
             for part in text.split(separator: ";") {
@@ -50,7 +57,9 @@ public enum SharedAccessSignatureToken {
     }
 }
 
+/// A shared-access key that is not base64.
 public struct SharedAccessKeyInvalid: Error, CustomStringConvertible {
+    /// What is wrong, for the operator.
     public var description: String {
         "the connection string must be HostName=…;SharedAccessKeyName=…;SharedAccessKey=<base64>"
     }

@@ -65,12 +65,14 @@ public struct FaultSettings: Codable, Sendable, Hashable {
     public var quota: Bool = false
     /// Another limit than the published one (another tier, a test): calls per window.
     public var quotaLimit: Int?
+    /// The window of `quotaLimit`, in seconds (default 60).
     public var quotaWindowSeconds: Double?
     /// How long a `timeout` fault waits before answering 503.
     public var timeoutSeconds: Double = 30
     /// The Retry-After of injected 429 and 503 answers.
     public var retryAfterSeconds: Int = 1
 
+    /// No faults, no quota.
     public init() {}
 
     /// Checks the values a caller may set.
@@ -92,15 +94,24 @@ public struct FaultSettings: Codable, Sendable, Hashable {
 
     /// A change: only the fields given replace the current ones.
     public struct Change: Codable, Sendable {
+        /// A new failure rate (0 to 1).
         public var rate: Double?
+        /// New kinds of failure.
         public var kinds: [FaultKind]?
+        /// Take the surface down (every call 503) or bring it back.
         public var down: Bool?
+        /// Turn quota mode on or off.
         public var quota: Bool?
+        /// A new wait for `timeout` faults.
         public var timeoutSeconds: Double?
+        /// A new Retry-After for injected answers.
         public var retryAfterSeconds: Int?
+        /// Calls per window in quota mode, instead of the published limit.
         public var quotaLimit: Int?
+        /// The window of `quotaLimit`, in seconds.
         public var quotaWindowSeconds: Double?
 
+        /// A change of the given fields; `nil` ones stay as they are.
         public init(
             rate: Double? = nil, kinds: [FaultKind]? = nil, down: Bool? = nil, quota: Bool? = nil,
             timeoutSeconds: Double? = nil, retryAfterSeconds: Int? = nil, quotaLimit: Int? = nil,
@@ -147,7 +158,9 @@ enum FaultDecision: Equatable {
 
 /// Decides, per call, whether a surface fails, and counts what it injected.
 public final class FaultInjector: Sendable {
+    /// What the sandbox did per surface: its settings and how many calls failed, passed or were refused.
     public struct Report: Codable, Sendable {
+        /// The settings of every surface.
         public var settings: [SandboxSurface: FaultSettings]
         /// Calls that got an injected failure or a quota 429, per surface.
         public var injected: [SandboxSurface: Int]
@@ -177,6 +190,7 @@ public final class FaultInjector: Sendable {
     private let state = Mutex(State())
     private let clock: @Sendable () -> Double
 
+    /// An injector with no faults, on the wall clock.
     public init() {
         self.clock = { Date().timeIntervalSince1970 }
     }
@@ -185,6 +199,7 @@ public final class FaultInjector: Sendable {
         self.clock = clock
     }
 
+    /// The settings of `surface`.
     public func settings(_ surface: SandboxSurface) -> FaultSettings {
         state.withLock { $0.settings[surface] ?? FaultSettings() }
     }
@@ -200,6 +215,7 @@ public final class FaultInjector: Sendable {
         }
     }
 
+    /// Settings and counts, for `keygate sandbox faults`.
     public var report: Report {
         state.withLock { state in
             var settings: [SandboxSurface: FaultSettings] = [:]

@@ -7,8 +7,10 @@ import NIOSSL
 /// Talks to a running sandbox's control endpoint (faults and quotas), from the facts in its
 /// `connection.json`: `keygate sandbox faults` and tests use it to turn Azure "down" and "up".
 public struct SandboxControlClient: Sendable {
+    /// The sandbox it controls.
     public let connection: SandboxServer.Connection
 
+    /// A client for the sandbox described by `connection` (its control URLs and token, its CA).
     public init(connection: SandboxServer.Connection) {
         self.connection = connection
     }
@@ -66,7 +68,10 @@ public struct SandboxControlClient: Sendable {
     }
 }
 
+/// The control endpoint refused a call, or could not be reached.
 public struct SandboxControlError: Error, CustomStringConvertible {
+    /// What went wrong.
     public var message: String
+    /// The message.
     public var description: String { message }
 }

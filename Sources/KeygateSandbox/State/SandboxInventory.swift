@@ -3,37 +3,60 @@ import Foundation
 /// What `keygate sandbox inspect` lists: enrollments, registrations, hub devices with status,
 /// connection and telemetry counts.
 public struct SandboxInventory: Codable, Sendable {
+    /// A DPS enrollment, individual or group.
     public struct Enrollment: Codable, Sendable {
+        /// Its registration ID or group ID.
         public var id: String
+        /// `individual` or `group`.
         public var kind: String
+        /// `x509`, `symmetricKey` or `tpm`.
         public var attestation: String
+        /// `enabled` or `disabled`.
         public var provisioningStatus: String
         /// X.509 individual enrollments: the SHA-256 thumbprints (upper-case hex) of the primary and
         /// secondary client certificates (a renewal shows as new primary, previous secondary).
         public var primaryThumbprint: String?
+        /// The secondary certificate's SHA-256 thumbprint, if any.
         public var secondaryThumbprint: String?
     }
 
+    /// A device's registration state.
     public struct Registration: Codable, Sendable {
+        /// The registration ID.
         public var registrationId: String
+        /// `assigned`, `failed` or `disabled`.
         public var status: String
+        /// The hub DPS assigned, when assigned.
         public var assignedHub: String?
+        /// The hub device ID, when assigned.
         public var deviceId: String?
+        /// The group it registered through, if any.
         public var enrollmentGroupId: String?
     }
 
+    /// A device identity in the hub.
     public struct HubDevice: Codable, Sendable {
+        /// The device ID.
         public var deviceId: String
+        /// `enabled` or `disabled`.
         public var status: String
+        /// `selfSigned`, `certificateAuthority` or `sas`.
         public var authentication: String
+        /// Whether it has a live MQTT connection.
         public var connected: Bool
+        /// Telemetry messages received since the sandbox started.
         public var telemetryMessages: Int
     }
 
+    /// The DPS ID scope.
     public var idScope: String
+    /// The hub's host name.
     public var hubHostName: String
+    /// Every enrollment.
     public var enrollments: [Enrollment]
+    /// Every registration state.
     public var registrations: [Registration]
+    /// Every hub device identity.
     public var devices: [HubDevice]
 
     static func make(store: SandboxStore, hub: HubRegistry) async -> SandboxInventory {

@@ -7,6 +7,7 @@ import KeygatePKI
 /// Opens a connector's secrets and talks to its Azure service: the one place that knows what each
 /// outbox action means for DPS and for IoT Central.
 public struct ConnectorClient: Sendable {
+    /// The connector this client talks for.
     public let connector: Connector
     let service: Service
 

@@ -11,16 +11,25 @@ public import ServiceLifecycle
 /// per device, at most `concurrencyPerConnector` calls at once per connector (so Keygate stays under
 /// Azure's quotas), exponential backoff with jitter that honours Retry-After, a dead letter with the
 /// last error after `maximumAttempts`, or at once when Azure refuses for good (`azureRefused`,
-/// `azureUnauthorized`: Azure's error code and message are kept as the item's last error). State is in the database: a restart carries on where it stopped.
+/// `azureUnauthorized`: Azure's error code and message are kept as the item's last error). State is in
+/// the database: a restart carries on where it stopped.
 public struct OutboxDispatcher: Service {
+    /// How the dispatcher retries and paces deliveries.
     public struct Policy: Sendable {
+        /// Attempts before a transient failure becomes a dead letter.
         public var maximumAttempts = 12
+        /// Seconds before the second attempt; doubled for each further one.
         public var baseDelay: TimeInterval = 1
+        /// The longest wait between attempts, in seconds.
         public var maximumDelay: TimeInterval = 300
+        /// Calls at once per connector.
         public var concurrencyPerConnector = 4
+        /// Seconds between looks at the outbox when nothing was due.
         public var pollInterval: TimeInterval = 0.25
+        /// Due items read at a time.
         public var batch = 64
 
+        /// The defaults above.
         public init() {}
 
         /// The wait before attempt `attempt + 1`: `base × 2^attempt` with ±50 % jitter, at least Retry-After.
@@ -50,6 +59,7 @@ public struct OutboxDispatcher: Service {
         self.metrics = metrics
     }
 
+    /// Delivers until the service group shuts down.
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
