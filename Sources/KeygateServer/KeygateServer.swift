@@ -70,13 +70,18 @@ public struct KeygateServer: Sendable {
         return first
     }
 
+    /// Guards `/metrics` when the configuration asks for a token.
+    var metricsAuth: AdminAuthMiddleware? {
+        configuration.metricsRequireToken == true ? AdminAuthMiddleware(store: store) : nil
+    }
+
     /// The router of the HTTPS listener.
     public func httpsRouter() throws -> Router<KeygateRequestContext> {
         let router = Router(context: KeygateRequestContext.self)
         let service = services.certificates
         let auth = AdminAuthMiddleware(store: store)
         router.add(middleware: ErrorMiddleware())
-        OperationalRoutes(service: service).register(on: router)
+        OperationalRoutes(service: service, metricsAuth: metricsAuth).register(on: router)
         AdminAPI(
             service: service, audit: services.audit, tokens: services.tokens, auth: auth, configuration: configuration,
             rootCertificate: rootCertificate
@@ -94,7 +99,7 @@ public struct KeygateServer: Sendable {
         let router = Router(context: KeygateRequestContext.self)
         let service = services.certificates
         router.add(middleware: ErrorMiddleware())
-        OperationalRoutes(service: service).register(on: router)
+        OperationalRoutes(service: service, metricsAuth: metricsAuth).register(on: router)
         PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
     }

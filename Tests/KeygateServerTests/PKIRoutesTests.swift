@@ -213,6 +213,32 @@ import Testing
     }
 }
 
+/// `/metrics` is open by default and behind any admin token when the configuration says so.
+@Suite struct MetricsAccessTests {
+    @Test func metricsCanRequireAToken() async throws {
+        let kg = try await TestKeygate.make()
+        let open = Application(router: try kg.server.httpRouter())
+        try await open.test(.router) { client in
+            let answer = try await client.execute(uri: "/metrics", method: .get)
+            #expect(answer.status == .ok)
+        }
+        let viewer = "kg_" + String(repeating: "v", count: 43)
+        try await kg.store.addAdminToken(
+            AdminToken(name: "monitoring", hash: AdminTokenSecret.hash(viewer), role: .readOnly),
+            audit: .init(actor: "test", action: "token.created", subject: "monitoring"))
+        let guarded = Application(router: try kg.server.with { $0.metricsRequireToken = true }.httpRouter())
+        try await guarded.test(.router) { client in
+            let refused = try await client.execute(uri: "/metrics", method: .get)
+            #expect(refused.status == .unauthorized)
+            let read = try await client.execute(
+                uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(viewer)"])
+            #expect(read.status == .ok && String(buffer: read.body).contains("keygate_"))
+            let health = try await client.execute(uri: "/healthz", method: .get)
+            #expect(health.status == .ok, "health stays open")
+        }
+    }
+}
+
 /// What the HTTPS listener offers, as openssl sees it: TLS 1.2 with AEAD suites only, no SHA-1 in the
 /// client-certificate request.
 @Suite(.tags(.outsideTool), .fullRunOnly) struct TLSListenerTests {

@@ -102,6 +102,9 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
     /// Seconds a connection may send nothing (an unfinished TLS handshake or request head included)
     /// before it is closed; `nil`: 60.
     public var idleTimeoutSeconds: Int?
+    /// Whether `/metrics` needs an admin token (any role; read-only is enough); `nil` or false: open to
+    /// whoever reaches the listener.
+    public var metricsRequireToken: Bool?
 
     /// Creates a configuration; the optional limits keep their defaults (`nil`).
     public init(

@@ -7,6 +7,8 @@ import NIOCore
 /// `/healthz`, `/metrics` and `/openapi.yaml`, on both listeners.
 struct OperationalRoutes {
     let service: CertificateService
+    /// When set, `/metrics` needs an admin token (any role).
+    var metricsAuth: AdminAuthMiddleware? = nil
 
     func register(on router: Router<KeygateRequestContext>) {
         router.get("healthz") { _, _ in
@@ -18,11 +20,16 @@ struct OperationalRoutes {
             _ = try await service.store.certificateCounts()
             return Response(status: .ok, headers: [.contentType: "application/json"])
         }
-        router.get("metrics") { _, _ in
+        let metrics: @Sendable (Request, KeygateRequestContext) async throws -> Response = { _, _ in
             _ = try? await service.crl.current()  // refreshes the CRL age gauge
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: service.metrics.render())))
+        }
+        if let metricsAuth {
+            router.group("metrics").add(middleware: metricsAuth).get(use: metrics)
+        } else {
+            router.get("metrics", use: metrics)
         }
         router.get("openapi.yaml") { _, _ in
             Response(
