@@ -11,6 +11,20 @@ import Testing
 /// The dispatcher's dead letters: after the bounded number of attempts an item stops, keeps its last
 /// error, and `retry` puts it back; delivered once Azure is back.
 @Suite struct OutboxDispatcherTests {
+    /// A DPS connector named `dps` for the sandbox's DPS (no hub).
+    static func addDPSConnector(_ kg: TestKeygate, _ sandbox: TestSandbox) async throws {
+        try await kg.store.addConnector(
+            Connector(
+                name: "dps", kind: .dps,
+                settings: .init(
+                    endpoint: "sandbox", idScope: sandbox.connection.dps.idScope,
+                    caCertificate: sandbox.connection.caCertificate),
+                sealedSecrets: [
+                    "connectionString": try kg.secrets.seal(sandbox.connection.dps.serviceConnectionString)
+                ]),
+            audit: .init(actor: "test", action: "connector.added", subject: "dps"))
+    }
+
     @Test func anItemDeadLettersAfterItsAttemptsAndARetryDeliversIt() async throws {
         let folder = try TemporaryDirectory("dead-letter")
         let sandbox = try await TestSandbox.start(in: folder)
@@ -18,14 +32,7 @@ import Testing
         let kg = try await TestKeygate.make()
         let store = kg.server.store
         let secrets = kg.secrets
-        try await store.addConnector(
-            Connector(
-                name: "dps", kind: .dps,
-                settings: .init(
-                    endpoint: "sandbox", idScope: sandbox.connection.dps.idScope,
-                    caCertificate: sandbox.connection.caCertificate),
-                sealedSecrets: ["connectionString": try secrets.seal(sandbox.connection.dps.serviceConnectionString)]),
-            audit: .init(actor: "test", action: "connector.added", subject: "dps"))
+        try await Self.addDPSConnector(kg, sandbox)
         let pem = try await TestPKI.make().root.certificate.pemString
         try await store.enqueue(
             OutboxItem(connector: "dps", deviceID: "late-1", action: .enroll, certificate: pem), audit: nil)
@@ -64,16 +71,7 @@ import Testing
         defer { Task { await sandbox.stop() } }
         let kg = try await TestKeygate.make()
         let store = kg.server.store
-        try await store.addConnector(
-            Connector(
-                name: "dps", kind: .dps,
-                settings: .init(
-                    endpoint: "sandbox", idScope: sandbox.connection.dps.idScope,
-                    caCertificate: sandbox.connection.caCertificate),
-                sealedSecrets: [
-                    "connectionString": try kg.secrets.seal(sandbox.connection.dps.serviceConnectionString)
-                ]),
-            audit: .init(actor: "test", action: "connector.added", subject: "dps"))
+        try await Self.addDPSConnector(kg, sandbox)
         try await store.enqueue(
             OutboxItem(connector: "dps", deviceID: "odd-1", action: .enroll, certificate: "not a certificate"),
             audit: nil)
