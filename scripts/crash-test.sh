@@ -44,13 +44,13 @@ json "['dps']['serviceConnectionString']" > "$WORK/dps.cs"
 python3 -c "
 print('deviceId,group')
 for i in range($DEVICES): print('crash-%04d,fleet' % i)" > "$WORK/devices.csv"
-"$BIN/keygate" allowlist import "$WORK/devices.csv" --data-dir "$WORK/kg" > /dev/null
+"$BIN/keygate" allowlist import "$WORK/devices.csv" --data-dir "$WORK/kg" --tokens-out "$WORK/tokens.csv" > /dev/null
 
 echo "==> onboarding $DEVICES devices; SIGKILL to keygate serve after ${KILL_AFTER} s"
 "$BIN/keygate-agent" simulate --server "https://127.0.0.1:$HTTPS" --ca-cert "$WORK/kg/ca/root.crt.pem" \
     --devices "$DEVICES" --prefix crash --concurrency 50 --state-dir "$WORK/fleet" \
     --azure-ca-cert "$WORK/sandbox/ca.pem" --dps-port "$SANDBOX_PORT" --mqtt-port "$MQTT_PORT" --messages 2 \
-    > "$WORK/simulate.out" 2> "$WORK/simulate.err" &
+    --tokens "$WORK/tokens.csv" > "$WORK/simulate.out" 2> "$WORK/simulate.err" &
 SIM=$!
 PIDS+=("$SIM")
 sleep "$KILL_AFTER"

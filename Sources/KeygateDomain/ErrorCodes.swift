@@ -41,6 +41,11 @@ extension KeygateError.Code {
     public static let pinnedKeyMismatch = Self("pinnedKeyMismatch", kind: .forbidden)
     /// The one-time enrollment token is missing, wrong or already used.
     public static let enrollmentTokenInvalid = Self("enrollmentTokenInvalid", kind: .forbidden)
+    /// The group's first contact is `token`: the device was staged without a token or pinned key, so
+    /// it cannot register (stage it again with one).
+    public static let enrollmentTokenRequired = Self("enrollmentTokenRequired", kind: .forbidden)
+    /// The group's first contact is `pinned`: the device's epoch-0 key must be pinned on the allowlist.
+    public static let pinnedKeyRequired = Self("pinnedKeyRequired", kind: .forbidden)
     /// The device waits for an operator's approval.
     public static let pendingApproval = Self("pendingApproval", kind: .conflict)
     /// The device's certificate expired longer ago than the group's grace; an operator must re-authorize it.

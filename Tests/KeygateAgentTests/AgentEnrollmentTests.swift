@@ -54,7 +54,7 @@ import X509
     }
 
     @Test(.tags(.outsideTool), .fullRunOnly) func ddkEnrollmentGivesAChainOpenSSLVerifiesWithTheAssignedName() async throws {
-        let h = try await Harness.make(.init(), devices: ["sensor-7"])
+        let h = try await Harness.make(.init(firstContact: "open"), devices: ["sensor-7"])
         defer { Task { await h.stop() } }
         let enrollment = try h.enrollment(
             "sensor-7", .ddk(attributes: DDKAttributes(strings: ["machine-id": "m7"]), seed: []))
@@ -84,7 +84,7 @@ import X509
     }
 
     @Test func changedAttributesEndInAttestationFailed() async throws {
-        let h = try await Harness.make(.init(), devices: ["sensor-8"])
+        let h = try await Harness.make(.init(firstContact: "open"), devices: ["sensor-8"])
         defer { Task { await h.stop() } }
         _ = try await h.enrollment("sensor-8", .ddk(attributes: DDKAttributes(strings: ["mac:eth0": "a"]), seed: []))
             .run()
@@ -200,7 +200,7 @@ import X509
     }
 
     @Test func manualApprovalHoldsTheDeviceUntilApproved() async throws {
-        let h = try await Harness.make(.init(approval: "manual"), devices: ["gw-1"])
+        let h = try await Harness.make(.init(approval: "manual", firstContact: "open"), devices: ["gw-1"])
         defer { Task { await h.stop() } }
         let enrollment = try h.enrollment(
             "gw-1", .ddk(attributes: DDKAttributes(strings: ["machine-id": "gw"]), seed: []))

@@ -274,7 +274,7 @@ import X509
         let kg = try await TestKeygate.make()
         let onboarding = kg.server.services.enrollment
         try await kg.store.createGroup(
-            Group(name: "fleet", policy: .init(renewAfterExpiryDays: 2, validitySeconds: 3600)),
+            Group(name: "fleet", policy: .init(renewAfterExpiryDays: 2, validitySeconds: 3600, firstContact: "open")),
             audit: .init(actor: "test", action: "group.created", subject: "fleet"))
         _ = try await kg.store.importAllowlist(
             [AllowlistEntry(deviceID: "tank-1", group: "fleet")], actor: "test")

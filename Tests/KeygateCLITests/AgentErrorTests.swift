@@ -9,7 +9,7 @@ import Testing
         defer { served.stop() }
         let (keygate, dir, data, https) = (served.keygate, served.dir, served.data, served.https)
         let agent = try KeygateBinary.locate("keygate-agent")
-        try await keygate.run(["group", "create", "fleet", "--data-dir", data, "--attestation", "ddk"])
+        try await keygate.run(["group", "create", "fleet", "--data-dir", data, "--attestation", "ddk", "--first-contact", "open"])
         try await keygate.run(["allowlist", "add", "dev-1", "--group", "fleet", "--data-dir", data])
         let root = data + "/ca/root.crt.pem"
         let state = dir.file("state")

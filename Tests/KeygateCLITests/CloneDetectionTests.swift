@@ -19,7 +19,7 @@ import Testing
 
         static func start(_ devices: [String]) throws -> Deployment {
             let served = try ServedDataFolder.start("clone")
-            try served.keygate.run(["group", "create", "fleet", "--data-dir", served.data, "--attestation", "ddk"])
+            try served.keygate.run(["group", "create", "fleet", "--data-dir", served.data, "--attestation", "ddk", "--first-contact", "open"])
             for device in devices {
                 try served.keygate.run(["allowlist", "add", device, "--group", "fleet", "--data-dir", served.data])
             }

@@ -19,7 +19,7 @@ import Testing
         #expect(badValidity.status == 1 && badValidity.stderr.contains("invalidPolicy"), "\(badValidity.combined)")
         let created = try keygate.run([
             "group", "create", "lab", "--data-dir", data, "--validity", "10m", "--quarantine-action", "revoke",
-            "--release-held", "false",
+            "--release-held", "false", "--first-contact", "open",
         ])
         #expect(created.status == 0, "\(created.combined)")
         #expect(created.stdout.contains("600 seconds") && created.stdout.contains("revoke certificates"))

@@ -43,6 +43,14 @@ import Testing
         for line in ["line 3:", "line 5:", "line 6:", "line 7:"] {
             #expect(imported.stderr.contains(line), "\(line) missing in \(imported.stderr)")
         }
+        // The group's first contact is `token` (the default): each staged device got a one-time token,
+        // written once to a file only the operator can read.
+        #expect(imported.stdout.contains("3 one-time enrollment tokens written to"), "\(imported.stdout)")
+        let tokens = try dir.read("fleet.tokens.csv").split(separator: "\n").dropFirst()
+        #expect(tokens.map { $0.split(separator: ",")[0] } == ["dev-1", "dev-2", "dev-5"])
+        let mode = try FileManager.default.attributesOfItem(atPath: dir.file("fleet.tokens.csv"))[.posixPermissions]
+        #expect((mode as? Int) == 0o600)
+        #expect(shownFirstContact(try keygate.run(["group", "show", "fleet", "--data-dir", data]).stdout) == "token")
         let removed = try keygate.run(["allowlist", "remove", "dev-5", "--data-dir", data])
         #expect(removed.status == 0, "\(removed.combined)")
         #expect(!(try keygate.run(["allowlist", "list", "--data-dir", data])).stdout.contains("dev-5"))
@@ -106,11 +114,16 @@ import Testing
 
         // Manual approval: the agent waits (exit 3) until an operator approves.
         try keygate.run(["group", "create", "gated", "--data-dir", data, "--approval", "manual"])
-        try keygate.run(["allowlist", "add", "gw-1", "--group", "gated", "--data-dir", data])
-        let gated = [
+        let staged = try keygate.run(["allowlist", "add", "gw-1", "--group", "gated", "--data-dir", data])
+        let token = try #require(staged.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(staged.stdout.contains("enrollment token (shown once"), "\(staged.stdout)")
+        let gatedWithoutToken = [
             "--server", "https://127.0.0.1:\(https)", "--ca-cert", data + "/ca/root.crt.pem", "--device-id", "gw-1",
             "--state-dir", dir.file("gw"), "--attribute", "machine-id=gw",
         ]
+        let noToken = try agent.run(["enroll"] + gatedWithoutToken)
+        #expect(noToken.status == 1 && noToken.stderr.contains("enrollmentTokenInvalid"), "\(noToken.combined)")
+        let gated = gatedWithoutToken + ["--token", token]
         let waiting = try agent.run(["enroll"] + gated)
         #expect(waiting.status == 3 && waiting.stdout.contains("pending approval"), "\(waiting.combined)")
         let pending = try keygate.run(["device", "list", "--data-dir", data, "--state", "pendingApproval"])
@@ -120,4 +133,10 @@ import Testing
         let done = try agent.run(["enroll"] + gated)
         #expect(done.status == 0 && done.stdout.contains("enrolled"), "\(done.combined)")
     }
+}
+
+/// The first-contact policy `group show` prints (`token`, `pinned`, `OPEN`), or `nil`.
+func shownFirstContact(_ output: String) -> String? {
+    output.split(separator: "\n").first { $0.contains("first contact") }
+        .flatMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) }
 }

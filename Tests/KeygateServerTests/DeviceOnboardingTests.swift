@@ -18,7 +18,8 @@ import X509
     let attributes = DDKAttributes(strings: ["machine-id": "a1b2c3", "mac:eth0": "02:00:00:00:00:01"])
 
     func setUp(
-        _ policy: Group.Policy = .init(), devices: [String] = ["dev-1", "dev-2"], pinned: [String: String] = [:],
+        _ policy: Group.Policy = .init(firstContact: "open"), devices: [String] = ["dev-1", "dev-2"],
+        pinned: [String: String] = [:],
         rateLimit: Double = 0
     )
         async throws -> TestKeygate
@@ -236,6 +237,66 @@ import X509
         #expect(crl.entryCount == 1, "the revoked certificate is on the next CRL")
     }
 
+    @Test func firstContactNeedsATokenOrAPinnedKeyUnlessTheGroupIsOpen() async throws {
+        let kg = try await TestKeygate.make()
+        let fleet = kg.server.services.fleet
+        let onboarding = kg.server.services.enrollment
+        // A group made through the API is `token` unless asked otherwise.
+        let (safe, _) = try await fleet.createGroup(GroupRequest(name: "safe"), actor: "t")
+        #expect(safe.policy.firstContact == "token")
+        let staged = try await fleet.importAllowlist(.init(entries: [.init(deviceId: "a", group: "safe")]), actor: "t")
+        let token = try #require(staged.tokens?["a"])
+        // Staging again keeps the device's token (nothing changes, no new token).
+        let again = try await fleet.importAllowlist(.init(entries: [.init(deviceId: "a", group: "safe")]), actor: "t")
+        #expect(again.unchanged == 1 && again.tokens == nil)
+        let refused = try await fleet.importAllowlist(
+            .init(entries: [.init(deviceId: "n", group: "safe", generateToken: false)]), actor: "t")
+        #expect(refused.errors.map(\.code) == ["enrollmentTokenRequired"])
+        // An anonymous caller who knows the ID cannot register it; the device with its token can.
+        let thief = DDKIdentity(deviceID: "a", attributes: DDKAttributes(strings: ["machine-id": "thief"]))
+        #expect(
+            await code { _ = try await onboarding.register(try thief.register(try await onboarding.challenge(deviceID: "a"))) }
+                == "enrollmentTokenInvalid")
+        var request = try DDKIdentity(deviceID: "a", attributes: attributes).register(
+            try await onboarding.challenge(deviceID: "a"))
+        request.enrollmentToken = token
+        #expect(try await onboarding.register(request).state == "registered")
+        // A device staged without either (before the policy, or straight into the store) cannot register.
+        _ = try await kg.store.importAllowlist([AllowlistEntry(deviceID: "bare", group: "safe")], actor: "t")
+        let bare = DDKIdentity(deviceID: "bare", attributes: attributes)
+        #expect(
+            await code { _ = try await onboarding.register(try bare.register(try await onboarding.challenge(deviceID: "bare"))) }
+                == "enrollmentTokenRequired")
+
+        // `pinned`: rows need the epoch-0 key, and only that key registers.
+        var pinnedGroup = GroupRequest(name: "pinned")
+        pinnedGroup.firstContact = "pinned"
+        _ = try await fleet.createGroup(pinnedGroup, actor: "t")
+        let device = DDKIdentity(deviceID: "p", attributes: attributes)
+        let noKey = try await fleet.importAllowlist(.init(entries: [.init(deviceId: "p", group: "pinned")]), actor: "t")
+        #expect(noKey.errors.map(\.code) == ["pinnedKeyRequired"])
+        let withKey = try await fleet.importAllowlist(
+            .init(entries: [.init(deviceId: "p", group: "pinned", pinnedKey: Base64URL.encode(device.epochPublicKey(0)))]),
+            actor: "t")
+        #expect(withKey.added == 1 && withKey.tokens == nil)
+        let other = DDKIdentity(deviceID: "p", attributes: DDKAttributes(strings: ["machine-id": "other"]))
+        #expect(
+            await code { _ = try await onboarding.register(try other.register(try await onboarding.challenge(deviceID: "p"))) }
+                == "pinnedKeyMismatch")
+        #expect(try await onboarding.register(try device.register(try await onboarding.challenge(deviceID: "p"))).state == "registered")
+
+        // `open` is first come, and says so; groups stored before the policy existed read as open.
+        var openGroup = GroupRequest(name: "open")
+        openGroup.firstContact = "open"
+        let (open, _) = try await fleet.createGroup(openGroup, actor: "t")
+        #expect(open.policy.firstContactIsOpen && GroupBody(open).firstContact == "open")
+        let legacy = try JSONDecoder().decode(Group.Policy.self, from: Data(#"{"attestationMethods":["ddk"]}"#.utf8))
+        #expect(legacy.firstContact == "open")
+        var bad = GroupRequest(name: "bad")
+        bad.firstContact = "maybe"
+        #expect(await code { _ = try await fleet.createGroup(bad, actor: "t") } == "invalidPolicy")
+    }
+
     @Test func aTokenCannotBeBypassedAndDDKKeysCannotBeDowngraded() async throws {
         let kg = try await TestKeygate.make()
         let onboarding = kg.server.services.enrollment
@@ -244,8 +305,8 @@ import X509
             Group(
                 name: "fleet",
                 policy: .init(
-                    attestationMethods: ["ddk", "symmetric-key"], sealedGroupKey: try kg.secrets.seal(groupKey)
-                )),
+                    attestationMethods: ["ddk", "symmetric-key"], sealedGroupKey: try kg.secrets.seal(groupKey),
+                    firstContact: "open")),
             audit: .init(actor: "t", action: "group.created", subject: "fleet"))
         let token = AdminTokenSecret.generate()
         _ = try await kg.store.importAllowlist(

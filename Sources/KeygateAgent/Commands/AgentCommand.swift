@@ -336,7 +336,7 @@ struct Simulate: AsyncParsableCommand {
         abstract: "Run N simulated devices in this process through the whole flow, with a summary per step.",
         discussion: """
             Device IDs are PREFIX-0000, PREFIX-0001, ...; allowlist them first (`keygate allowlist import`),
-            in a group with a connector. Each device has its own DDK attributes (machine-id = its ID) and state
+            in a group with a connector, and pass the tokens file the import wrote with --tokens. Each device has its own DDK attributes (machine-id = its ID) and state
             folder under STATE-DIR. Prints the first device's timeline and, for all, how many reached each step
             with p50/p99; exits 1 if any device failed.
             """)
@@ -352,6 +352,9 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "The DPS HTTPS port.") var dpsPort: Int = 443
     @Option(help: "The MQTT port.") var mqttPort: Int = 8883
     @Option(help: "Telemetry messages per device.") var messages: Int = 3
+    @Option(
+        help: "The one-time enrollment tokens, a CSV deviceId,token (what `keygate allowlist import` writes).")
+    var tokens: String?
 
     func validate() throws {
         guard (1...100_000).contains(devices) else { throw ValidationError("--devices must be 1 to 100,000") }
@@ -373,6 +376,17 @@ struct Simulate: AsyncParsableCommand {
         let client = try DeviceClient(baseURL: server, caCertificateFile: caCert)
         let ids = (0..<devices).map { String(format: "%@-%04d", prefix, $0) }
         let root = stateDir
+        var tokenByDevice: [String: String] = [:]
+        if let tokens {
+            guard let data = FileManager.default.contents(atPath: tokens) else {
+                throw ValidationError("cannot read \(tokens)")
+            }
+            for line in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).dropFirst() {
+                let fields = line.split(separator: ",", maxSplits: 1).map(String.init)
+                if fields.count == 2 { tokenByDevice[fields[0]] = fields[1].trimmingCharacters(in: .whitespaces) }
+            }
+        }
+        let tokensByDevice = tokenByDevice
         let interactive = isatty(STDERR_FILENO) == 1
         let done = Counter()
         let report = await FleetSimulator(
@@ -381,7 +395,8 @@ struct Simulate: AsyncParsableCommand {
                 Enrollment(
                     deviceID: ids[index],
                     credential: .ddk(attributes: DDKAttributes(strings: ["machine-id": ids[index]]), seed: []),
-                    client: client, folder: try StateFolder(path: root + "/" + ids[index]))
+                    client: client, folder: try StateFolder(path: root + "/" + ids[index]),
+                    enrollmentToken: tokensByDevice[ids[index]])
             },
             onDeviceDone: { _, _ in
                 let count = done.increment()

@@ -59,11 +59,16 @@ struct AllowlistCommand: AsyncParsableCommand {
             discussion: """
                 Bad rows are reported by line number and skipped; with --strict nothing is imported if any row is bad.
                 Importing the same file again changes nothing. Rows go to the server in batches.
+                In a group whose first contact is `token` (the default), a DDK device listed without a token or a
+                pinned key gets a one-time enrollment token generated; the tokens are written, once, to
+                --tokens-out (CSV deviceId,token, readable by the owner only).
                 """)
         @OptionGroup var connection: AdminConnectionOptions
         @Argument(help: "The CSV file.") var file: String
         @Flag(help: "All or nothing.") var strict = false
         @Option(help: "Rows per request.") var batchSize: Int = 5000
+        @Option(help: "Where generated enrollment tokens go (default: the CSV's name with .tokens.csv).")
+        var tokensOut: String?
 
         func run() async throws {
             guard let data = FileManager.default.contents(atPath: file) else {
@@ -83,6 +88,7 @@ struct AllowlistCommand: AsyncParsableCommand {
             let started = Date()
             let progress = ProgressBar(total: parsed.rows.count, label: "rows")
             var totals = (added: 0, updated: 0, unchanged: 0)
+            var tokens: [(String, String)] = []
             try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) { client in
                     var index = 0
@@ -94,6 +100,7 @@ struct AllowlistCommand: AsyncParsableCommand {
                         totals.added += result.added
                         totals.updated += result.updated
                         totals.unchanged += result.unchanged
+                        tokens += (result.tokens ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
                         for error in result.errors {
                             problems.append((batch[error.index].line, "\(error.code): \(error.message)"))
                         }
@@ -104,6 +111,17 @@ struct AllowlistCommand: AsyncParsableCommand {
                 }
             }
             progress.finish()
+            if !tokens.isEmpty {
+                let path = tokensOut ?? (file.hasSuffix(".csv") ? String(file.dropLast(4)) : file) + ".tokens.csv"
+                let text = "deviceId,token\n" + tokens.map { "\($0.0),\($0.1)\n" }.joined()
+                guard FileManager.default.createFile(
+                    atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+                else {
+                    FileHandle.standardError.write(Data("error: cannot write the generated tokens to \(path)\n".utf8))
+                    throw ExitCode(1)
+                }
+                print("\(tokens.count) one-time enrollment tokens written to \(path) (shown once; give each to its device)")
+            }
             let seconds = Date().timeIntervalSince(started)
             print(
                 String(

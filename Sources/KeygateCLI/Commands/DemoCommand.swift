@@ -120,9 +120,14 @@ struct DemoCommand: AsyncParsableCommand {
         group.connector = connectorName
         _ = try await services.fleet.createGroup(group, actor: "demo")
         let ids = (0..<devices).map { String(format: "demo-device-%04d", $0) }
-        _ = try await services.fleet.importAllowlist(
+        // The group's first contact is `token` (the default): each device is staged with a one-time
+        // enrollment token, which it presents when it registers, so nobody else can register it first.
+        let staged = try await services.fleet.importAllowlist(
             AllowlistImportRequest(entries: ids.map { .init(deviceId: $0, group: "demo") }), actor: "demo")
-        say("group demo with connector \(connectorName) (\(connector)); \(devices) devices allowlisted")
+        let tokens = staged.tokens ?? [:]
+        say(
+            "group demo with connector \(connectorName) (\(connector)); \(devices) devices allowlisted, "
+                + "each with a one-time enrollment token")
 
         // Steps 3 to 9, per device, in this process.
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -146,7 +151,7 @@ struct DemoCommand: AsyncParsableCommand {
             Enrollment(
                 deviceID: ids[index], credential: .ddk(attributes: Self.attributes(index), seed: []),
                 client: try DeviceClient(baseURL: keygateURL, caCertificateFile: rootFile, http: http),
-                folder: try StateFolder(path: deviceFolder + "/\(ids[index])"))
+                folder: try StateFolder(path: deviceFolder + "/\(ids[index])"), enrollmentToken: tokens[ids[index]])
         }
         let report = await FleetSimulator(
             count: devices, concurrency: concurrency, options: runnerOptions, makeEnrollment: enrollment,

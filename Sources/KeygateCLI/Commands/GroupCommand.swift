@@ -34,6 +34,13 @@ struct GroupCommand: AsyncParsableCommand {
         var bootstrapCa: [String] = []
         @Option(help: "symmetric-key: the group key (base64).") var symmetricKey: String?
         @Flag(help: "symmetric-key: generate a group key (printed once).") var generateSymmetricKey = false
+        @Option(
+            help: """
+                ddk: what a device must hold at its first registration: token (default: a one-time enrollment \
+                token, generated when it is allowlisted, or a pinned key), pinned (its epoch-0 key pinned on the \
+                allowlist) or open (first come, first registered: anyone who knows a device ID can take it).
+                """)
+        var firstContact: String?
 
         func request(name: String?) throws -> GroupRequest {
             var request = GroupRequest(name: name)
@@ -69,6 +76,10 @@ struct GroupCommand: AsyncParsableCommand {
             }
             request.symmetricKey = symmetricKey
             request.generateSymmetricKey = generateSymmetricKey ? true : nil
+            if let firstContact, !["token", "pinned", "open"].contains(firstContact) {
+                throw ValidationError("--first-contact takes token, pinned or open")
+            }
+            request.firstContact = firstContact
             return request
         }
     }
@@ -120,12 +131,15 @@ struct GroupCommand: AsyncParsableCommand {
                     try await $0.get("/admin/v1/groups", as: Groups.self)
                 }
             }
-            print(pad("NAME", 20) + pad("METHODS", 28) + pad("MIN", 4) + pad("APPROVAL", 9) + "VALIDITY")
+            print(
+                pad("NAME", 20) + pad("METHODS", 28) + pad("MIN", 4) + pad("APPROVAL", 9) + pad("FIRST", 9)
+                    + "VALIDITY")
             for g in result.groups {
+                let first = g.attestationMethods.contains("ddk") ? (g.firstContact == "open" ? "OPEN(!)" : g.firstContact) : "-"
                 print(
                     pad(g.name, 20) + pad(g.attestationMethods.joined(separator: ","), 28)
                         + pad("\(g.minimumAssurance)", 4)
-                        + pad(g.approval, 9) + "\(g.validityDays)d")
+                        + pad(g.approval, 9) + pad(first, 9) + "\(g.validityDays)d")
             }
         }
     }
@@ -216,6 +230,13 @@ func printGroup(_ g: GroupBody) {
     if g.allowKeyReuse { print("  key reuse       allowed on renewal") }
     if let connector = g.connector { print("  connector       \(connector)") }
     if !g.bootstrapCAs.isEmpty { print("  bootstrap CAs   \(g.bootstrapCAs.count)") }
+    if g.attestationMethods.contains("ddk") {
+        switch g.firstContact {
+        case "open": print("  first contact   OPEN (!): anyone who knows a device ID can register it first")
+        case "pinned": print("  first contact   pinned (the epoch-0 key must be pinned on the allowlist)")
+        default: print("  first contact   token (a one-time enrollment token or a pinned key)")
+        }
+    }
     if g.hasSymmetricKey { print("  group key       set (sealed)") }
     if let key = g.symmetricKey {
         print("")

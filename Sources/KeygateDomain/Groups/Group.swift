@@ -63,6 +63,11 @@ extension Group {
         public var releaseHeldOnReauthorize: Bool
         /// Whether a renewal may keep the current key (by default every renewal needs a new one).
         public var allowKeyReuse: Bool
+        /// What a DDK device must hold at first contact (its first registration), so that nobody who
+        /// merely knows its ID can register it first: `token` (a one-time enrollment token from the
+        /// allowlist, or a pinned key), `pinned` (its epoch-0 public key pinned on the allowlist) or
+        /// `open` (first come, first registered; flagged wherever the group is shown).
+        public var firstContact: String
 
         /// Creates a policy; by default DDK with ECDSA P-256 keys, one-year `device` certificates, auto approval.
         public init(
@@ -71,7 +76,7 @@ extension Group {
             renewAfterExpiryDays: Int = 30, approval: String = "auto", connector: String? = nil,
             bootstrapCAs: [String] = [],
             sealedGroupKey: String? = nil, validitySeconds: Int? = nil, quarantineAction: String = "hold",
-            releaseHeldOnReauthorize: Bool = true, allowKeyReuse: Bool = false
+            releaseHeldOnReauthorize: Bool = true, allowKeyReuse: Bool = false, firstContact: String = "token"
         ) {
             self.attestationMethods = attestationMethods
             self.minimumAssurance = minimumAssurance
@@ -88,6 +93,7 @@ extension Group {
             self.quarantineAction = quarantineAction
             self.releaseHeldOnReauthorize = releaseHeldOnReauthorize
             self.allowKeyReuse = allowKeyReuse
+            self.firstContact = firstContact
         }
 
         /// Policies stored before a field existed decode with its default.
@@ -112,6 +118,8 @@ extension Group {
             releaseHeldOnReauthorize =
                 try c.decodeIfPresent(Bool.self, forKey: .releaseHeldOnReauthorize) ?? d.releaseHeldOnReauthorize
             allowKeyReuse = try c.decodeIfPresent(Bool.self, forKey: .allowKeyReuse) ?? d.allowKeyReuse
+            // Groups stored before first-contact policies existed were first-come: they stay so (and are flagged).
+            firstContact = try c.decodeIfPresent(String.self, forKey: .firstContact) ?? "open"
         }
 
         /// Whether ``approval`` is `manual`: attested devices wait in `pendingApproval` for an operator.
@@ -122,6 +130,12 @@ extension Group {
 
         /// How long after expiry a device may still renew by re-attesting.
         public var renewalGrace: TimeInterval { TimeInterval(renewAfterExpiryDays) * 86_400 }
+
+        /// Whether a DDK device's first registration is first-come (neither a token nor a pinned key required).
+        public var firstContactIsOpen: Bool { firstContact == "open" && attestationMethods.contains("ddk") }
+
+        /// Whether a DDK device of this group must be staged with a one-time enrollment token (or a pinned key).
+        public var firstContactNeedsToken: Bool { firstContact == "token" && attestationMethods.contains("ddk") }
 
         /// Whether quarantine revokes (rather than holds) the device's certificates.
         public var quarantineRevokes: Bool { quarantineAction == "revoke" }
@@ -166,6 +180,9 @@ extension Group.Policy {
         }
         guard (0...3650).contains(renewAfterExpiryDays) else { throw fail("renewAfterExpiryDays must be 0 to 3650") }
         guard approval == "auto" || approval == "manual" else { throw fail("approval must be auto or manual") }
+        guard ["token", "pinned", "open"].contains(firstContact) else {
+            throw fail("firstContact must be token, pinned or open")
+        }
         if attestationMethods.contains("x509") && bootstrapCAs.isEmpty {
             throw fail("x509 attestation needs at least one bootstrap CA certificate")
         }

@@ -77,6 +77,7 @@ public struct FleetService: Sendable {
         if let value = request.quarantineAction { policy.quarantineAction = value }
         if let value = request.releaseHeldOnReauthorize { policy.releaseHeldOnReauthorize = value }
         if let value = request.allowKeyReuse { policy.allowKeyReuse = value }
+        if let value = request.firstContact { policy.firstContact = value }
         if let value = request.renewAfterFraction { policy.renewAfterFraction = value }
         if let value = request.renewAfterExpiryDays { policy.renewAfterExpiryDays = value }
         if let value = request.approval { policy.approval = value }
@@ -111,7 +112,14 @@ public struct FleetService: Sendable {
         guard request.entries.count <= 20_000 else {
             throw KeygateError(.bodyTooLarge, "at most 20,000 entries per request; send batches")
         }
-        let knownGroups = Set(try await store.groups().map(\.name))
+        let groups = Dictionary(uniqueKeysWithValues: try await store.groups().map { ($0.name, $0.policy) })
+        // Rows staged into a group whose first contact needs a token, and that bring neither a token nor a
+        // pinned key, get one generated, unless the device already holds one (re-importing changes nothing).
+        let needingToken = request.entries.filter {
+            $0.token == nil && $0.pinnedKey == nil && $0.generateToken != false
+                && groups[$0.group]?.firstContactNeedsToken == true
+        }
+        let existing = try await store.allowlistEntries(deviceIDs: needingToken.map(\.deviceId))
         var entries: [AllowlistEntry] = []
         var errors: [AllowlistImportResultBody.RowError] = []
         var generatedTokens: [String: String] = [:]
@@ -126,8 +134,14 @@ public struct FleetService: Sendable {
             guard seen.insert(row.deviceId).inserted else {
                 reject(.conflict, "\(row.deviceId) appears twice"); continue
             }
-            guard knownGroups.contains(row.group) else {
+            guard let policy = groups[row.group] else {
                 reject(.groupNotFound, "no group named '\(row.group)'"); continue
+            }
+            if policy.firstContact == "pinned", policy.attestationMethods.contains("ddk"), row.pinnedKey == nil {
+                reject(
+                    .pinnedKeyRequired,
+                    "group \(row.group) requires each device's epoch-0 key pinned (pinnedKey; keygate-agent identity prints it)")
+                continue
             }
             if let pinned = row.pinnedKey {
                 guard let der = Base64URL.decode(pinned), DDKProtocol.isValidPublicKey(der) else {
@@ -142,14 +156,31 @@ public struct FleetService: Sendable {
                 continue
             }
             var token = row.token
-            if row.generateToken == true {
+            var tokenHash: String?
+            var pinnedKey = row.pinnedKey
+            let kept = existing[row.deviceId].flatMap { $0.tokenHash != nil || $0.pinnedKey != nil ? $0 : nil }
+            if row.generateToken == true
+                || (token == nil && pinnedKey == nil && row.generateToken != false && policy.firstContactNeedsToken
+                    && kept == nil)
+            {
                 token = AdminTokenSecret.generate()
                 generatedTokens[row.deviceId] = token
+            } else if token == nil, pinnedKey == nil, row.generateToken != false, policy.firstContactNeedsToken,
+                let kept
+            {
+                tokenHash = kept.tokenHash
+                pinnedKey = kept.pinnedKey
+            }
+            if policy.firstContactNeedsToken, token == nil, tokenHash == nil, pinnedKey == nil {
+                reject(
+                    .enrollmentTokenRequired,
+                    "group \(row.group) requires a one-time enrollment token or a pinned key at first contact")
+                continue
             }
             entries.append(
                 AllowlistEntry(
-                    deviceID: row.deviceId, group: row.group, pinnedKey: row.pinnedKey,
-                    tokenHash: token.map(AdminTokenSecret.hash)))
+                    deviceID: row.deviceId, group: row.group, pinnedKey: pinnedKey,
+                    tokenHash: token.map(AdminTokenSecret.hash) ?? tokenHash))
         }
         if request.strict == true && !errors.isEmpty {
             return AllowlistImportResultBody(result: .init(), errors: errors, tokens: nil)
@@ -213,7 +244,7 @@ extension Group.Policy {
             "approval": approval, "validityDays": "\(validityDays)",
             "validitySeconds": validitySeconds.map { "\($0)" } ?? "",
             "quarantineAction": quarantineAction, "releaseHeldOnReauthorize": "\(releaseHeldOnReauthorize)",
-            "keyAlgorithms": keyAlgorithms.joined(separator: ","),
+            "keyAlgorithms": keyAlgorithms.joined(separator: ","), "firstContact": firstContact,
         ]
     }
 }

@@ -274,6 +274,8 @@ public struct GroupRequest: Codable, Sendable {
     public var symmetricKey: String?
     /// `true` to have a symmetric group key generated and returned once in the answer.
     public var generateSymmetricKey: Bool?
+    /// What a DDK device must hold at its first registration: `token` (the default), `pinned` or `open`.
+    public var firstContact: String?
 
     /// Creates a request that sets only the name (or nothing).
     public init(name: String? = nil) { self.name = name }
@@ -313,6 +315,8 @@ public struct GroupBody: Codable, Sendable {
     public var bootstrapCAs: [String]
     /// Whether the group has a (sealed) symmetric group key.
     public var hasSymmetricKey: Bool
+    /// What a DDK device must hold at its first registration: `token`, `pinned` or `open` (first come).
+    public var firstContact: String
     /// Only in the answer that generated it.
     public var symmetricKey: String?
     /// When the group was created.
@@ -336,6 +340,7 @@ public struct GroupBody: Codable, Sendable {
         connector = group.policy.connector
         bootstrapCAs = group.policy.bootstrapCAs
         hasSymmetricKey = group.policy.sealedGroupKey != nil
+        firstContact = group.policy.firstContact
         createdAt = group.createdAt
     }
 }
@@ -352,7 +357,9 @@ public struct AllowlistImportRequest: Codable, Sendable {
         public var pinnedKey: String?
         /// A one-time enrollment token (16 to 256 characters, stored hashed); `nil`: none.
         public var token: String?
-        /// `true` to have an enrollment token generated and returned once in the result.
+        /// `true` to have an enrollment token generated and returned once in the result; `nil`: one is
+        /// generated when the group's first contact is `token` and the row brings neither a token nor a
+        /// pinned key (a device already staged with one keeps it); `false`: never (such a row is refused).
         public var generateToken: Bool?
 
         /// Creates a row.

@@ -69,6 +69,21 @@ public struct EnrollmentService: Sendable {
                 device, .pinnedKeyMismatch, "the epoch-0 key is not the one pinned at staging", client: client,
                 now: now)
         }
+        // The group's first-contact policy: nobody who merely knows the ID registers the device first.
+        if !reregistration, entry?.pinnedKey == nil {
+            if group.policy.firstContact == "pinned" {
+                throw KeygateError(
+                    .pinnedKeyRequired,
+                    "group \(group.name) requires the device's epoch-0 key pinned on the allowlist (keygate allowlist add --pin-key)"
+                )
+            }
+            if group.policy.firstContact == "token", entry?.tokenHash == nil {
+                throw KeygateError(
+                    .enrollmentTokenRequired,
+                    "group \(group.name) requires a one-time enrollment token or a pinned key; stage \(device.id) again with one"
+                )
+            }
+        }
         if let tokenHash = entry?.tokenHash, !reregistration {
             guard let token = request.enrollmentToken, !(entry?.tokenUsed ?? false),
                 AdminTokenSecret.hash(token) == tokenHash

@@ -13,6 +13,8 @@ public protocol OnboardingStore: Sendable {
     /// Removes a device that has not enrolled yet.
     func removeFromAllowlist(deviceID: String, audit: AuditEvent.Draft) async throws
     func allowlistEntry(deviceID: String) async throws -> AllowlistEntry?
+    /// The entries of those of `deviceIDs` that are on the allowlist, by device ID.
+    func allowlistEntries(deviceIDs: [String]) async throws -> [String: AllowlistEntry]
 
     func device(id: String) async throws -> Device?
     func devices(state: Device.State?, group: String?, after: String?, limit: Int) async throws -> [Device]

@@ -127,13 +127,35 @@ extension SQLiteStore: OnboardingStore {
     /// The device's allowlist entry (pinned key, token hash and use), or `nil`.
     public func allowlistEntry(deviceID: String) async throws -> AllowlistEntry? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID]).map {
-                AllowlistEntry(
-                    deviceID: $0["id"], group: $0["group_name"], pinnedKey: $0["pinned_key"],
-                    tokenHash: $0["token_hash"],
-                    tokenUsed: $0["token_used"], createdAt: Date(unixMilliseconds: $0["created_at"]))
-            }
+            try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID]).map(Self.allowlistEntry)
         }
+    }
+
+    /// The entries of those of `deviceIDs` on the allowlist, read in chunks of 500 IDs.
+    public func allowlistEntries(deviceIDs: [String]) async throws -> [String: AllowlistEntry] {
+        guard !deviceIDs.isEmpty else { return [:] }
+        return try await read { db in
+            var found: [String: AllowlistEntry] = [:]
+            var start = 0
+            while start < deviceIDs.count {
+                let chunk = Array(deviceIDs[start..<min(start + 500, deviceIDs.count)])
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT * FROM devices WHERE id IN (\(marks))", arguments: StatementArguments(chunk))
+                {
+                    let entry = Self.allowlistEntry(row)
+                    found[entry.deviceID] = entry
+                }
+                start += chunk.count
+            }
+            return found
+        }
+    }
+
+    static func allowlistEntry(_ row: Row) -> AllowlistEntry {
+        AllowlistEntry(
+            deviceID: row["id"], group: row["group_name"], pinnedKey: row["pinned_key"], tokenHash: row["token_hash"],
+            tokenUsed: row["token_used"], createdAt: Date(unixMilliseconds: row["created_at"]))
     }
 
     // MARK: Devices
