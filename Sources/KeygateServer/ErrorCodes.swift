@@ -14,6 +14,10 @@ extension KeygateError.Code {
     /// The CA passphrase is needed but was not given, cannot be read or is shorter than 8 characters.
     public static let passphraseMissing = Self("passphraseMissing", kind: .invalidInput)
 
+    // AuditAnchor
+    /// A line of the audit checkpoint file is not a checkpoint (the file was edited or damaged).
+    public static let auditCheckpointUnreadable = Self("auditCheckpointUnreadable", kind: .internalError)
+
     // ErrorMiddleware
     /// No route matches the request's path.
     public static let routeNotFound = Self("routeNotFound", kind: .notFound)

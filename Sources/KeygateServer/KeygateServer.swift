@@ -36,12 +36,14 @@ public struct KeygateServer: Sendable {
         public var https: Int
         /// The plain-HTTP listener's port.
         public var http: Int
+        /// The metrics listener's port, when `metricsListen` configures one.
+        public var metrics: Int?
     }
 
     /// Loads the data folder: configuration, CA keys (decrypted with `passphrase`), the store.
     public static func load(directory: DataDirectory, passphrase: String?, logger: Logger) async throws -> KeygateServer
     {
-        let configuration = try directory.loadConfiguration()
+        var configuration = try directory.loadConfiguration()
         let rootCertificate = try requireFirst(
             directory.readCertificates(configuration.root.certificate), configuration.root.certificate)
         let issuingCertificate = try requireFirst(
@@ -51,6 +53,13 @@ public struct KeygateServer: Sendable {
         let authority = try CertificateAuthority(
             certificate: issuingCertificate, chain: [issuingCertificate, rootCertificate], signer: signer)
         let store = try SQLiteStore(path: directory.path(configuration.database))
+        let secrets = passphrase.map(SecretBox.init(passphrase:))
+        let anchor = try await AuditAnchor.open(
+            directory: directory, configuration: configuration, secrets: secrets, store: store)
+        if let secrets {
+            try await SecretResealing.run(
+                store: store, secrets: secrets, directory: directory, configuration: &configuration, logger: logger)
+        }
         let service = try CertificateService(
             store: store, authority: authority, revocation: RevocationPointers(baseURL: configuration.publicBaseURL),
             crlValidity: TimeInterval(configuration.crlValiditySeconds),
@@ -60,7 +69,7 @@ public struct KeygateServer: Sendable {
         return KeygateServer(
             directory: directory, configuration: configuration,
             services: KeygateServices(
-                store: store, certificates: service, secrets: passphrase.map(SecretBox.init(passphrase:)),
+                store: store, certificates: service, secrets: secrets, anchor: anchor,
                 deviceRequestsPerSecond: configuration.deviceRequestsPerSecond, logger: logger),
             store: store, rootCertificate: rootCertificate, logger: logger)
     }
@@ -81,7 +90,8 @@ public struct KeygateServer: Sendable {
         let service = services.certificates
         let auth = AdminAuthMiddleware(store: store)
         router.add(middleware: ErrorMiddleware())
-        OperationalRoutes(service: service, metricsAuth: metricsAuth).register(on: router)
+        OperationalRoutes(service: service, metricsAuth: metricsAuth, serveMetrics: configuration.metricsListen == nil)
+            .register(on: router)
         AdminAPI(
             service: service, audit: services.audit, tokens: services.tokens, auth: auth, configuration: configuration,
             rootCertificate: rootCertificate
@@ -99,9 +109,31 @@ public struct KeygateServer: Sendable {
         let router = Router(context: KeygateRequestContext.self)
         let service = services.certificates
         router.add(middleware: ErrorMiddleware())
-        OperationalRoutes(service: service, metricsAuth: metricsAuth).register(on: router)
+        OperationalRoutes(service: service, metricsAuth: metricsAuth, serveMetrics: configuration.metricsListen == nil)
+            .register(on: router)
         PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
+    }
+
+    /// The router of the metrics listener (`metricsListen`): `/metrics` and `/healthz` only.
+    func metricsRouter() -> Router<KeygateRequestContext> {
+        let router = Router(context: KeygateRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        OperationalRoutes(service: services.certificates, metricsAuth: metricsAuth, openAPI: false).register(on: router)
+        return router
+    }
+
+    /// `host:port` of the metrics listener (`[v6]:port` for IPv6); `nil` without one.
+    func metricsAddress() throws -> (host: String, port: Int)? {
+        guard let text = configuration.metricsListen else { return nil }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65_535).contains(port)
+        else {
+            throw KeygateError(.malformedInput, "metricsListen must be HOST:PORT (such as 127.0.0.1:9090), not '\(text)'")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
     }
 
     /// The caps on a listener's connections (in all and per address), with a sampled log line and a
@@ -122,7 +154,8 @@ public struct KeygateServer: Sendable {
 
     /// Runs until SIGTERM/SIGINT (or until the surrounding task is cancelled).
     public func run(onReady: @escaping @Sendable (BoundPorts) -> Void = { _ in }) async throws {
-        let ports = PortCollector(onReady: onReady)
+        let metricsAddress = try metricsAddress()
+        let ports = PortCollector(expectsMetrics: metricsAddress != nil, onReady: onReady)
         let tls = try ServerTLSIdentity(directory: directory, configuration: configuration).tlsConfiguration()
         // Devices renew over mTLS with their current certificate; any certificate passes the
         // handshake and the renewal routes decide what it proves (others ignore it).
@@ -141,15 +174,30 @@ public struct KeygateServer: Sendable {
                 address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "keygate"),
             onServerRunning: { channel in ports.set(http: channel.localAddress?.port ?? 0) },
             logger: logger)
+        var listeners: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: https), .init(service: http)]
+        if let metricsAddress {
+            listeners.append(
+                .init(
+                    service: Application(
+                        router: metricsRouter(),
+                        server: TLSListener.plainHTTP1(limiter: connectionLimiter("metrics"), idleTimeout: idle),
+                        configuration: .init(
+                            address: .hostname(metricsAddress.host, port: metricsAddress.port), serverName: "keygate"),
+                        onServerRunning: { channel in ports.set(metrics: channel.localAddress?.port ?? 0) },
+                        logger: logger)))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: https), .init(service: http),
+                services: listeners + [
                     .init(service: PeriodicService.crlRefresh(services.certificates, logger: logger)),
                     .init(service: PeriodicService.ocspRefresh(services.certificates, logger: logger)),
                     .init(
                         service: PeriodicService.expiryScan(
                             ExpiryScanner(service: services.certificates, logger: logger))),
+                    .init(
+                        service: PeriodicService.auditCheckpoints(
+                            services.audit, every: .seconds(configuration.auditCheckpointSeconds ?? 60),
+                            logger: logger)),
                     .init(
                         service: OutboxDispatcher(
                             store: store, secrets: services.secrets, logger: logger,
@@ -163,19 +211,22 @@ public struct KeygateServer: Sendable {
 
 /// Collects the two bound ports and reports them once both are known.
 private final class PortCollector: Sendable {
-    private let ports = Mutex<(https: Int?, http: Int?)>((nil, nil))
+    private let ports = Mutex<(https: Int?, http: Int?, metrics: Int?)>((nil, nil, nil))
+    private let expectsMetrics: Bool
     private let onReady: @Sendable (KeygateServer.BoundPorts) -> Void
 
-    init(onReady: @escaping @Sendable (KeygateServer.BoundPorts) -> Void) {
+    init(expectsMetrics: Bool, onReady: @escaping @Sendable (KeygateServer.BoundPorts) -> Void) {
+        self.expectsMetrics = expectsMetrics
         self.onReady = onReady
     }
 
-    func set(https: Int? = nil, http: Int? = nil) {
+    func set(https: Int? = nil, http: Int? = nil, metrics: Int? = nil) {
         let ready = ports.withLock { ports -> KeygateServer.BoundPorts? in
             if let https { ports.https = https }
             if let http { ports.http = http }
-            guard let a = ports.https, let b = ports.http else { return nil }
-            return .init(https: a, http: b)
+            if let metrics { ports.metrics = metrics }
+            guard let a = ports.https, let b = ports.http, !expectsMetrics || ports.metrics != nil else { return nil }
+            return .init(https: a, http: b, metrics: ports.metrics)
         }
         if let ready { onReady(ready) }
     }

@@ -23,8 +23,9 @@ public struct KeygateServices: Sendable {
 
     /// Wires the services to `store`. `secrets` seals group keys and connector credentials; without
     /// it (a server started without the CA passphrase) those operations are refused.
+    /// `anchor` (the audit chain's key and checkpoint file) lets `audit.verify` check the checkpoints too.
     public init(
-        store: any ServerStore, certificates: CertificateService, secrets: SecretBox?,
+        store: any ServerStore, certificates: CertificateService, secrets: SecretBox?, anchor: AuditAnchor? = nil,
         deviceRequestsPerSecond: Double? = nil, logger: Logger = Logger(label: "keygate")
     ) {
         self.certificates = certificates
@@ -40,7 +41,7 @@ public struct KeygateServices: Sendable {
             certificates: certificates, provisioning: provisioning, lifecycle: lifecycle)
         self.fleet = FleetService(store: store, secrets: secrets)
         self.connectors = ConnectorService(store: store, secrets: secrets)
-        self.audit = AuditService(store: store)
+        self.audit = AuditService(store: store, anchor: anchor)
         self.tokens = TokenService(store: store)
     }
 }

@@ -132,6 +132,23 @@ import Testing
         #expect(approved.status == 0 && approved.stdout.contains("approved"), "\(approved.combined)")
         let done = try agent.run(["enroll"] + gated)
         #expect(done.status == 0 && done.stdout.contains("enrolled"), "\(done.combined)")
+
+        // The audit log: exported as JSON lines, anchored by a checkpoint, verified.
+        let exported = try keygate.run(["audit", "export", "--data-dir", data, "-o", dir.file("audit.jsonl")])
+        #expect(exported.status == 0 && exported.stdout.contains("entries written"), "\(exported.combined)")
+        let lines = try dir.read("audit.jsonl").split(separator: "\n")
+        let entries = try lines.map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(entries.compactMap { $0["sequence"] as? Int } == Array(1...entries.count))
+        #expect(entries.contains { $0["action"] as? String == "device.enrolled" && $0["subject"] as? String == "gw-1" })
+        let checkpoint = try keygate.run(["audit", "checkpoint", "--data-dir", data])
+        #expect(checkpoint.stdout.contains("checkpoint written"), "\(checkpoint.combined)")
+        let verified = try keygate.run(["audit", "verify", "--data-dir", data])
+        #expect(
+            verified.status == 0 && verified.stdout.contains("intact (keyed from entry 1;")
+                && verified.stdout.contains("newest checkpoint at entry \(entries.count)"),
+            "\(verified.combined)")
     }
 }
 

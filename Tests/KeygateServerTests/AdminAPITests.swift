@@ -23,6 +23,7 @@ import X509
         (.post, "/admin/v1/certificates/0102/revoke"),
         (.get, "/admin/v1/audit"),
         (.get, "/admin/v1/audit/verify"),
+        (.post, "/admin/v1/audit/checkpoint"),
     ]
 
     func withApp(_ test: @escaping @Sendable (any TestClientProtocol, TestKeygate) async throws -> Void) async throws {

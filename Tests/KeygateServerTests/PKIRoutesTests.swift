@@ -1,12 +1,15 @@
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import KeygateDomain
+import KeygateHTTP
 import KeygatePKI
 import KeygateServer
 import KeygateStore
 import KeygateTestSupport
 import NIOCore
+import NIOHTTP1
 import Testing
 
 /// CRL, OCSP, CA chain and operational routes on the plain-HTTP listener.
@@ -236,6 +239,35 @@ import Testing
             let health = try await client.execute(uri: "/healthz", method: .get)
             #expect(health.status == .ok, "health stays open")
         }
+    }
+}
+
+extension MetricsAccessTests {
+    @Test func metricsCanHaveAListenerOfTheirOwn() async throws {
+        let kg = try await TestKeygate.make()
+        let server = kg.server.with { $0.metricsListen = "127.0.0.1:0" }
+        let running = try await BackgroundServer.start(server.run)
+        defer { Task { await running.stop() } }
+        let metricsPort = try #require(running.ready.metrics)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { _ = http.shutdown() }
+        func get(_ url: String) async throws -> (HTTPResponseStatus, String) {
+            let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+            return (response.status, String(buffer: try await response.body.collect(upTo: 1 << 22)))
+        }
+        let (status, body) = try await get("http://127.0.0.1:\(metricsPort)/metrics")
+        #expect(status == .ok && body.contains("keygate_"))
+        #expect(try await get("http://127.0.0.1:\(metricsPort)/healthz").0 == .ok)
+        #expect(try await get("http://127.0.0.1:\(metricsPort)/pki/crl").0 == .notFound, "only metrics and health")
+        // The public listeners no longer answer /metrics.
+        #expect(try await get("http://127.0.0.1:\(running.ready.http)/metrics").0 == .notFound)
+        #expect(try await get("http://127.0.0.1:\(running.ready.http)/healthz").0 == .ok)
+    }
+
+    @Test func aBadMetricsAddressIsRefused() async throws {
+        let kg = try await TestKeygate.make()
+        let server = kg.server.with { $0.metricsListen = "localhost" }
+        await #expect(throws: KeygateError.self) { try await server.run() }
     }
 }
 

@@ -22,6 +22,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Override the plain-HTTP port from keygate.json (0: any free port).")
     var httpPort: Int?
 
+    @Option(
+        name: .long,
+        help: "Serve /metrics on this HOST:PORT of its own (plain HTTP) instead of the two main listeners; overrides metricsListen in keygate.json.")
+    var metricsListen: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -35,11 +40,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let httpsPort { server = server.withPorts(https: httpsPort, http: nil) }
         if let httpPort { server = server.withPorts(https: nil, http: httpPort) }
+        if let metricsListen { server = server.with { $0.metricsListen = metricsListen } }
         let configuration = server.configuration
         do {
             try await server.run { ports in
                 let line =
-                    "keygate serving: https://\(configuration.https.host):\(ports.https) (admin API), http://\(configuration.http.host):\(ports.http)/pki (CRL, OCSP)\n"
+                    "keygate serving: https://\(configuration.https.host):\(ports.https) (admin API), http://\(configuration.http.host):\(ports.http)/pki (CRL, OCSP)"
+                    + (ports.metrics.map { ", metrics on port \($0)" } ?? "") + "\n"
                 FileHandle.standardOutput.write(Data(line.utf8))
             }
         } catch {

@@ -175,6 +175,9 @@ public struct KeygateInitializer: Sendable {
         configuration.deviceRequestsPerSecond = options.deviceRequestsPerSecond
 
         let store = try SQLiteStore(path: directory.path(configuration.database))
+        // The audit chain is keyed from its first entry; the key is sealed like the CA keys, outside the database.
+        store.useAuditKey(
+            try AuditAnchor.create(directory: directory, secrets: SecretBox(passphrase: passphrase), keyedFrom: 1))
         _ = try await store.appendAudit(
             .init(
                 actor: "system", action: "ca.created", subject: issuing.certificate.subject.description,

@@ -105,6 +105,14 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
     /// Whether `/metrics` needs an admin token (any role; read-only is enough); `nil` or false: open to
     /// whoever reaches the listener.
     public var metricsRequireToken: Bool?
+    /// Where `/metrics` is also served on its own plain-HTTP listener (such as `127.0.0.1:9090`), for a
+    /// scraper on a management network; `nil`: only on the two main listeners.
+    public var metricsListen: String?
+    /// Where the audit chain's signed checkpoints are appended (relative to the data folder or
+    /// absolute; another volume keeps them apart from the database); `nil`: `audit/checkpoints.jsonl`.
+    public var auditCheckpointFile: String?
+    /// Seconds between audit checkpoints (one is also written at shutdown); `nil`: 60.
+    public var auditCheckpointSeconds: Int?
 
     /// Creates a configuration; the optional limits keep their defaults (`nil`).
     public init(

@@ -182,7 +182,9 @@ public struct AuditEventBody: Codable, Sendable {
     public var subject: String
     /// Further facts as flat key/value pairs (never secrets).
     public var details: [String: String]
-    /// The entry's chain hash, hex SHA-256.
+    /// The previous entry's hash (the genesis hash, 64 zeros, for the first).
+    public var previousHash: String?
+    /// The entry's chain hash: hex HMAC-SHA256 under the audit key (hex SHA-256 before the log was keyed).
     public var hash: String
 
     /// Creates the body of a stored audit event.
@@ -193,6 +195,7 @@ public struct AuditEventBody: Codable, Sendable {
         action = event.action
         subject = event.subject
         details = event.details
+        previousHash = event.previousHash
         hash = event.hash
     }
 }
@@ -205,6 +208,22 @@ public struct AuditVerifyBody: Codable, Sendable {
     public var firstBadSequence: Int64?
     /// Why that entry fails; `nil` when intact.
     public var reason: String?
+    /// How many signed checkpoints were checked against the log.
+    public var checkpoints: Int?
+    /// The entry the newest checkpoint names; entries after it are not yet anchored.
+    public var newestCheckpoint: Int64?
+    /// The first entry chained with the audit key; older entries use plain SHA-256 links.
+    public var keyedFrom: Int64?
+
+    /// Creates the body of a verification.
+    public init(_ verification: AuditService.Verification) {
+        intact = verification.problem == nil
+        firstBadSequence = verification.problem?.sequence
+        reason = verification.problem?.reason
+        checkpoints = verification.checkpoints
+        newestCheckpoint = verification.newestCheckpoint
+        keyedFrom = verification.keyedFrom
+    }
 }
 
 // MARK: Groups, allowlist, devices

@@ -4,11 +4,16 @@ import KeygateDomain
 import KeygateStore
 import NIOCore
 
-/// `/healthz`, `/metrics` and `/openapi.yaml`, on both listeners.
+/// `/healthz`, `/metrics` and `/openapi.yaml`, on both listeners (`/metrics` on its own listener instead when
+/// `metricsListen` is set).
 struct OperationalRoutes {
     let service: CertificateService
     /// When set, `/metrics` needs an admin token (any role).
     var metricsAuth: AdminAuthMiddleware? = nil
+    /// Whether this listener serves `/metrics` (not when a metrics listener of its own is configured).
+    var serveMetrics = true
+    /// Whether this listener serves `/openapi.yaml`.
+    var openAPI = true
 
     func register(on router: Router<KeygateRequestContext>) {
         router.get("healthz") { _, _ in
@@ -26,11 +31,13 @@ struct OperationalRoutes {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: service.metrics.render())))
         }
-        if let metricsAuth {
+        if !serveMetrics {
+        } else if let metricsAuth {
             router.group("metrics").add(middleware: metricsAuth).get(use: metrics)
         } else {
             router.get("metrics", use: metrics)
         }
+        guard openAPI else { return }
         router.get("openapi.yaml") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/yaml"],

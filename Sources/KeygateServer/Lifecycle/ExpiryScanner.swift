@@ -51,13 +51,18 @@ struct PeriodicService: Service {
     let interval: Duration
     let logger: Logger
     let work: @Sendable () async throws -> Void
+    /// Runs `work` once more at graceful shutdown.
+    let finalRun: Bool
 
-    /// Creates a service that runs `work` every `interval` until graceful shutdown.
+    /// Creates a service that runs `work` every `interval` until graceful shutdown (and once more
+    /// then, with `finalRun`).
     public init(
-        _ name: String, every interval: Duration, logger: Logger, work: @escaping @Sendable () async throws -> Void
+        _ name: String, every interval: Duration, finalRun: Bool = false, logger: Logger,
+        work: @escaping @Sendable () async throws -> Void
     ) {
         self.name = name
         self.interval = interval
+        self.finalRun = finalRun
         self.logger = logger
         self.work = work
     }
@@ -74,6 +79,16 @@ struct PeriodicService: Service {
                 try? await Task.sleep(for: interval)
             }
         }
+        guard finalRun else { return }
+        // A task of its own: the service's task is cancelled by now.
+        let service = self
+        await Task {
+            do {
+                try await service.work()
+            } catch {
+                service.logger.warning("\(service.name) failed at shutdown", metadata: ["error": "\(error)"])
+            }
+        }.value
     }
 }
 
@@ -91,6 +106,13 @@ extension PeriodicService {
         _ service: CertificateService, every interval: Duration = .seconds(30), logger: Logger
     ) -> PeriodicService {
         PeriodicService("OCSP refresh", every: interval, logger: logger) { await service.refreshOCSPAnswers() }
+    }
+
+    /// Signs the audit chain's head into the checkpoint file every `interval` and at shutdown.
+    static func auditCheckpoints(_ audit: AuditService, every interval: Duration, logger: Logger) -> PeriodicService {
+        PeriodicService("audit checkpoint", every: interval, finalRun: true, logger: logger) {
+            try await audit.checkpoint()
+        }
     }
 
     /// Runs the expiry scanner.

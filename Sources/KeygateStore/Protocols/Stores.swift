@@ -78,8 +78,19 @@ public protocol AdminTokenStore: Sendable {
 public protocol AuditStore: Sendable {
     func appendAudit(_ draft: AuditEvent.Draft) async throws -> AuditEvent
     func auditEvents(subject: String?, since: Date?, limit: Int) async throws -> [AuditEvent]
-    /// Walks the chain; returns the first entry whose hash or link does not match, or `nil`.
-    func verifyAuditChain() async throws -> AuditChainBreak?
+    /// Entries after sequence number `after`, oldest first (for exports).
+    func auditEvents(after: Int64, limit: Int) async throws -> [AuditEvent]
+    /// The newest entry's sequence number and hash (unsigned), for a checkpoint.
+    func auditHead() async throws -> AuditCheckpoint
+    /// Keys the chain with `key` for every later append (and for verification).
+    func useAuditKey(_ key: AuditChainKey)
+    /// Walks the chain and checks `checkpoints` against it; returns the first problem, or `nil`.
+    func verifyAuditChain(checkpoints: [AuditCheckpoint]) async throws -> AuditChainBreak?
+}
+
+extension AuditStore {
+    /// Walks the chain without checkpoints.
+    public func verifyAuditChain() async throws -> AuditChainBreak? { try await verifyAuditChain(checkpoints: []) }
 }
 
 /// Where the audit chain first fails to verify.
@@ -104,6 +115,8 @@ public typealias ServerStore = CertificateRecordStore & RevocationListStore & Ad
 public protocol ConnectorStore: Sendable {
     func addConnector(_ connector: Connector, audit: AuditEvent.Draft) async throws
     func updateConnectorSettings(name: String, settings: Connector.Settings) async throws
+    /// Replaces a connector's sealed secrets (sealed again, same values) with the audit event.
+    func updateConnectorSecrets(name: String, sealedSecrets: [String: String], audit: AuditEvent.Draft) async throws
     func connector(named name: String) async throws -> Connector?
     func connectors() async throws -> [Connector]
     /// Refuses (`connectorInUse`) while a group names it.

@@ -9,13 +9,15 @@ actor CertificateGroupCommit {
     typealias Item = (record: CertificateRecord, audit: AuditEvent.Draft, done: CheckedContinuation<Void, any Error>)
 
     private let pool: DatabasePool
+    private let auditKey: AuditKeyHolder
     private var pending: [Item] = []
     private var flushing = false
     /// At most this many records in one transaction.
     private let maximumBatch = 256
 
-    init(pool: DatabasePool) {
+    init(pool: DatabasePool, auditKey: AuditKeyHolder) {
         self.pool = pool
+        self.auditKey = auditKey
     }
 
     func insert(_ record: CertificateRecord, audit: AuditEvent.Draft) async throws {
@@ -33,11 +35,12 @@ actor CertificateGroupCommit {
             let batch = Array(pending.prefix(maximumBatch))
             pending.removeFirst(batch.count)
             let entries = batch.map { ($0.record, $0.audit) }
+            let key = auditKey.current
             do {
                 try await pool.write { db in
                     for (record, audit) in entries {
                         try SQLiteStore.insertCertificate(record, in: db)
-                        _ = try SQLiteStore.appendAudit(audit, at: record.createdAt, in: db)
+                        _ = try SQLiteStore.appendAudit(audit, at: record.createdAt, key: key, in: db)
                     }
                 }
                 for item in batch { item.done.resume() }
@@ -47,7 +50,7 @@ actor CertificateGroupCommit {
                     do {
                         try await pool.write { db in
                             try SQLiteStore.insertCertificate(item.record, in: db)
-                            _ = try SQLiteStore.appendAudit(item.audit, at: item.record.createdAt, in: db)
+                            _ = try SQLiteStore.appendAudit(item.audit, at: item.record.createdAt, key: key, in: db)
                         }
                         item.done.resume()
                     } catch {

@@ -23,7 +23,7 @@ extension SQLiteStore: AdminTokenStore {
                     token.hash, token.name, token.createdAt.unixMilliseconds, token.role.rawValue,
                     token.expiresAt?.unixMilliseconds,
                 ])
-            _ = try Self.appendAudit(audit, at: token.createdAt, in: db)
+            _ = try self.appendAudit(audit, at: token.createdAt, in: db)
         }
     }
 
@@ -49,7 +49,7 @@ extension SQLiteStore: AdminTokenStore {
                 sql: "UPDATE admin_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 arguments: [date.unixMilliseconds, name])
             guard db.changesCount > 0 else { throw KeygateError(.tokenNotFound, "no usable token named \(name)") }
-            _ = try Self.appendAudit(audit, at: date, in: db)
+            _ = try self.appendAudit(audit, at: date, in: db)
         }
     }
 

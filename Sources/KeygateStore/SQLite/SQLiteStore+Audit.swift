@@ -7,17 +7,37 @@ import KeygatePKI
 extension SQLiteStore: AuditStore {
     /// Chains `draft` onto the log, timestamped now, in its own transaction; returns the stored entry.
     public func appendAudit(_ draft: AuditEvent.Draft) async throws -> AuditEvent {
-        try await write { db in try Self.appendAudit(draft, at: Date(), in: db) }
+        try await write { db in try self.appendAudit(draft, at: Date(), in: db) }
+    }
+
+    /// Keys the chain from now on (or from where `key` says): every later append uses it.
+    public func useAuditKey(_ key: AuditChainKey) { auditKey.set(key) }
+
+    /// The newest entry's sequence number and hash; `(0, genesis)` for an empty log.
+    public func auditHead() async throws -> AuditCheckpoint {
+        try await read { db in
+            let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            return AuditCheckpoint(
+                sequence: last?["seq"] ?? 0, hash: last?["hash"] ?? AuditEvent.genesisHash,
+                atMilliseconds: Date().unixMilliseconds)
+        }
+    }
+
+    /// Chains `draft` onto the log inside the caller's write transaction, with the store's key.
+    func appendAudit(_ draft: AuditEvent.Draft, at date: Date, in db: Database) throws -> AuditEvent {
+        try Self.appendAudit(draft, at: date, key: auditKey.current, in: db)
     }
 
     /// Chains `draft` onto the log inside the caller's write transaction.
-    static func appendAudit(_ draft: AuditEvent.Draft, at date: Date, in db: Database) throws -> AuditEvent {
+    static func appendAudit(_ draft: AuditEvent.Draft, at date: Date, key: AuditChainKey?, in db: Database) throws
+        -> AuditEvent
+    {
         let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         let sequence: Int64 = (last?["seq"] ?? 0) + 1
         let previous: String = last?["hash"] ?? AuditEvent.genesisHash
         let at = date.unixMilliseconds
-        let hash = chainHash(
-            previous: previous, sequence: sequence, atMilliseconds: at, actor: draft.actor, action: draft.action,
+        let hash = AuditChainKey.chainHash(
+            key, previous: previous, sequence: sequence, atMilliseconds: at, actor: draft.actor, action: draft.action,
             subject: draft.subject, details: draft.details)
         let details = String(decoding: try JSONEncoder.sorted.encode(draft.details), as: UTF8.self)
         try db.execute(
@@ -31,17 +51,14 @@ extension SQLiteStore: AuditStore {
             subject: draft.subject, details: draft.details, previousHash: previous, hash: hash)
     }
 
-    static func chainHash(
-        previous: String, sequence: Int64, atMilliseconds: Int64, actor: String, action: String, subject: String,
-        details: [String: String]
-    ) -> String {
-        var hasher = SHA256()
-        hasher.update(data: Array(previous.utf8))
-        hasher.update(
-            data: AuditEvent.canonicalBytes(
-                sequence: sequence, atMilliseconds: atMilliseconds, actor: actor, action: action, subject: subject,
-                details: details))
-        return hasher.finalize().withUnsafeBytes { Hex.encode(Array($0)) }
+    /// Entries after sequence number `after`, oldest first, at most `limit` (1...10,000): for exports.
+    public func auditEvents(after: Int64, limit: Int) async throws -> [AuditEvent] {
+        try await read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+                arguments: [after, max(1, min(limit, 10_000))]
+            ).map(Self.auditEvent)
+        }
     }
 
     /// The newest `limit` entries (clamped to 1...10,000) matching the optional `subject` and `since`, oldest first.
@@ -67,12 +84,18 @@ extension SQLiteStore: AuditStore {
         }
     }
 
-    /// Recomputes every hash from the genesis hash; returns the first break, or `nil` when the chain is intact.
-    public func verifyAuditChain() async throws -> AuditChainBreak? {
-        try await read { db in
+    /// Recomputes every hash from the genesis hash (keyed from the key's `keyedFrom`), then checks
+    /// `checkpoints` against the log: a checkpoint whose signature fails, an entry whose hash differs
+    /// from a checkpoint's (history rewritten) or a log that ends before the newest checkpoint
+    /// (truncated). Returns the first problem, or `nil` when all holds.
+    public func verifyAuditChain(checkpoints: [AuditCheckpoint]) async throws -> AuditChainBreak? {
+        let key = auditKey.current
+        return try await read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT * FROM audit_events ORDER BY seq")
             var previous = AuditEvent.genesisHash
             var expected: Int64 = 1
+            var hashes: [Int64: String] = [:]
+            let wanted = Set(checkpoints.map(\.sequence))
             while let row = try rows.next() {
                 let sequence: Int64 = row["seq"]
                 guard sequence == expected else {
@@ -85,14 +108,40 @@ extension SQLiteStore: AuditStore {
                     return AuditChainBreak(
                         sequence: sequence, reason: "entry \(sequence) does not link to its predecessor")
                 }
-                let hash = SQLiteStore.chainHash(
-                    previous: previous, sequence: sequence, atMilliseconds: row["at_ms"], actor: event.actor,
+                let hash = AuditChainKey.chainHash(
+                    key, previous: previous, sequence: sequence, atMilliseconds: row["at_ms"], actor: event.actor,
                     action: event.action, subject: event.subject, details: event.details)
                 guard hash == event.hash else {
-                    return AuditChainBreak(sequence: sequence, reason: "entry \(sequence) was altered (hash mismatch)")
+                    let keyed = key.map { sequence >= $0.keyedFrom } ?? false
+                    return AuditChainBreak(
+                        sequence: sequence,
+                        reason: keyed
+                            ? "entry \(sequence) was altered or its chain recomputed without the audit key (MAC mismatch)"
+                            : "entry \(sequence) was altered (hash mismatch)")
                 }
+                if wanted.contains(sequence) { hashes[sequence] = hash }
                 previous = event.hash
                 expected += 1
+            }
+            let head = expected - 1
+            for checkpoint in checkpoints.sorted(by: { $0.sequence < $1.sequence }) {
+                if let key, !key.verify(checkpoint) {
+                    return AuditChainBreak(
+                        sequence: checkpoint.sequence,
+                        reason: "the checkpoint at entry \(checkpoint.sequence) is not signed with the audit key")
+                }
+                if checkpoint.sequence > head {
+                    return AuditChainBreak(
+                        sequence: head + 1,
+                        reason:
+                            "the log was truncated: it ends at entry \(head), but a checkpoint saw entry \(checkpoint.sequence)"
+                    )
+                }
+                if checkpoint.sequence > 0, hashes[checkpoint.sequence] != checkpoint.hash {
+                    return AuditChainBreak(
+                        sequence: checkpoint.sequence,
+                        reason: "entry \(checkpoint.sequence) differs from its checkpoint: history was rewritten")
+                }
             }
             return nil
         }

@@ -105,7 +105,7 @@ extension SQLiteStore: CertificateRecordStore {
                 sql: "UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ? WHERE serial = ?",
                 arguments: [record.status.rawValue, record.revokedAt?.unixSeconds, reason.rawValue, serial])
             try Self.bumpRevocationRevision(issuer: record.issuer, in: db)
-            _ = try Self.appendAudit(audit, at: date, in: db)
+            _ = try self.appendAudit(audit, at: date, in: db)
             return record
         }
     }

@@ -21,7 +21,7 @@ extension SQLiteStore: ConnectorStore {
                 arguments: [
                     connector.name, connector.kind.rawValue, settings, secrets, connector.createdAt.unixMilliseconds,
                 ])
-            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            _ = try self.appendAudit(audit, at: Date(), in: db)
         }
     }
 
@@ -30,6 +30,17 @@ extension SQLiteStore: ConnectorStore {
         let encoded = try Self.encode(settings)
         try await write { db in
             try db.execute(sql: "UPDATE connectors SET settings = ? WHERE name = ?", arguments: [encoded, name])
+        }
+    }
+
+    /// Replaces a connector's sealed secrets and appends the audit event, in one transaction.
+    public func updateConnectorSecrets(name: String, sealedSecrets: [String: String], audit: AuditEvent.Draft)
+        async throws
+    {
+        let encoded = try Self.encode(sealedSecrets)
+        try await write { db in
+            try db.execute(sql: "UPDATE connectors SET sealed_secrets = ? WHERE name = ?", arguments: [encoded, name])
+            _ = try self.appendAudit(audit, at: Date(), in: db)
         }
     }
 
@@ -56,7 +67,7 @@ extension SQLiteStore: ConnectorStore {
             }
             try db.execute(sql: "DELETE FROM connectors WHERE name = ?", arguments: [name])
             guard db.changesCount == 1 else { throw KeygateError(.connectorNotFound, "no connector \(name)") }
-            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            _ = try self.appendAudit(audit, at: Date(), in: db)
         }
     }
 
@@ -93,7 +104,7 @@ extension SQLiteStore: ConnectorStore {
     public func enqueue(_ item: OutboxItem, audit: AuditEvent.Draft?) async throws {
         try await write { db in
             try Self.insertOutbox(item, in: db)
-            if let audit { _ = try Self.appendAudit(audit, at: Date(), in: db) }
+            if let audit { _ = try self.appendAudit(audit, at: Date(), in: db) }
         }
     }
 
@@ -138,7 +149,7 @@ extension SQLiteStore: ConnectorStore {
                     String(error.prefix(1000)), nextAttemptAt.unixMilliseconds,
                     (deadLetter ? OutboxItem.State.deadLetter : .pending).rawValue, Date().unixMilliseconds, id,
                 ])
-            if let audit { _ = try Self.appendAudit(audit, at: Date(), in: db) }
+            if let audit { _ = try self.appendAudit(audit, at: Date(), in: db) }
         }
     }
 
@@ -192,7 +203,7 @@ extension SQLiteStore: ConnectorStore {
             guard db.changesCount == 1 || (row["state"] as String) == "pending" else {
                 throw KeygateError(.conflict, "outbox item \(id) is \(row["state"] as String), not a dead letter")
             }
-            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            _ = try self.appendAudit(audit, at: Date(), in: db)
             return try Self.outboxItem(row)
         }
     }

@@ -31,7 +31,7 @@ extension SQLiteStore: LifecycleStore {
                 details["certificates"] = changed.joined(separator: ",")
                 details["certificateChange"] = change.certificates.map(Self.describe) ?? ""
             }
-            _ = try Self.appendAudit(
+            _ = try self.appendAudit(
                 .init(
                     actor: change.audit.actor, action: change.audit.action, subject: change.audit.subject,
                     details: details), at: change.at, in: db)
@@ -168,7 +168,7 @@ extension SQLiteStore: LifecycleStore {
                 arguments: [
                     rotation.group, rotation.startedAt.unixMilliseconds, rotation.perMinute, rotation.reason,
                 ])
-            _ = try Self.appendAudit(audit, at: rotation.startedAt, in: db)
+            _ = try self.appendAudit(audit, at: rotation.startedAt, in: db)
         }
     }
 

@@ -16,7 +16,7 @@ extension SQLiteStore: OnboardingStore {
             try db.execute(
                 sql: "INSERT INTO groups (name, policy, created_at) VALUES (?, ?, ?)",
                 arguments: [group.name, policy, group.createdAt.unixMilliseconds])
-            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            _ = try self.appendAudit(audit, at: Date(), in: db)
         }
     }
 
@@ -26,7 +26,7 @@ extension SQLiteStore: OnboardingStore {
         try await write { db in
             try db.execute(sql: "UPDATE groups SET policy = ? WHERE name = ?", arguments: [policy, group.name])
             guard db.changesCount == 1 else { throw KeygateError(.groupNotFound, "no group named '\(group.name)'") }
-            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            _ = try self.appendAudit(audit, at: Date(), in: db)
         }
     }
 
@@ -97,7 +97,7 @@ extension SQLiteStore: OnboardingStore {
             }
             if result.added + result.updated > 0 {
                 let subject = entries.count == 1 ? entries[0].deviceID : "\(entries.count) devices"
-                _ = try Self.appendAudit(
+                _ = try self.appendAudit(
                     .init(
                         actor: actor, action: "allowlist.imported", subject: subject,
                         details: ["added": "\(result.added)", "updated": "\(result.updated)"]), at: Date(), in: db)
@@ -120,7 +120,7 @@ extension SQLiteStore: OnboardingStore {
             }
             try db.execute(sql: "DELETE FROM devices WHERE id = ?", arguments: [deviceID])
             try db.execute(sql: "DELETE FROM ddk_keys WHERE device_id = ?", arguments: [deviceID])
-            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            _ = try self.appendAudit(audit, at: Date(), in: db)
         }
     }
 
@@ -302,7 +302,7 @@ extension SQLiteStore: OnboardingStore {
                         attestation_method = 'ddk', failed_attempts = 0, updated_at = ? WHERE id = ?
                     """,
                 arguments: [next.rawValue, Date().unixMilliseconds, deviceID])
-            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            _ = try self.appendAudit(audit, at: Date(), in: db)
             return try Self.fetchDevice(deviceID, db)!
         }
     }
@@ -353,7 +353,7 @@ extension SQLiteStore: OnboardingStore {
                 details["lockedUntil"] = ISO8601DateFormatter().string(from: until)
                 device.lockedUntil = until
             }
-            _ = try Self.appendAudit(
+            _ = try self.appendAudit(
                 .init(actor: audit.actor, action: audit.action, subject: audit.subject, details: details), at: now,
                 in: db)
             return device
@@ -380,7 +380,7 @@ extension SQLiteStore: OnboardingStore {
         try await write { db in
             try Self.applyTransition(deviceID, event: event, reason: reason, attestation: attestation, in: db)
             for item in outbox { try Self.insertOutbox(item, in: db) }
-            _ = try Self.appendAudit(audit, at: Date(), in: db)
+            _ = try self.appendAudit(audit, at: Date(), in: db)
             return try Self.fetchDevice(deviceID, db)!
         }
     }
@@ -404,7 +404,7 @@ extension SQLiteStore: OnboardingStore {
                 }
             }
             try Self.insertCertificate(certificate, in: db)
-            for draft in audit { _ = try Self.appendAudit(draft, at: certificate.createdAt, in: db) }
+            for draft in audit { _ = try self.appendAudit(draft, at: certificate.createdAt, in: db) }
             return try Self.fetchDevice(deviceID, db)!
         }
     }

@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import KeygateDomain
 import KeygatePKI
+import Synchronization
 
 /// The embedded store: one SQLite file in WAL mode, shared safely by several processes on one host.
 ///
@@ -11,6 +12,8 @@ import KeygatePKI
 public final class SQLiteStore: Sendable {
     let pool: DatabasePool
     let certificateCommits: CertificateGroupCommit
+    /// The key of the audit chain, once the server has set it (``useAuditKey(_:)``).
+    let auditKey = AuditKeyHolder()
     /// The database file, as given to ``init(path:)``.
     public let path: String
 
@@ -34,7 +37,7 @@ public final class SQLiteStore: Sendable {
             throw KeygateError(.storeUnavailable, "cannot open the database at \(path): \(error)")
         }
         self.path = path
-        self.certificateCommits = CertificateGroupCommit(pool: pool)
+        self.certificateCommits = CertificateGroupCommit(pool: pool, auditKey: auditKey)
     }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -61,4 +64,13 @@ extension Date {
     var unixMilliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded(.down)) }
     init(unixSeconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixSeconds)) }
     init(unixMilliseconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixMilliseconds) / 1000) }
+}
+
+/// The audit chain's key, set once the server has unsealed it and read by every append.
+final class AuditKeyHolder: Sendable {
+    private let value = Mutex<AuditChainKey?>(nil)
+
+    var current: AuditChainKey? { value.withLock { $0 } }
+
+    func set(_ key: AuditChainKey) { value.withLock { $0 = key } }
 }
