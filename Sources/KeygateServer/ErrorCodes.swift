@@ -18,6 +18,20 @@ extension KeygateError.Code {
     /// A line of the audit checkpoint file is not a checkpoint (the file was edited or damaged).
     public static let auditCheckpointUnreadable = Self("auditCheckpointUnreadable", kind: .internalError)
 
+    // EST
+    /// An EST request came without a TLS client certificate or HTTP Basic credentials (401, with
+    /// `WWW-Authenticate`).
+    public static let estAuthenticationRequired = Self("estAuthenticationRequired", kind: .unauthorized)
+    /// `simplereenroll` needs the device's current Keygate certificate as the TLS client certificate.
+    public static let estReenrollNeedsKeygateCertificate = Self(
+        "estReenrollNeedsKeygateCertificate", kind: .forbidden)
+    /// The EST label (the group in the URL) is not the device's group.
+    public static let estLabelMismatch = Self("estLabelMismatch", kind: .forbidden)
+    /// `serverkeygen` and `fullcmc` are not offered: device keys never leave the device.
+    public static let estOperationNotSupported = Self("estOperationNotSupported", kind: .invalidInput)
+    /// The request body is not base64 of DER (RFC 8951), or not a PKCS #10 request.
+    public static let estMalformedRequest = Self("estMalformedRequest", kind: .invalidInput)
+
     // ErrorMiddleware
     /// No route matches the request's path.
     public static let routeNotFound = Self("routeNotFound", kind: .notFound)

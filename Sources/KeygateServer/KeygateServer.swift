@@ -100,6 +100,8 @@ public struct KeygateServer: Sendable {
         AdminConnectorAPI(connectors: services.connectors, auth: auth).register(on: router)
         DeviceRoutes(enrollment: services.enrollment, guardian: services.enrollment.sessions.guardian)
             .register(on: router)
+        ESTRoutes(enrollment: services.enrollment, guardian: services.enrollment.sessions.guardian)
+            .register(on: router)
         PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
         return router
     }

@@ -152,6 +152,20 @@ import Testing
         #expect(broken.sequence == 3)
     }
 
+    @Test func auditDetailsKeepEveryCharacter() async throws {
+        let dir = try TemporaryDirectory("store")
+        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+        let details = [
+            "quote": "say \"hi\"", "slash": "a/b\\c", "lines": "one\ntwo\r\tthree", "control": "\u{1}\u{1f}",
+            "unicode": "Grüße 🚀", "": "empty key", "z": "",
+        ]
+        let appended = try await store.appendAudit(.init(actor: "t", action: "thing.done", subject: "s", details: details))
+        let read = try await store.auditEvents(subject: "s", since: nil, limit: 1)
+        #expect(read.first?.details == details)
+        #expect(read.first?.hash == appended.hash)
+        #expect(try await store.verifyAuditChain() == nil)
+    }
+
     @Test func adminTokensAreStoredHashed() async throws {
         let dir = try TemporaryDirectory("store")
         let store = try SQLiteStore(path: dir.file("db.sqlite"))

@@ -67,6 +67,38 @@ public enum BootstrapAttestation {
         return Verified(leaf: leaf, chain: Array(validated))
     }
 
+    /// The check of a bootstrap certificate presented as a TLS client certificate (EST): the TLS
+    /// handshake proved the key, so only the path is checked — from `leaf` through the group's CAs
+    /// (roots and intermediates alike) at `now`. Answers the device ID the certificate names (its
+    /// CN, else its serialNumber attribute) and the path.
+    public static func verifyClientCertificate(_ leaf: Certificate, trustedCAs: [Certificate], now: Date = Date())
+        async throws -> (deviceID: String, verified: Verified)
+    {
+        guard let deviceID = deviceID(named: leaf) else {
+            throw BootstrapRejected(reason: "the client certificate names no device (no CN or serialNumber)")
+        }
+        var verifier = Verifier(rootCertificates: CertificateStore(trustedCAs)) {
+            RFC5280Policy(fixedExpiryValidationTime: now)
+        }
+        let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(trustedCAs))
+        guard case .validCertificate(let validated) = result else {
+            throw BootstrapRejected(reason: "the client certificate does not chain to a CA this group trusts")
+        }
+        return (deviceID, Verified(leaf: leaf, chain: Array(validated)))
+    }
+
+    /// The device ID a bootstrap certificate names: its CN, else its serialNumber (2.5.4.5).
+    public static func deviceID(named certificate: Certificate) -> String? {
+        var serialNumber: String?
+        for rdn in certificate.subject {
+            for attribute in rdn {
+                if attribute.type == .RDNAttributeType.commonName { return attribute.value.description }
+                if attribute.type == [2, 5, 4, 5] { serialNumber = attribute.value.description }
+            }
+        }
+        return serialNumber
+    }
+
     private static func reject(_ reason: String) throws -> Verified {
         throw BootstrapRejected(reason: reason)
     }

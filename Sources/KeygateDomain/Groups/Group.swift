@@ -29,7 +29,8 @@ public struct Group: Sendable, Hashable, Codable {
 extension Group {
     /// What a group's devices must do and what they get.
     public struct Policy: Sendable, Hashable, Codable {
-        /// Attestation methods accepted: `ddk`, `x509`, `symmetric-key`.
+        /// Attestation methods accepted: `ddk`, `x509`, `symmetric-key`, and `token` (EST with HTTP Basic:
+        /// the device ID and its one-time enrollment token; assurance 1).
         public var attestationMethods: [String]
         /// The least assurance an attestation must give (symmetric-key 1, ddk 2, x509 3).
         public var minimumAssurance: Int
@@ -153,7 +154,7 @@ extension Group {
 }
 
 extension Group.Policy {
-    static let knownMethods: Set<String> = ["ddk", "x509", "symmetric-key"]
+    static let knownMethods: Set<String> = ["ddk", "x509", "symmetric-key", "token"]
     static let knownAlgorithms: Set<String> = ["ecdsa-p256", "ecdsa-p384", "rsa-3072", "ed25519"]
 
     /// Checks the policy; throws `invalidPolicy` naming what is wrong.
@@ -161,7 +162,7 @@ extension Group.Policy {
         func fail(_ message: String) -> KeygateError { KeygateError(.invalidPolicy, message) }
         guard !attestationMethods.isEmpty else { throw fail("a group needs at least one attestation method") }
         if let unknown = attestationMethods.first(where: { !Self.knownMethods.contains($0) }) {
-            throw fail("unknown attestation method '\(unknown)'; use ddk, x509 or symmetric-key")
+            throw fail("unknown attestation method '\(unknown)'; use ddk, x509, symmetric-key or token (EST)")
         }
         guard (1...3).contains(minimumAssurance) else { throw fail("minimumAssurance must be 1, 2 or 3") }
         guard !keyAlgorithms.isEmpty else { throw fail("a group needs at least one key algorithm") }

@@ -4,9 +4,13 @@ extension Certificate.SerialNumber {
     /// A fresh serial: 20 bytes from the system CSPRNG (159 random bits), positive and minimal
     /// in DER (the first byte is never zero and has its top bit clear).
     public static func random() -> Certificate.SerialNumber {
+        // Three 64-bit draws (three getrandom calls), not one per byte: issuance makes thousands a second.
         var rng = SystemRandomNumberGenerator()
-        var bytes = (0..<20).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        bytes[0] = UInt8.random(in: 1...0x7F, using: &rng)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        for _ in 0..<3 { withUnsafeBytes(of: rng.next()) { bytes += $0 } }
+        bytes.removeLast(4)
+        bytes[0] = 1 + bytes[0] % 0x7F
         return Certificate.SerialNumber(bytes: bytes[...])
     }
 

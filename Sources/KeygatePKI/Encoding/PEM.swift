@@ -1,3 +1,5 @@
+import Foundation
+
 /// PEM encoding (RFC 7468): base64 in 64-character lines between BEGIN and END lines.
 public enum PEM {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
@@ -35,5 +37,25 @@ public enum PEM {
         if column != 0 { out.append(0x0A) }
         out += Array("-----END \(label)-----\n".utf8)
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The DER of every block in `text` labelled `label` (any label when `nil`), in order; blocks whose
+    /// base64 does not decode are left out.
+    public static func blocks(in text: String, label: String? = nil) -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        var body: String?
+        for line in text.split(whereSeparator: \.isNewline) {
+            let line = line.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("-----BEGIN "), line.hasSuffix("-----") {
+                let found = String(line.dropFirst(11).dropLast(5))
+                body = label == nil || found == label ? "" : nil
+            } else if line.hasPrefix("-----END ") {
+                if let body, let data = Data(base64Encoded: body) { result.append(Array(data)) }
+                body = nil
+            } else if body != nil {
+                body! += line
+            }
+        }
+        return result
     }
 }

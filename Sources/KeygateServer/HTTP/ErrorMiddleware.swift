@@ -61,6 +61,7 @@ extension KeygateError.Code {
         switch self {
         case .unsupportedMediaType: return .unsupportedMediaType
         case .methodNotAllowed: return .methodNotAllowed
+        case .estOperationNotSupported: return .notImplemented
         default: return kind.httpStatus
         }
     }

@@ -121,27 +121,46 @@ public struct EnrollmentService: Sendable {
         let checked = try certificates.check(csr, profile: profile)
         // An enrolled device re-attesting renews; past its group's grace after expiry it needs an
         // operator's re-authorization first. Checked before the session moves the DDK epoch.
-        let current =
-            admitted.device.state == .enrolled ? try await store.latestCertificate(deviceID: admitted.device.id) : nil
-        if let current, current.notAfter + policy.renewalGrace < now {
-            _ = try await store.appendAudit(
-                .init(
-                    actor: "device:\(admitted.device.id)", action: "device.refused", subject: admitted.device.id,
-                    details: ["reason": "renewalGraceExpired", "serial": current.serial]))
-            throw KeygateError(
-                .renewalGraceExpired,
-                "the certificate of \(admitted.device.id) expired more than \(policy.renewAfterExpiryDays) day(s) ago; an operator must re-authorize it (keygate device reauthorize)"
-            )
-        }
+        let current = try await currentCertificateWithinGrace(admitted.device, policy: policy, now: now)
         // A one-time enrollment token guards the first contact, whatever the method.
         let consumeToken = try await sessions.checkEnrollmentToken(
             request.enrollmentToken, for: admitted.device, client: client, now: now)
         let session = try await sessions.authenticate(
             admitted, challengeID: request.challengeId, attestation: request.attestation, payload: csr,
             client: client, now: now)
-        var device = session.device
-        let attestation = (method: session.method.rawValue, level: session.method.assuranceLevel)
-        if policy.requiresManualApproval && device.state != .approved && device.state != .enrolled {
+        return try await completeEnrollment(
+            checked, profile: profile, device: session.device, group: session.group,
+            attestation: (method: session.method.rawValue, level: session.method.assuranceLevel), current: current,
+            consumeToken: consumeToken, now: now)
+    }
+
+    /// The enrolled device's newest certificate (its enrollment is then a renewal), or `nil`; refuses,
+    /// audited, a device whose certificate expired longer ago than its group's grace.
+    func currentCertificateWithinGrace(_ device: Device, policy: Group.Policy, now: Date) async throws
+        -> CertificateRecord?
+    {
+        let current = device.state == .enrolled ? try await store.latestCertificate(deviceID: device.id) : nil
+        if let current, current.notAfter + policy.renewalGrace < now {
+            _ = try await store.appendAudit(
+                .init(
+                    actor: "device:\(device.id)", action: "device.refused", subject: device.id,
+                    details: ["reason": "renewalGraceExpired", "serial": current.serial]))
+            throw KeygateError(
+                .renewalGraceExpired,
+                "the certificate of \(device.id) expired more than \(policy.renewAfterExpiryDays) day(s) ago; an operator must re-authorize it (keygate device reauthorize)"
+            )
+        }
+        return current
+    }
+
+    /// What follows a successful attestation: `pendingApproval` in a group with manual approval (until an
+    /// operator approves), else the certificate, recorded with the device's state, outbox and audit.
+    func completeEnrollment(
+        _ checked: CSRPolicy.Checked, profile: CertificateProfile, device: Device, group: Group,
+        attestation: (method: String, level: Int), current: CertificateRecord?, consumeToken: Bool, now: Date
+    ) async throws -> DeviceAPI.EnrollResponse {
+        var device = device
+        if group.policy.requiresManualApproval && device.state != .approved && device.state != .enrolled {
             if device.state != .pendingApproval {
                 device = try await store.transition(
                     deviceID: device.id, event: .awaitApproval, reason: "manual approval", attestation: attestation,
@@ -154,7 +173,7 @@ public struct EnrollmentService: Sendable {
         // A renewal keeps the previous certificate as the enrollment's secondary until it expires.
         let previous = current.flatMap { $0.status == .active && $0.notAfter > now ? $0 : nil }
         let response = try await issueAndRecord(
-            checked, profile: profile, for: device, group: session.group, previous: previous,
+            checked, profile: profile, for: device, group: group, previous: previous,
             attestation: attestation, consumeToken: consumeToken,
             event: .init(
                 actor: "device:\(device.id)", action: current == nil ? "device.enrolled" : "certificate.renewed",
@@ -242,7 +261,7 @@ public struct EnrollmentService: Sendable {
     /// Signs `checked` for the device and records, in one transaction, the certificate, the device's
     /// enrolled state, the outbox item that puts the certificate into Azure (the previous one kept as
     /// secondary) and the audit events (`event` gains the new serial).
-    private func issueAndRecord(
+    func issueAndRecord(
         _ checked: CSRPolicy.Checked, profile: CertificateProfile, for device: Device, group: Group,
         previous: CertificateRecord?, attestation: (method: String, level: Int), consumeToken: Bool,
         event: AuditEvent.Draft

@@ -1,6 +1,6 @@
 public import Crypto
-public import Foundation
-public import KeygateDomain
+import Foundation
+import KeygateDomain
 import KeygatePKI
 
 /// The secret that keys the audit chain, kept outside the database.

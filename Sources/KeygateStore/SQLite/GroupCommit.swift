@@ -38,9 +38,10 @@ actor CertificateGroupCommit {
             let key = auditKey.current
             do {
                 try await pool.write { db in
+                    var head = try SQLiteStore.AuditHead(db)
                     for (record, audit) in entries {
                         try SQLiteStore.insertCertificate(record, in: db)
-                        _ = try SQLiteStore.appendAudit(audit, at: record.createdAt, key: key, in: db)
+                        _ = try head.append(audit, at: record.createdAt, key: key, in: db)
                     }
                 }
                 for item in batch { item.done.resume() }

@@ -32,23 +32,47 @@ extension SQLiteStore: AuditStore {
     static func appendAudit(_ draft: AuditEvent.Draft, at date: Date, key: AuditChainKey?, in db: Database) throws
         -> AuditEvent
     {
-        let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        let sequence: Int64 = (last?["seq"] ?? 0) + 1
-        let previous: String = last?["hash"] ?? AuditEvent.genesisHash
-        let at = date.unixMilliseconds
-        let hash = AuditChainKey.chainHash(
-            key, previous: previous, sequence: sequence, atMilliseconds: at, actor: draft.actor, action: draft.action,
-            subject: draft.subject, details: draft.details)
-        let details = String(decoding: try JSONEncoder.sorted.encode(draft.details), as: UTF8.self)
-        try db.execute(
-            sql: """
-                INSERT INTO audit_events (seq, at_ms, actor, action, subject, details, previous_hash, hash)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [sequence, at, draft.actor, draft.action, draft.subject, details, previous, hash])
-        return AuditEvent(
-            sequence: sequence, at: Date(unixMilliseconds: at), actor: draft.actor, action: draft.action,
-            subject: draft.subject, details: draft.details, previousHash: previous, hash: hash)
+        var head = try AuditHead(db)
+        return try head.append(draft, at: date, key: key, in: db)
+    }
+
+    /// The chain's head inside one write transaction: read once, then advanced by each append, so a
+    /// batch of entries (group commit) does not query the newest entry again for each.
+    struct AuditHead {
+        var sequence: Int64
+        var hash: String
+
+        init(_ db: Database) throws {
+            let last = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"))
+            sequence = last?["seq"] ?? 0
+            hash = last?["hash"] ?? AuditEvent.genesisHash
+        }
+
+        mutating func append(_ draft: AuditEvent.Draft, at date: Date, key: AuditChainKey?, in db: Database) throws
+            -> AuditEvent
+        {
+            let sequence = self.sequence + 1
+            let previous = hash
+            let at = date.unixMilliseconds
+            let hash = AuditChainKey.chainHash(
+                key, previous: previous, sequence: sequence, atMilliseconds: at, actor: draft.actor,
+                action: draft.action, subject: draft.subject, details: draft.details)
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO audit_events (seq, at_ms, actor, action, subject, details, previous_hash, hash)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                sequence, at, draft.actor, draft.action, draft.subject, AuditDetailsJSON.encode(draft.details),
+                previous, hash,
+            ])
+            self.sequence = sequence
+            self.hash = hash
+            return AuditEvent(
+                sequence: sequence, at: Date(unixMilliseconds: at), actor: draft.actor, action: draft.action,
+                subject: draft.subject, details: draft.details, previousHash: previous, hash: hash)
+        }
     }
 
     /// Entries after sequence number `after`, oldest first, at most `limit` (1...10,000): for exports.
@@ -161,5 +185,38 @@ extension JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
+    }
+}
+
+/// The JSON object of an entry's details, keys sorted: what `JSONEncoder` with sorted keys writes,
+/// without its machinery (it showed in issuance profiles).
+enum AuditDetailsJSON {
+    static func encode(_ details: [String: String]) -> String {
+        var out = "{"
+        for (index, key) in details.keys.sorted().enumerated() {
+            if index > 0 { out += "," }
+            append(key, to: &out)
+            out += ":"
+            append(details[key]!, to: &out)
+        }
+        return out + "}"
+    }
+
+    private static func append(_ text: String, to out: inout String) {
+        out += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
     }
 }
