@@ -312,6 +312,7 @@ let package = Package(
             name: "KeygateSandboxTests",
             dependencies: [
                 "KeygateSandbox", "KeygatePKI", "KeygateAzure", "KeygateMQTT", "KeygateAgent", "KeygateTestSupport",
+                "KeygateServer", "KeygateDomain",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -10,7 +10,7 @@ struct GroupCommand: AsyncParsableCommand {
 
     /// Policy options shared by create and update; unset options leave the policy as it is.
     struct PolicyOptions: ParsableArguments {
-        @Option(help: "Accepted attestation methods, comma-separated: ddk, x509, symmetric-key.") var attestation:
+        @Option(help: "Accepted attestation methods, comma-separated: ddk, x509, symmetric-key, token (EST with a one-time token).") var attestation:
             String?
         @Option(help: "Minimum assurance: 1 (symmetric-key), 2 (ddk), 3 (x509).") var minAssurance: Int?
         @Option(help: "Certificate profile (device).") var profile: String?
