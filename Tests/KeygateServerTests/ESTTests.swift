@@ -182,6 +182,14 @@ import Testing
         #expect(bootstrapRenewal.status == 403 && bootstrapRenewal.body.contains("estReenrollNeedsKeygateCertificate"))
         let history = try await kg.store.auditEvents(subject: "dev-a", since: nil, limit: 20).map(\.action)
         #expect(history.contains("device.enrolled") && history.contains("certificate.renewed"), "\(history)")
+        // Quarantined like any device: its EST renewal is refused (and its certificate is on hold).
+        _ = try await kg.server.services.lifecycle.quarantine(deviceID: "dev-a", reason: "stolen", actor: "admin:test")
+        let (_, afterQuarantine) = try await est.makeCSR("a4")
+        let refusedRenewal = try await est.request(
+            "POST", "/.well-known/est/simplereenroll", body: afterQuarantine, certificate: second.file, key: newKey,
+            name: "renew-quarantined")
+        #expect(refusedRenewal.status == 403 || refusedRenewal.status == 401, "\(refusedRenewal.status) \(refusedRenewal.body)")
+        #expect(try await kg.store.device(id: "dev-a")?.state == .quarantined)
 
         // Manual approval: 202 with Retry-After until an operator approves.
         let (_, gatedCSR) = try await est.makeCSR("c1")
