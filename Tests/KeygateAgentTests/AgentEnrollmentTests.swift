@@ -30,8 +30,12 @@ import X509
             http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
         }
 
+        /// A server with group `fleet` (first contact `open`: these tests are about what follows it) and
+        /// `devices` allowlisted, running.
         static func make(_ policy: Group.Policy, devices: [String]) async throws -> Harness {
             let kg = try await TestKeygate.make()
+            var policy = policy
+            policy.firstContact = "open"
             try await kg.server.store.createGroup(
                 Group(name: "fleet", policy: policy),
                 audit: .init(actor: "test", action: "group.created", subject: "fleet"))

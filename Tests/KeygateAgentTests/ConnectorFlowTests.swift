@@ -40,6 +40,7 @@ import X509
         #expect(!body.contains("SharedAccessKey="), "secrets are never shown")
         var group = try #require(try await h.kg.server.store.group(named: "fleet"))
         group.policy.connector = "sandbox-dps"
+        group.policy.firstContact = "open"
         try await h.kg.server.store.updateGroup(
             group, audit: .init(actor: "test", action: "group.updated", subject: "fleet"))
     }

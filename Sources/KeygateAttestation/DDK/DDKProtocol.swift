@@ -57,7 +57,7 @@ extension DDKIdentity {
 
     /// Authentication for the epoch the challenge names, binding `payload` (a CSR, say).
     public func authenticate(_ challenge: DeviceAPI.Challenge, payload: [UInt8]) throws -> DeviceAPI.Attestation {
-        let epoch = UInt64(challenge.epoch)
+        let epoch = try Self.epoch(of: challenge)
         return try authenticate(
             challenge, payload: payload, key: epochKey(epoch), nextPublicKey: epochPublicKey(epoch + 1))
     }
@@ -83,7 +83,7 @@ extension DDKIdentity {
     public func authenticate(
         _ challenge: DeviceAPI.Challenge, payload: [UInt8], secret: [UInt8]?, nextSecret: [UInt8]
     ) throws -> DeviceAPI.Attestation {
-        let epoch = UInt64(challenge.epoch)
+        let epoch = try Self.epoch(of: challenge)
         return try authenticate(
             challenge, payload: payload, key: epochKey(epoch, secret: secret),
             nextPublicKey: epochPublicKey(epoch + 1, secret: nextSecret))
@@ -99,6 +99,15 @@ extension DDKIdentity {
         return try forkProof(
             challenge, epoch: epoch, key: epochKey(epoch, secret: secret),
             claimed: epochPublicKey(epoch + 1, secret: claimedSecret))
+    }
+
+    /// The epoch a challenge names, refused when negative: the challenge comes from the server, and
+    /// `UInt64(_:)` traps on a negative value (found by fuzzing).
+    private static func epoch(of challenge: DeviceAPI.Challenge) throws -> UInt64 {
+        guard challenge.epoch >= 0 else {
+            throw AttestationError.malformed("the challenge names epoch \(challenge.epoch); epochs are never negative")
+        }
+        return UInt64(challenge.epoch)
     }
 
     // MARK: Messages

@@ -1,6 +1,6 @@
 public import AsyncHTTPClient
 import Foundation
-import KeygatePKI
+public import KeygatePKI
 import NIOHTTP1
 
 /// The DPS service API (docs/azure.md): individual enrollments with X.509 client certificates, created,
@@ -92,6 +92,40 @@ public struct DPSServiceClient: Sendable {
         }
         throw KeygateError(
             .azureUnavailable, "the enrollment \(enrollment.registrationID) keeps changing", retryAfter: 2)
+    }
+
+    /// How many enrollments one bulk operation may carry (DPS: `BulkEnrollmentOperation`).
+    public static let bulkLimit = 10
+
+    /// Creates or replaces up to ``bulkLimit`` enrollments in one call (`POST /enrollments`, mode
+    /// `update`: created when missing, replaced otherwise, no ETag). Answers the refusals DPS listed
+    /// per registration ID (the others were written); throws when the call as a whole failed.
+    ///
+    /// ```
+    /// BulkEnrollmentOperation { enrollments: [IndividualEnrollment], mode: "update" }
+    /// BulkEnrollmentOperationResult { isSuccessful, errors: [{ registrationId, errorCode, errorStatus }] }
+    /// ```
+    public func bulkPut(_ enrollments: [Enrollment]) async throws -> [String: KeygateError] {
+        guard !enrollments.isEmpty else { return [:] }
+        guard enrollments.count <= Self.bulkLimit else {
+            throw KeygateError(.malformedInput, "a bulk operation carries at most \(Self.bulkLimit) enrollments")
+        }
+        let answer = try await client.call(
+            .POST, "/enrollments?api-version=\(Self.apiVersion)",
+            body: ["mode": "update", "enrollments": enrollments.map(\.body)])
+        guard answer.status == 200 else { throw client.refused(answer, "a bulk enrollment operation") }
+        var refusals: [String: KeygateError] = [:]
+        for error in answer.json["errors"] as? [[String: Any]] ?? [] {
+            guard let id = error["registrationId"] as? String else { continue }
+            let code = error["errorCode"] as? Int ?? 0
+            let status = code >= 100_000 ? code / 1000 : code
+            let message =
+                "DPS refused enrollment \(id) (HTTP \(status), errorCode \(code): \(error["errorStatus"] as? String ?? ""); in a bulk operation)"
+            let transient = status == 408 || status == 409 || status == 412 || status == 429 || status >= 500
+            refusals[id] = KeygateError(
+                transient ? .azureConflict : .azureRefused, message, retryAfter: transient ? 2 : nil)
+        }
+        return refusals
     }
 
     /// Enables or disables an existing enrollment (`enrollment.enabled`), writing it whole: DPS's GET

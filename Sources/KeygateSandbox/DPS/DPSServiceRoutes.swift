@@ -172,10 +172,12 @@ struct DPSServiceRoutes {
         return try await store.update { state -> Response in
             var dps = state.dps
             var errors: [Any] = []
+            var invalid = 0
             for item in items {
                 let id = item[kind.idField]?.string ?? ""
                 func fail(_ status: Int, _ message: String) {
                     errors.append([kind.idField: id, "errorCode": status * 1000 + 1, "errorStatus": message])
+                    if ![404, 409, 412].contains(status) { invalid += 1 }
                 }
                 guard Self.isValidID(id) else {
                     fail(400, "invalid \(kind.idField)")
@@ -203,7 +205,10 @@ struct DPSServiceRoutes {
                 }
             }
             state.dps = dps
-            return try SandboxHTTP.json(["isSuccessful": errors.isEmpty, "errors": errors])
+            // The fault middleware counts the items refused as invalid, as it counts refused calls.
+            return try SandboxHTTP.json(
+                ["isSuccessful": errors.isEmpty, "errors": errors],
+                headers: invalid > 0 ? [SandboxSurface.refusedItemsHeader: String(invalid)] : [:])
         }
     }
 

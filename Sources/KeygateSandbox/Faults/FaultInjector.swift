@@ -1,8 +1,13 @@
+import HTTPTypes
 import Foundation
 import Synchronization
 
 /// A part of Azure the sandbox stands in for; faults and quotas are set per surface.
 public enum SandboxSurface: String, CaseIterable, Codable, Sendable, CodingKeyRepresentable {
+    /// A header a route sets (and the fault middleware removes) to say how many items of a bulk
+    /// operation it refused as invalid.
+    static let refusedItemsHeader = HTTPField.Name("x-sandbox-refused-items")!
+
     case aad
     case keyVault = "keyvault"
     case dpsService = "dps-service"

@@ -14,10 +14,17 @@ struct FaultMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         if let decision = injector.decide(surface) { return try await Self.response(for: decision, surface: surface) }
-        let response = try await next(request, context)
+        var response = try await next(request, context)
         let status = response.status.code
         if (400..<500).contains(status), ![404, 409, 412, 429].contains(status) {
             injector.recordRefusal(surface, "\(request.method.rawValue) \(request.uri.path) → \(status)")
+        }
+        // A bulk operation answers 200 and lists the items it refused; each counts as a refusal.
+        if let items = response.headers[SandboxSurface.refusedItemsHeader].flatMap(Int.init) {
+            response.headers[SandboxSurface.refusedItemsHeader] = nil
+            for _ in 0..<items {
+                injector.recordRefusal(surface, "\(request.method.rawValue) \(request.uri.path) → an item refused (400)")
+            }
         }
         return response
     }

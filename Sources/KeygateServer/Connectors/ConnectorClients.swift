@@ -59,6 +59,28 @@ public struct ConnectorClient: Sendable {
         }
     }
 
+    /// Whether `item` can travel in a bulk operation with others of its connector: a DPS enrollment
+    /// (create or replace with the certificates Keygate issued).
+    func isBulkEnrollment(_ item: OutboxItem) -> Bool {
+        guard case .dps = service, item.action == .enroll, item.certificate != nil else { return false }
+        return true
+    }
+
+    /// Writes up to ``DPSServiceClient/bulkLimit`` DPS enrollments in one call; answers the refusal
+    /// of each item DPS refused, by item ID (the others are delivered).
+    func deliverBulk(_ items: [OutboxItem]) async throws -> [Int64: KeygateError] {
+        guard case .dps(let dps, _) = service else { return [:] }
+        let refusals = try await dps.bulkPut(
+            items.map {
+                .init(
+                    registrationID: $0.deviceID, primaryCertificate: $0.certificate ?? "",
+                    secondaryCertificate: $0.previousCertificate, enabled: true)
+            })
+        var byItem: [Int64: KeygateError] = [:]
+        for item in items { if let refusal = refusals[item.deviceID] { byItem[item.id] = refusal } }
+        return byItem
+    }
+
     /// Makes the change in Azure; safe to repeat. Answers the ID scope when it learned it.
     public func deliver(_ item: OutboxItem) async throws -> String? {
         switch (service, item.action) {

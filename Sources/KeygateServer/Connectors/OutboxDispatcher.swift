@@ -76,19 +76,39 @@ public struct OutboxDispatcher: Service {
         guard !due.isEmpty else { return 0 }
         let byConnector = Dictionary(grouping: due, by: \.connector)
         await withTaskGroup(of: Void.self) { group in
-            for (_, items) in byConnector {
+            for (name, items) in byConnector {
                 group.addTask {
+                    // DPS enrollments travel up to ten per call (one bulk operation, no read first);
+                    // everything else one call per item. A device appears once per call.
+                    let client = try? await client(for: name)
+                    var calls: [[OutboxItem]] = []
+                    var bulk: [OutboxItem] = []
+                    var inBulk = Set<String>()
+                    for item in items {
+                        if let client, client.isBulkEnrollment(item), !inBulk.contains(item.deviceID) {
+                            bulk.append(item)
+                            inBulk.insert(item.deviceID)
+                            if bulk.count == DPSServiceClient.bulkLimit {
+                                calls.append(bulk)
+                                bulk = []
+                                inBulk = []
+                            }
+                        } else {
+                            calls.append([item])
+                        }
+                    }
+                    if !bulk.isEmpty { calls.append(bulk) }
                     // Bounded per connector: a few calls at a time, in order of due time.
-                    await withTaskGroup(of: Void.self) { calls in
+                    await withTaskGroup(of: Void.self) { running in
                         var next = 0
-                        while next < min(policy.concurrencyPerConnector, items.count) {
-                            let item = items[next]
-                            calls.addTask { await deliver(item) }
+                        while next < min(policy.concurrencyPerConnector, calls.count) {
+                            let call = calls[next]
+                            running.addTask { await deliver(call) }
                             next += 1
                         }
-                        while await calls.next() != nil, next < items.count {
-                            let item = items[next]
-                            calls.addTask { await deliver(item) }
+                        while await running.next() != nil, next < calls.count {
+                            let call = calls[next]
+                            running.addTask { await deliver(call) }
                             next += 1
                         }
                     }
@@ -96,6 +116,36 @@ public struct OutboxDispatcher: Service {
             }
         }
         return due.count
+    }
+
+    /// One call: a single item, or a bulk operation of DPS enrollments (each item then completes or
+    /// fails by DPS's answer for it; a failed call fails them all, to be retried).
+    private func deliver(_ call: [OutboxItem]) async {
+        guard call.count > 1 || (call.first.map { clients[$0.connector]?.isBulkEnrollment($0) } ?? nil) == true,
+            let first = call.first, let client = clients[first.connector]
+        else {
+            for item in call { await deliver(item) }
+            return
+        }
+        let refusals: [Int64: KeygateError]
+        do {
+            refusals = try await client.deliverBulk(call)
+        } catch {
+            for item in call { await failed(item, error) }
+            return
+        }
+        for item in call {
+            if let refusal = refusals[item.id] {
+                await failed(item, refusal)
+            } else {
+                do {
+                    try await store.completeOutboxItem(id: item.id, at: Date())
+                    metrics?.outboxDelivered(connector: item.connector, action: item.action.rawValue)
+                } catch {
+                    await failed(item, error)
+                }
+            }
+        }
     }
 
     private func deliver(_ item: OutboxItem) async {
@@ -110,6 +160,13 @@ public struct OutboxDispatcher: Service {
             try await store.completeOutboxItem(id: item.id, at: Date())
             metrics?.outboxDelivered(connector: item.connector, action: item.action.rawValue)
         } catch {
+            await failed(item, error)
+        }
+    }
+
+    /// Records a failed attempt: retried later with backoff, or dead-lettered.
+    private func failed(_ item: OutboxItem, _ error: any Error) async {
+        do {
             let keygateError = error as? KeygateError
             let attempts = item.attempts + 1
             // Azure's permanent refusals (a 4xx other than 408/409/412/429, refused credentials) will not

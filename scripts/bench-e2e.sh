@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# End to end: N devices through the nine steps against the sandbox, with `keygate serve`, `keygate
+# sandbox` and the fleet simulator (`keygate-agent simulate`) as separate processes (release build).
+# Prints devices/s, the simulator's p50/p99 per step and the server's peak resident memory.
+#   scripts/bench-e2e.sh [N] [CONCURRENCY]        (default 10,000 devices, 200 at a time)
+#   scripts/bench-e2e.sh --quota [N] [CONCURRENCY] with the sandbox enforcing Azure's quotas
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUOTA=0
+if [ "${1:-}" = "--quota" ]; then QUOTA=1; shift; fi
+DEVICES=${1:-10000}
+CONCURRENCY=${2:-200}
+source scripts/lib.sh
+build release keygate
+build release keygate-agent
+BIN="$(swift build -c release --show-bin-path)"
+ulimit -n "$((CONCURRENCY * 8 + 4096))" 2>/dev/null || true
+
+WORK="$(mktemp -d /tmp/keygate-e2e.XXXXXX)"
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+SANDBOX_PORT=$(port); MQTT_PORT=$(port); HTTPS=$(port); HTTP=$(port)
+"$BIN/keygate" sandbox --data-dir "$WORK/sandbox" --https-port "$SANDBOX_PORT" --mqtt-port "$MQTT_PORT" \
+    --log-level error > "$WORK/sandbox.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -f "$WORK/sandbox/connection.json" ] && break; sleep 0.1; done
+json() { python3 -c "import json,sys; print(json.load(open('$WORK/sandbox/connection.json'))$1)"; }
+if [ "$QUOTA" = 1 ]; then
+    "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" --quota on > /dev/null
+fi
+
+"$BIN/keygate" init --device-rate-limit 0 --data-dir "$WORK/kg" --https-port "$HTTPS" --http-port "$HTTP" > /dev/null
+"$BIN/keygate" serve --data-dir "$WORK/kg" --log-level warning > "$WORK/serve.log" 2>&1 &
+SERVER=$!
+PIDS+=("$SERVER")
+wait_for_serving "$WORK/serve.log" > /dev/null
+json "['dps']['serviceConnectionString']" > "$WORK/dps.cs"
+json "['hub']['registryConnectionString']" > "$WORK/hub.cs"
+"$BIN/keygate" connector add azure --data-dir "$WORK/kg" --type dps --connection-string "@$WORK/dps.cs" \
+    --hub-connection-string "@$WORK/hub.cs" --id-scope "$(json "['dps']['idScope']")" \
+    --global-endpoint "$(json "['dps']['deviceEndpoint']")" --azure-ca-cert "$WORK/sandbox/ca.pem" > /dev/null
+"$BIN/keygate" group create fleet --data-dir "$WORK/kg" --connector azure > /dev/null
+python3 -c "
+print('deviceId,group')
+for i in range($DEVICES): print('e2e-%04d,fleet' % i)" > "$WORK/devices.csv"
+"$BIN/keygate" allowlist import "$WORK/devices.csv" --data-dir "$WORK/kg" --tokens-out "$WORK/tokens.csv" > /dev/null
+
+echo "==> machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "==> $DEVICES devices, $CONCURRENCY at a time$( [ "$QUOTA" = 1 ] && echo ', sandbox quotas on')"
+PEAK_FILE="$WORK/peak"
+( while kill -0 "$SERVER" 2>/dev/null; do
+      awk '/VmHWM/ {print $2}' "/proc/$SERVER/status" > "$PEAK_FILE.tmp" 2>/dev/null && mv "$PEAK_FILE.tmp" "$PEAK_FILE"
+      sleep 1
+  done ) &
+PIDS+=($!)
+START=$(date +%s.%N)
+"$BIN/keygate-agent" simulate --server "https://127.0.0.1:$HTTPS" --ca-cert "$WORK/kg/ca/root.crt.pem" \
+    --devices "$DEVICES" --prefix e2e --concurrency "$CONCURRENCY" --state-dir "$WORK/fleet" \
+    --azure-ca-cert "$WORK/sandbox/ca.pem" --dps-port "$SANDBOX_PORT" --mqtt-port "$MQTT_PORT" --messages 1 \
+    --tokens "$WORK/tokens.csv" > "$WORK/simulate.out" 2> "$WORK/simulate.err" || {
+    echo "simulate failed:"; tail -n 20 "$WORK/simulate.out" "$WORK/simulate.err"; exit 1; }
+END=$(date +%s.%N)
+sed -n '/^Steps\|^step\|^  /p' "$WORK/simulate.out" | tail -16
+cat "$WORK/simulate.out" | tail -12
+python3 - "$START" "$END" "$DEVICES" "$(cat "$PEAK_FILE" 2>/dev/null || echo 0)" <<'PY'
+import sys
+start, end, devices, peak_kib = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+seconds = end - start
+print(f"==> {devices} devices in {seconds:.1f} s = {devices / seconds:.1f} devices/s; server peak memory {peak_kib / 1024:.0f} MiB")
+PY
+if [ "$QUOTA" = 1 ]; then "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" | tail -8; fi
