@@ -3,8 +3,9 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # Builds Fuzz/ with the fuzzer and address sanitizers, then runs each target (default: all) for SECONDS
 # (default 60) on a scratch copy of its seed corpus in Fuzz/Corpus/<TARGET> (the repository's corpus
-# never grows). Crashes, timeouts and out-of-memory inputs go to .build/fuzz-artifacts/<TARGET>/; the
-# script prints one line per target and exits non-zero when any target found one.
+# never grows), with Fuzz/Dictionaries/<TARGET>.dict when there is one. Crashes, timeouts and
+# out-of-memory inputs go to .build/fuzz-artifacts/<TARGET>/; the script prints one line per target
+# and exits non-zero when any target found one.
 # SWIFT_BUILD_LOCK=FILE serializes the build step with other builds (flock FILE); the fuzzing runs outside it.
 # Targets: FuzzCSR FuzzOCSPRequest FuzzMQTT FuzzDeviceAPI FuzzPEM FuzzPKCS8.
 set -euo pipefail
@@ -33,7 +34,11 @@ swift_build() {
     fi
 }
 
-build_flags=(--package-path Fuzz -c debug --sanitize fuzzer --sanitize address -Xswiftc -parse-as-library)
+# SwiftPM passes `--sanitize fuzzer --sanitize address` to swiftc as two -sanitize= options in no fixed
+# order and swiftc keeps only the last (Swift 6.3), so Swift code would get coverage or ASan, never both;
+# the combined option, passed last, gives both (clang, for the C dependencies, takes both options).
+build_flags=(--package-path Fuzz -c debug --sanitize fuzzer --sanitize address)
+build_flags+=(-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library)
 log="$(mktemp /tmp/keygate-fuzz-build.XXXXXX)"
 echo "==> swift build ${build_flags[*]}"
 started=$SECONDS
@@ -59,11 +64,15 @@ for target in "${targets[@]}"; do
     cp -R "Fuzz/Corpus/$target/." "$corpus/"
     seeds=$(find "$corpus" -type f | wc -l)
     output="$work/$target.log"
+    options=(-max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
+    options+=(-artifact_prefix="$artifacts/")
+    [ ! -f "Fuzz/Dictionaries/$target.dict" ] || options+=(-dict="Fuzz/Dictionaries/$target.dict")
     status=0
-    "$bin/$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-        -artifact_prefix="$artifacts/" "$corpus" >"$output" 2>&1 || status=$?
+    "$bin/$target" "${options[@]}" "$corpus" >"$output" 2>&1 || status=$?
 
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$output" | grep -o '[0-9]*$' | tail -n 1 || true)
+    # After a crash libFuzzer prints no final stats: the last progress line's count then.
+    [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$output" | tail -n 1 | tr -d '#' || true)
     cov=$(grep -o ' cov: [0-9]*' "$output" | tail -n 1 | grep -o '[0-9]*' || true)
     ft=$(grep -o ' ft: [0-9]*' "$output" | tail -n 1 | grep -o '[0-9]*' || true)
     units=$(find "$corpus" -type f | wc -l)

@@ -2,7 +2,8 @@
 # Runs Keygate's tests.
 #   scripts/test.sh            every test (what CI runs): installs the outside tools the tests check
 #                              against (openssl, curl, sqlite3, SoftHSM2, pkilint, Microsoft's Azure IoT
-#                              SDKs), builds, runs `swift test` with every tool required, then the crash test.
+#                              SDKs), builds, runs `swift test` with every tool required, then the crash test
+#                              and a bounded fuzzing run (scripts/fuzz.sh).
 #   scripts/test.sh --fast     the inner loop: in-process tests only; tests tagged binary, outsideTool or
 #                              slow are left out (KEYGATE_FAST_TESTS=1). Installs nothing.
 #   scripts/test.sh --filter X only the tests matching X (any `swift test` arguments pass through).
@@ -26,8 +27,11 @@ swift build --build-tests
 swift package describe --type json > .build/package-description.json
 echo "==> swift test"
 KEYGATE_REQUIRE_TOOLS=1 swift test --skip-build "$@"
-# With a filter (`scripts/test.sh --filter X`) only those tests run; otherwise the crash test too.
+# With a filter (`scripts/test.sh --filter X`) only those tests run; otherwise the crash test and a
+# short, bounded fuzzing run of every parser (scripts/fuzz.sh SECONDS; KEYGATE_FUZZ_SECONDS, default 10).
 if [ $# -eq 0 ]; then
     echo "==> crash test: SIGKILL the server while 500 devices onboard"
     scripts/crash-test.sh 500 5
+    echo "==> fuzzing: each parser for ${KEYGATE_FUZZ_SECONDS:-10} s"
+    scripts/fuzz.sh "${KEYGATE_FUZZ_SECONDS:-10}"
 fi

@@ -49,7 +49,16 @@ public struct DeviceClient: Sendable {
 
     /// Asks for a single-use challenge bound to `deviceID` (`POST /device/v1/challenge`).
     public func challenge(_ deviceID: String) async throws -> DeviceAPI.Challenge {
-        try await post("/device/v1/challenge", DeviceAPI.ChallengeRequest(deviceId: deviceID))
+        let challenge: DeviceAPI.Challenge = try await post(
+            "/device/v1/challenge", DeviceAPI.ChallengeRequest(deviceId: deviceID))
+        // The agent counts from the server's epoch (epoch + 1, epoch - 1): an impossible one is refused
+        // here rather than trapping later.
+        guard (0...(1 << 48)).contains(challenge.epoch) else {
+            throw APIError(
+                status: 200, code: "malformedAnswer",
+                message: "the server's challenge names epoch \(challenge.epoch); epochs are 0 to 2^48")
+        }
+        return challenge
     }
 
     /// Sends DDK session 0 (`POST /device/v1/register`).
