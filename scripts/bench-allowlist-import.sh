@@ -12,7 +12,6 @@ WORK="$(mktemp -d /tmp/keygate-import.XXXXXX)"
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 "$KEYGATE" init --data-dir "$WORK/data" --https-port "$(free_port)" --http-port "$(free_port)" > /dev/null
 "$KEYGATE" serve --data-dir "$WORK/data" > "$WORK/serve.log" 2>&1 &
 SERVER_PID=$!

@@ -20,14 +20,10 @@ WORK="$(mktemp -d /tmp/keygate-e2e.XXXXXX)"
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-SANDBOX_PORT=$(port); MQTT_PORT=$(port); HTTPS=$(port); HTTP=$(port)
-"$BIN/keygate" sandbox --data-dir "$WORK/sandbox" --https-port "$SANDBOX_PORT" --mqtt-port "$MQTT_PORT" \
-    --log-level error > "$WORK/sandbox.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do [ -f "$WORK/sandbox/connection.json" ] && break; sleep 0.1; done
-json() { python3 -c "import json,sys; print(json.load(open('$WORK/sandbox/connection.json'))$1)"; }
+HTTPS=$(free_port); HTTP=$(free_port)
+start_sandbox "$BIN" "$WORK/sandbox"
+json() { sandbox_json "$WORK/sandbox" "$1"; }
 if [ "$QUOTA" = 1 ]; then
     "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" --quota on > /dev/null
 fi

@@ -47,7 +47,7 @@ cat > "$WORK/config.json" <<'JSON'
 {"signing": {"default": {"expiry": "8760h", "usages": ["digital signature", "client auth"]}}}
 JSON
 (cd "$WORK" && cfssl genkey -initca ca-csr.json 2>/dev/null | cfssljson -bare ca)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 cfssl serve -address 127.0.0.1 -port "$PORT" -ca "$WORK/ca.pem" -ca-key "$WORK/ca-key.pem" -config "$WORK/config.json" \
     > "$WORK/cfssl.log" 2>&1 &
 CFSSL_PID=$!

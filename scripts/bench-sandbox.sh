@@ -26,8 +26,8 @@ SANDBOX_PID=""
 cleanup() { [ -n "$SANDBOX_PID" ] && kill "$SANDBOX_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-HTTPS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MQTT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HTTPS_PORT=$(free_port)
+MQTT_PORT=$(free_port)
 "$KEYGATE" sandbox --data-dir "$WORK/sandbox" --https-port "$HTTPS_PORT" --mqtt-port "$MQTT_PORT" --log-level error \
     > "$WORK/sandbox.log" 2>&1 &
 SANDBOX_PID=$!
