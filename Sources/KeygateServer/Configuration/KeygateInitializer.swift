@@ -178,6 +178,7 @@ public struct KeygateInitializer: Sendable {
         // The audit chain is keyed from its first entry; the key is sealed like the CA keys, outside the database.
         store.useAuditKey(
             try AuditAnchor.create(directory: directory, secrets: SecretBox(passphrase: passphrase), keyedFrom: 1))
+        _ = try await store.appendAudit(AuditAnchor.keyedEvent(from: 1))
         _ = try await store.appendAudit(
             .init(
                 actor: "system", action: "ca.created", subject: issuing.certificate.subject.description,

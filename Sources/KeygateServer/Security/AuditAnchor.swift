@@ -86,7 +86,8 @@ public struct AuditAnchor: Sendable {
             key = AuditChainKey(key: SymmetricKey(data: bytes), keyedFrom: file.keyedFrom)
             store.useAuditKey(key)
         } else {
-            if try await !store.auditEvents(subject: "audit-chain", since: nil, limit: 1).isEmpty {
+            let keyed = try await store.auditEvents(subject: Self.chainSubject, since: nil, limit: 100)
+            if keyed.contains(where: { $0.action == Self.keyedAction && $0.actor == "system" }) {
                 throw KeygateError(
                     .internalError,
                     "the audit log is keyed but \(directory.path(keyFile)) is missing: restore it from a backup")
@@ -94,12 +95,18 @@ public struct AuditAnchor: Sendable {
             let head = try await store.auditHead()
             key = try create(directory: directory, secrets: secrets, keyedFrom: head.sequence + 1)
             store.useAuditKey(key)
-            _ = try await store.appendAudit(
-                .init(
-                    actor: "system", action: "audit.keyed", subject: "audit-chain",
-                    details: ["keyedFrom": "\(key.keyedFrom)"]))
+            _ = try await store.appendAudit(Self.keyedEvent(from: key.keyedFrom))
         }
         return AuditAnchor(key: key, checkpointPath: checkpointPath)
+    }
+
+    static let chainSubject = "audit-chain"
+    static let keyedAction = "audit.keyed"
+
+    /// The entry that records from where the chain is keyed (written by `init`, or when an older
+    /// folder gets its key): with it in the log, a missing key file is an error, not a fresh start.
+    static func keyedEvent(from sequence: Int64) -> AuditEvent.Draft {
+        .init(actor: "system", action: keyedAction, subject: chainSubject, details: ["keyedFrom": "\(sequence)"])
     }
 
     /// Every checkpoint in the file, oldest first; a line that is not a checkpoint is an error
