@@ -18,11 +18,12 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-if [ ! -x .venv/bin/lint_pkix_cert ] || [ ! -x .venv/bin/openapi-spec-validator ]; then
-    echo "==> creating .venv with pkilint and openapi-spec-validator"
+if [ ! -x .venv/bin/lint_pkix_cert ] || [ ! -x .venv/bin/openapi-spec-validator ] \
+    || ! .venv/bin/python3 -c 'import cryptography' >/dev/null 2>&1; then
+    echo "==> creating .venv with pkilint, openapi-spec-validator and cryptography (EST answers)"
     python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q pkilint openapi-spec-validator
+    .venv/bin/pip install -q pkilint openapi-spec-validator cryptography
 fi
 
 # Microsoft's SDKs, pinned: the sandbox must satisfy them unchanged.
