@@ -69,10 +69,11 @@ import X509
         let store = h.kg.server.store
         let control = SandboxControlClient(connection: sandbox.connection)
 
-        // 30 % of DPS service calls fail (429, 500, 503, drops; timeouts are the next test's outage).
-        try await control.set(
-            .init(rate: 0.3, kinds: [.throttle, .serverError, .unavailable, .drop], retryAfterSeconds: 1),
-            surface: .dpsService)
+        // Every DPS service call fails (429, 500, 503, drops; timeouts are the next test's outage) until
+        // some were refused, then 30 % do: enrollments travel ten per bulk call, so with a rate alone a
+        // run could pass without meeting a fault.
+        let faults: [FaultKind] = [.throttle, .serverError, .unavailable, .drop]
+        try await control.set(.init(rate: 1, kinds: faults, retryAfterSeconds: 1), surface: .dpsService)
         var identities: [String: DDKIdentity] = [:]
         for device in devices.prefix(8) {
             let attributes = DDKAttributes(strings: ["machine-id": device])
@@ -80,6 +81,10 @@ import X509
             let outcome = try await h.enrollment(device, .ddk(attributes: attributes, seed: [])).run()
             guard case .enrolled = outcome else { Issue.record("\(device) not enrolled: \(outcome)"); return }
         }
+        for _ in 0..<100 where (try await control.report().injected[.dpsService] ?? 0) == 0 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await control.set(.init(rate: 0.3, kinds: faults, retryAfterSeconds: 1), surface: .dpsService)
         #expect(try await Self.waitConfirmed(store, Array(devices.prefix(8))), "every enrollment reaches DPS")
         let report = try await control.report()
         #expect((report.injected[.dpsService] ?? 0) > 0, "faults were injected: \(report.injected)")

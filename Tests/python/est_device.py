@@ -7,21 +7,12 @@ exits non-zero on the first failed check.
 """
 import json
 import os
-import sys
 
 from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient, X509
 
-facts = {}
+from sdk_checks import check, facts, sandbox_connection
 
-
-def check(condition, message):
-    if not condition:
-        print(json.dumps({"failed": message, "facts": facts}))
-        sys.exit(1)
-
-
-conn = json.load(open(os.environ["SANDBOX_CONNECTION"]))
-ca_pem = open(conn["caCertificate"]).read()
+conn, ca_pem = sandbox_connection()
 device, cert, key = os.environ["DEVICE_ID"], os.environ["DEVICE_CERT"], os.environ["DEVICE_KEY"]
 x509 = X509(cert_file=cert, key_file=key)
 pdc = ProvisioningDeviceClient.create_from_x509_certificate(

@@ -11,23 +11,14 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import time
 
 import requests
 from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient, X509
 
-facts = {}
+from sdk_checks import check, facts, sandbox_connection
 
-
-def check(condition, message):
-    if not condition:
-        print(json.dumps({"failed": message, "facts": facts}))
-        sys.exit(1)
-
-
-conn = json.load(open(os.environ["SANDBOX_CONNECTION"]))
-ca_pem = open(conn["caCertificate"]).read()
+conn, ca_pem = sandbox_connection()
 app, token = conn["central"]["appURL"], conn["central"]["apiToken"]
 headers = {"Authorization": token}
 version = "?api-version=2022-07-31"

@@ -8,25 +8,16 @@ import json
 import os
 import socket
 import ssl
-import sys
 import time
 
 from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient, X509
 from provisioningserviceclient import ProvisioningServiceClient
 from provisioningserviceclient.models import AttestationMechanism, IndividualEnrollment
 
-facts = {}
+from sdk_checks import check, facts, sandbox_connection
 
-
-def check(condition, message):
-    if not condition:
-        print(json.dumps({"failed": message, "facts": facts}))
-        sys.exit(1)
-
-
-conn = json.load(open(os.environ["SANDBOX_CONNECTION"]))
+conn, ca_pem = sandbox_connection()
 ca_file = conn["caCertificate"]
-ca_pem = open(ca_file).read()
 host, scope = conn["dps"]["deviceEndpoint"], conn["dps"]["idScope"]
 psc = ProvisioningServiceClient.create_from_connection_string(conn["dps"]["serviceConnectionString"])
 

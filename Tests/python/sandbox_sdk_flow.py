@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import os
-import sys
 import time
 import urllib.parse
 
@@ -24,17 +23,9 @@ from azure.iot.hub import IoTHubRegistryManager
 from provisioningserviceclient import ProvisioningServiceClient, ProvisioningServiceError, QuerySpecification
 from provisioningserviceclient.models import AttestationMechanism, IndividualEnrollment
 
-facts = {}
+from sdk_checks import check, facts, sandbox_connection
 
-
-def check(condition, message):
-    if not condition:
-        print(json.dumps({"failed": message, "facts": facts}))
-        sys.exit(1)
-
-
-conn = json.load(open(os.environ["SANDBOX_CONNECTION"]))
-ca_pem = open(conn["caCertificate"]).read()
+conn, ca_pem = sandbox_connection()
 device, cert, key = os.environ["DEVICE_ID"], os.environ["DEVICE_CERT"], os.environ["DEVICE_KEY"]
 second, second_cert, second_key = os.environ["SECOND_ID"], os.environ["SECOND_CERT"], os.environ["SECOND_KEY"]
 dps_cs = conn["dps"]["serviceConnectionString"]

@@ -121,9 +121,7 @@ public struct OutboxDispatcher: Service {
     /// One call: a single item, or a bulk operation of DPS enrollments (each item then completes or
     /// fails by DPS's answer for it; a failed call fails them all, to be retried).
     private func deliver(_ call: [OutboxItem]) async {
-        guard call.count > 1 || (call.first.map { clients[$0.connector]?.isBulkEnrollment($0) } ?? nil) == true,
-            let first = call.first, let client = clients[first.connector]
-        else {
+        guard let first = call.first, let client = clients[first.connector], client.isBulkEnrollment(first) else {
             for item in call { await deliver(item) }
             return
         }
