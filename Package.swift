@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
     ],
     targets: [
         // PKI: CAs, signers, profiles, CSR policy, issuance, CRL and OCSP encoding.
@@ -149,13 +150,17 @@ let package = Package(
             dependencies: ["KeygatePKI"],
             swiftSettings: swiftSettings
         ),
-        // Store: persistence protocols and the SQLite (GRDB, WAL) implementation.
+        // Store: persistence protocols, the shared SQL, and its two backends: SQLite (GRDB, WAL) and PostgreSQL (postgres-nio).
         .target(
             name: "KeygateStore",
             dependencies: [
                 "KeygateDomain",
                 "KeygatePKI",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings

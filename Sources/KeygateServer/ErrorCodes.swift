@@ -11,6 +11,8 @@ extension KeygateError.Code {
     public static let dataDirectoryMissing = Self("dataDirectoryMissing", kind: .notFound)
     /// `init` was pointed at a folder that already holds a Keygate data folder.
     public static let dataDirectoryExists = Self("dataDirectoryExists", kind: .conflict)
+    /// `init` was pointed at a PostgreSQL database that already holds a deployment (join it with `node join`).
+    public static let databaseHoldsDeployment = Self("databaseHoldsDeployment", kind: .conflict)
     /// The CA passphrase is needed but was not given, cannot be read or is shorter than 8 characters.
     public static let passphraseMissing = Self("passphraseMissing", kind: .invalidInput)
 

@@ -52,7 +52,7 @@ public struct KeygateServer: Sendable {
             for: configuration.issuing, passphrase: passphrase)
         let authority = try CertificateAuthority(
             certificate: issuingCertificate, chain: [issuingCertificate, rootCertificate], signer: signer)
-        let store = try SQLiteStore(path: directory.path(configuration.database))
+        let store = try await DatabaseStore.open(directory.databaseLocation(configuration))
         let secrets = passphrase.map(SecretBox.init(passphrase:))
         let anchor = try await AuditAnchor.open(
             directory: directory, configuration: configuration, secrets: secrets, store: store)
@@ -194,11 +194,13 @@ public struct KeygateServer: Sendable {
                     .init(service: PeriodicService.crlRefresh(services.certificates, logger: logger)),
                     .init(service: PeriodicService.ocspRefresh(services.certificates, logger: logger)),
                     .init(
+                        service: PeriodicService.clusterWatch(services.certificates, store: store, logger: logger)),
+                    .init(
                         service: PeriodicService.expiryScan(
-                            ExpiryScanner(service: services.certificates, logger: logger))),
+                            ExpiryScanner(service: services.certificates, logger: logger), store: store)),
                     .init(
                         service: PeriodicService.auditCheckpoints(
-                            services.audit, every: .seconds(configuration.auditCheckpointSeconds ?? 60),
+                            services.audit, store: store, every: .seconds(configuration.auditCheckpointSeconds ?? 60),
                             logger: logger)),
                     .init(
                         service: OutboxDispatcher(

@@ -1,5 +1,6 @@
 public import Foundation
 import KeygatePKI
+public import KeygateStore
 import SwiftASN1
 import X509
 
@@ -7,7 +8,7 @@ import X509
 ///
 /// ```
 /// keygate.json          configuration (no secrets)
-/// keygate.sqlite        the database (WAL)
+/// keygate.sqlite        the database (WAL), unless it is on PostgreSQL
 /// ca/root.crt.pem       root CA certificate
 /// ca/root.key.pem       root CA key, encrypted PKCS #8 (software key store only)
 /// ca/issuing.crt.pem    issuing CA certificate
@@ -140,5 +141,25 @@ public enum PassphraseSource {
             throw KeygateError(.passphraseMissing, "the passphrase from \(origin) is shorter than 8 characters")
         }
         return trimmed
+    }
+}
+
+extension DataDirectory {
+    /// Where the deployment's database is: `KEYGATE_DATABASE_URL` when set, else the configuration's
+    /// `database` (an SQLite file in this folder or a PostgreSQL URL). The PostgreSQL password comes
+    /// from `databasePasswordFile`, else `PGPASSWORD`, else the URL.
+    public func databaseLocation(
+        _ configuration: ServerConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> DatabaseLocation {
+        let text = environment["KEYGATE_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? configuration.database
+        guard PostgresLocation.isPostgresURL(text) else { return .sqlite(path: path(text)) }
+        var password = environment["PGPASSWORD"]
+        if let file = configuration.databasePasswordFile {
+            guard let data = FileManager.default.contents(atPath: path(file)) else {
+                throw KeygateError(.storeUnavailable, "cannot read the database password file \(path(file))")
+            }
+            password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return try DatabaseLocation(text, password: password)
     }
 }

@@ -40,6 +40,10 @@ public struct KeygateInitializer: Sendable {
         public var issuingKeyStore: KeyStoreChoice = .software
         /// Device API requests a second per client address; `nil`: the default (20); 0: no limit.
         public var deviceRequestsPerSecond: Double?
+        /// A PostgreSQL URL for the deployment's database (several nodes share it); `nil`: SQLite in the folder.
+        public var database: String?
+        /// A file holding the PostgreSQL password (stored in the configuration by path, never the password).
+        public var databasePasswordFile: String?
 
         /// Options with every default.
         public init() {}
@@ -173,8 +177,20 @@ public struct KeygateInitializer: Sendable {
             adminURL: "https://\(Self.urlHost(options.hosts.first ?? "127.0.0.1")):\(options.httpsPort)",
             root: rootEntry, issuing: issuingEntry)
         configuration.deviceRequestsPerSecond = options.deviceRequestsPerSecond
+        if let database = options.database {
+            configuration.database = try DatabaseLocation(database).description
+            configuration.databasePasswordFile = options.databasePasswordFile
+        }
 
-        let store = try SQLiteStore(path: directory.path(configuration.database))
+        let store = try await DatabaseStore.open(directory.databaseLocation(configuration))
+        defer { Task { await store.close() } }
+        // A PostgreSQL database that already holds a deployment is joined, not initialised again.
+        if try await store.auditHead().sequence > 0 {
+            throw KeygateError(
+                .databaseHoldsDeployment,
+                "the database \(configuration.database) already holds a Keygate deployment; "
+                    + "add a node with `keygate node join` instead")
+        }
         // The audit chain is keyed from its first entry; the key is sealed like the CA keys, outside the database.
         store.useAuditKey(
             try AuditAnchor.create(directory: directory, secrets: SecretBox(passphrase: passphrase), keyedFrom: 1))

@@ -85,8 +85,13 @@ public struct ServerConfiguration: Codable, Sendable, Hashable {
     public var tlsCertificate: String
     /// The key file of the HTTPS listener, relative to the data folder.
     public var tlsKey: String
-    /// The SQLite database, relative to the data folder.
+    /// The database: an SQLite file relative to the data folder (one node), or a PostgreSQL URL
+    /// `postgres://USER@HOST:PORT/DATABASE[?sslmode=…]` that several nodes share. `KEYGATE_DATABASE_URL`
+    /// overrides it. Never holds a password.
     public var database: String
+    /// A file (relative to the data folder or absolute) holding the PostgreSQL password; `nil`:
+    /// `PGPASSWORD`, else none (trust or certificate authentication).
+    public var databasePasswordFile: String?
     /// How long a CRL is valid (`nextUpdate - thisUpdate`), in seconds.
     public var crlValiditySeconds: Int
     /// How long an OCSP answer is valid, in seconds.

@@ -28,6 +28,9 @@ public struct OutboxDispatcher: Service {
         public var pollInterval: TimeInterval = 0.25
         /// Due items read at a time.
         public var batch = 64
+        /// Seconds a node holds the items it took (longer than any Azure call's timeout): a node that
+        /// dies mid-delivery leaves them to the others once this runs out.
+        public var leaseSeconds: TimeInterval = 120
 
         /// The defaults above.
         public init() {}
@@ -44,14 +47,17 @@ public struct OutboxDispatcher: Service {
     let policy: Policy
     let logger: Logger
     let metrics: KeygateMetrics?
+    /// This node's name on the leases it takes.
+    let node: String
     private let clients = ClientCache()
 
     /// A dispatcher for `store`'s outbox; `secrets` opens the connectors' credentials; `metrics` (the
     /// server's) counts deliveries, failures and dead letters.
     public init(
         store: any ServerStore, secrets: SecretBox?, policy: Policy = Policy(), logger: Logger,
-        metrics: KeygateMetrics? = nil
+        metrics: KeygateMetrics? = nil, node: String = NodeIdentity.current
     ) {
+        self.node = node
         self.store = store
         self.secrets = secrets
         self.policy = policy
@@ -72,8 +78,14 @@ public struct OutboxDispatcher: Service {
     /// Delivers what is due now; answers how many items it tried.
     @discardableResult
     public func deliverDue(now: Date = Date()) async throws -> Int {
-        let due = try await store.dueOutboxItems(now: now, limit: policy.batch)
+        // Leased to this node, so another node sharing the database never delivers the same items.
+        let due = try await store.claimOutboxItems(
+            now: now, limit: policy.batch, node: node, leaseFor: policy.leaseSeconds)
         guard !due.isEmpty else { return 0 }
+        // A connector changed through any node (settings, credentials, removal) is opened again.
+        if let current = try? await store.connectors() {
+            clients.keep(current)
+        }
         let byConnector = Dictionary(grouping: due, by: \.connector)
         await withTaskGroup(of: Void.self) { group in
             for (name, items) in byConnector {
@@ -228,4 +240,12 @@ private final class ClientCache: Sendable {
     }
 
     func forget(_ name: String) { clients.withLock { $0[name] = nil } }
+
+    /// Forgets the clients of connectors that changed or went away.
+    func keep(_ current: [Connector]) {
+        let byName = Dictionary(current.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        clients.withLock { clients in
+            for (name, client) in clients where byName[name] != client.connector { clients[name] = nil }
+        }
+    }
 }

@@ -3,6 +3,7 @@ public import KeygateDomain
 import KeygateStore
 public import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Finds device certificates close to expiry that no renewal replaced: marks each once (with an
 /// audit event `certificate.expiring`), and keeps `keygate_certificates_expiring` current
@@ -53,13 +54,18 @@ struct PeriodicService: Service {
     let work: @Sendable () async throws -> Void
     /// Runs `work` once more at graceful shutdown.
     let finalRun: Bool
+    /// When set, a tick runs only on the node that claims it in the shared database, so work done for
+    /// the whole deployment runs once per tick however many nodes there are.
+    let claim: (store: any ClusterStore, task: String)?
 
     /// Creates a service that runs `work` every `interval` until graceful shutdown (and once more
     /// then, with `finalRun`).
     public init(
-        _ name: String, every interval: Duration, finalRun: Bool = false, logger: Logger,
+        _ name: String, every interval: Duration, finalRun: Bool = false,
+        claim: (store: any ClusterStore, task: String)? = nil, logger: Logger,
         work: @escaping @Sendable () async throws -> Void
     ) {
+        self.claim = claim
         self.name = name
         self.interval = interval
         self.finalRun = finalRun
@@ -72,7 +78,7 @@ struct PeriodicService: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    try await work()
+                    if try await claimed() { try await work() }
                 } catch {
                     logger.warning("\(name) failed", metadata: ["error": "\(error)"])
                 }
@@ -93,12 +99,23 @@ struct PeriodicService: Service {
 }
 
 extension PeriodicService {
+    /// Whether this node runs this tick (always, without a claim).
+    private func claimed() async throws -> Bool {
+        guard let claim else { return true }
+        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        return try await claim.store.claimPeriodicRun(
+            task: claim.task, interval: seconds, now: Date(), node: NodeIdentity.current)
+    }
+
     /// Keeps the CRL current: it never passes `nextUpdate` even when nobody fetches it, and follows a
     /// revocation within one tick (a tick only reads the revocation counter unless it moved).
     static func crlRefresh(_ service: CertificateService, every interval: Duration = .seconds(5), logger: Logger)
         -> PeriodicService
     {
-        PeriodicService("CRL refresh", every: interval, logger: logger) { _ = try await service.crl.current() }
+        PeriodicService("CRL refresh", every: interval, logger: logger) {
+            await service.crl.adoptNewer()
+            _ = try await service.crl.current()
+        }
     }
 
     /// Signs kept OCSP answers again before they go stale.
@@ -109,15 +126,49 @@ extension PeriodicService {
     }
 
     /// Signs the audit chain's head into the checkpoint file every `interval` and at shutdown.
-    static func auditCheckpoints(_ audit: AuditService, every interval: Duration, logger: Logger) -> PeriodicService {
-        PeriodicService("audit checkpoint", every: interval, finalRun: true, logger: logger) {
+    static func auditCheckpoints(
+        _ audit: AuditService, store: any ClusterStore, every interval: Duration, logger: Logger
+    ) -> PeriodicService {
+        PeriodicService(
+            "audit checkpoint", every: interval, finalRun: true, claim: (store, "audit-checkpoint"), logger: logger
+        ) {
             try await audit.checkpoint()
         }
     }
 
     /// Runs the expiry scanner.
-    static func expiryScan(_ scanner: ExpiryScanner, every interval: Duration = .seconds(60)) -> PeriodicService
-    {
-        PeriodicService("expiry scan", every: interval, logger: scanner.logger) { try await scanner.scan() }
+    static func expiryScan(
+        _ scanner: ExpiryScanner, store: any ClusterStore, every interval: Duration = .seconds(60)
+    ) -> PeriodicService {
+        PeriodicService("expiry scan", every: interval, claim: (store, "expiry-scan"), logger: scanner.logger) {
+            try await scanner.scan()
+        }
+    }
+
+    /// Follows changes made through other nodes sharing the database: drops this node's signed OCSP
+    /// answers when an issuer's revocation revision moved, and serves a newer CRL another node built.
+    static func clusterWatch(
+        _ service: CertificateService, store: any ClusterStore, every interval: Duration = .milliseconds(500),
+        logger: Logger
+    ) -> PeriodicService {
+        let seen = RevisionTracker()
+        return PeriodicService("cluster watch", every: interval, logger: logger) {
+            let revisions = try await store.revocationRevisions()
+            if seen.changed(to: revisions) { service.ocspCache.invalidateAll() }
+        }
+    }
+}
+
+/// The revocation revisions a node last saw.
+final class RevisionTracker: Sendable {
+    private let last = Mutex<[String: Int64]?>(nil)
+
+    /// Whether `revisions` differ from the last ones seen (the first call only records them).
+    func changed(to revisions: [String: Int64]) -> Bool {
+        last.withLock { last in
+            defer { last = revisions }
+            guard let previous = last else { return false }
+            return previous != revisions
+        }
     }
 }

@@ -37,6 +37,13 @@ public actor CRLPublisher {
                 metrics.crlObserved(age: now.timeIntervalSince(cached.thisUpdate))
                 return cached
             }
+            // Another node sharing the database may have built a current one already.
+            if let latest = try await store.latestCRL(issuer: issuer), latest.number > (cached?.number ?? 0),
+                latest.revision >= revision, now < latest.thisUpdate + validity / 2
+            {
+                cached = latest
+                continue
+            }
             if let (task, taskRevision) = inFlight {
                 let crl = try await task.value
                 if taskRevision >= revision { return crl }
@@ -51,6 +58,14 @@ public actor CRLPublisher {
             metrics.crlObserved(age: 0, entries: crl.entryCount)
             return crl
         }
+    }
+
+    /// Serves a newer CRL than the one kept, when another node sharing the database built it.
+    public func adoptNewer() async {
+        guard let latest = try? await store.latestCRL(issuer: issuer), latest.number > (cached?.number ?? 0) else {
+            return
+        }
+        cached = latest
     }
 
     /// Builds, signs and records a new CRL now, whatever the state of the current one (for

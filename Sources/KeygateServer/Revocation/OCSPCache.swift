@@ -18,6 +18,8 @@ final class OCSPCache: Sendable {
         var answers: [String: [OCSPRequest.CertID: Entry]] = [:]
         var versions: [String: Int] = [:]
         var count = 0
+        /// Moves when every answer is dropped (a revocation made through another node).
+        var generation = 0
     }
 
     private let state = Mutex(State())
@@ -41,20 +43,36 @@ final class OCSPCache: Sendable {
     }
 
     /// The serial's version: read it before looking up the status an answer will be signed from.
-    func version(serial: String) -> Int {
-        state.withLock { $0.versions[serial] ?? 0 }
+    func version(serial: String) -> Version {
+        state.withLock { Version(serial: $0.versions[serial] ?? 0, generation: $0.generation) }
+    }
+
+    /// A serial's version and the cache's generation, as read before a status lookup.
+    struct Version: Equatable {
+        var serial: Int
+        var generation: Int
     }
 
     /// Keeps an answer unless the serial's status changed since `version` was read.
-    func put(serial: String, id: OCSPRequest.CertID, entry: Entry, version: Int) {
+    func put(serial: String, id: OCSPRequest.CertID, entry: Entry, version: Version) {
         state.withLock { state in
-            guard (state.versions[serial] ?? 0) == version else { return }
+            guard Version(serial: state.versions[serial] ?? 0, generation: state.generation) == version else { return }
             if state.count >= capacity {
                 // Crude but bounded: start over rather than track recency on the hot path.
                 state.answers.removeAll(keepingCapacity: true)
                 state.count = 0
             }
             if state.answers[serial, default: [:]].updateValue(entry, forKey: id) == nil { state.count += 1 }
+        }
+    }
+
+    /// Forgets every answer (a status changed through another node, serial unknown here); answers
+    /// signed from lookups made before are refused by ``put``.
+    func invalidateAll() {
+        state.withLock { state in
+            state.generation += 1
+            state.answers.removeAll(keepingCapacity: true)
+            state.count = 0
         }
     }
 

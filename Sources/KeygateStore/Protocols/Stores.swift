@@ -107,9 +107,21 @@ public struct AuditChainBreak: Sendable, Hashable, Error {
     }
 }
 
+/// What several nodes sharing one database coordinate through it.
+public protocol ClusterStore: Sendable {
+    /// Claims this run of a periodic `task` for `node`: true when no node ran it within `interval`
+    /// before `now` (the claim is atomic, so exactly one node of many gets each tick).
+    func claimPeriodicRun(task: String, interval: TimeInterval, now: Date, node: String) async throws -> Bool
+    /// Every issuer's revocation revision: a node drops answers it signed from statuses once the
+    /// revision of their issuer moves (a revocation made through any node).
+    func revocationRevisions() async throws -> [String: Int64]
+    /// `sqlite` or `postgres`.
+    var backendKind: String { get }
+}
+
 /// Everything the server needs from persistence.
 public typealias ServerStore = CertificateRecordStore & RevocationListStore & AdminTokenStore & AuditStore
-    & OnboardingStore & ConnectorStore & LifecycleStore
+    & OnboardingStore & ConnectorStore & LifecycleStore & ClusterStore
 
 /// Connectors (where groups enrol their devices in Azure) and the outbox of Azure changes.
 public protocol ConnectorStore: Sendable {
@@ -125,6 +137,9 @@ public protocol ConnectorStore: Sendable {
     func enqueue(_ item: OutboxItem, audit: AuditEvent.Draft?) async throws
     /// Pending, due items, oldest first, at most one per device.
     func dueOutboxItems(now: Date, limit: Int) async throws -> [OutboxItem]
+    /// Like ``dueOutboxItems(now:limit:)``, but leases the items to `node` until `now + leaseFor`: no
+    /// other node (or process) gets them until the lease runs out or the item completes or fails.
+    func claimOutboxItems(now: Date, limit: Int, node: String, leaseFor: TimeInterval) async throws -> [OutboxItem]
     func completeOutboxItem(id: Int64, at date: Date) async throws
     func failOutboxItem(id: Int64, error: String, nextAttemptAt: Date, deadLetter: Bool, audit: AuditEvent.Draft?)
         async throws

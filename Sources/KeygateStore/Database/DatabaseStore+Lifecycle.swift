@@ -1,9 +1,8 @@
 public import Foundation
-import GRDB
 public import KeygateDomain
 import KeygatePKI
 
-extension SQLiteStore: LifecycleStore {
+extension DatabaseStore: LifecycleStore {
     // MARK: Device changes
 
     /// Applies the event, the optional DDK reset, the queued Azure changes and the certificate change,
@@ -49,7 +48,7 @@ extension SQLiteStore: LifecycleStore {
     }
 
     /// Changes the statuses; returns the serials changed and bumps their issuers' revision.
-    private static func apply(_ change: CertificateChange, deviceID: String, at date: Date, in db: Database) throws
+    private static func apply(_ change: CertificateChange, deviceID: String, at date: Date, in db: any SQLSession) throws
         -> [String]
     {
         let statuses: String
@@ -58,9 +57,7 @@ extension SQLiteStore: LifecycleStore {
         case .revoke: statuses = "('active', 'onHold')"
         case .release, .revokeHeld: statuses = "('onHold')"
         }
-        let rows = try Row.fetchAll(
-            db,
-            sql: "SELECT serial, issuer, not_after FROM certificates WHERE device_id = ? AND status IN \(statuses)",
+        let rows = try db.fetchAll(sql: "SELECT serial, issuer, not_after FROM certificates WHERE device_id = ? AND status IN \(statuses)",
             arguments: [deviceID])
         var issuers = Set<String>()
         for row in rows {
@@ -94,7 +91,7 @@ extension SQLiteStore: LifecycleStore {
     }
 
     private static func setStatus(
-        _ serial: String, _ status: CertificateRecord.Status, reason: RevocationReason, at date: Date, in db: Database
+        _ serial: String, _ status: CertificateRecord.Status, reason: RevocationReason, at date: Date, in db: any SQLSession
     ) throws {
         try db.execute(
             sql: "UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ? WHERE serial = ?",
@@ -104,16 +101,14 @@ extension SQLiteStore: LifecycleStore {
     /// Whether a `resetDDK` change let the device register again; `false` for unknown devices.
     public func reregistrationAllowed(deviceID: String) async throws -> Bool {
         try await read { db in
-            try Bool.fetchOne(
-                db, sql: "SELECT reregistration_allowed FROM devices WHERE id = ?", arguments: [deviceID]) ?? false
+            try db.fetchScalar(Bool.self, sql: "SELECT reregistration_allowed FROM devices WHERE id = ?", arguments: [deviceID]) ?? false
         }
     }
 
     /// The device's most recently issued certificate, whatever its status; `nil` when it has none.
     public func latestCertificate(deviceID: String) async throws -> CertificateRecord? {
         try await read { db in
-            try Row.fetchOne(
-                db, sql: "SELECT * FROM certificates WHERE device_id = ? ORDER BY created_at DESC, serial DESC LIMIT 1",
+            try db.fetchOne(sql: "SELECT * FROM certificates WHERE device_id = ? ORDER BY created_at DESC, serial DESC LIMIT 1",
                 arguments: [deviceID]
             ).map(Self.certificateRecord)
         }
@@ -136,8 +131,7 @@ extension SQLiteStore: LifecycleStore {
     ) {
         try await write { db in
             let window = "not_after < ? AND not_after >= ? AND \(Self.unrenewedClause)"
-            let fresh = try Row.fetchAll(
-                db, sql: "SELECT * FROM certificates WHERE \(window) AND expiry_flagged_at IS NULL LIMIT 10000",
+            let fresh = try db.fetchAll(sql: "SELECT * FROM certificates WHERE \(window) AND expiry_flagged_at IS NULL LIMIT 10000",
                 arguments: [before.unixSeconds, now.unixSeconds]
             ).map(Self.certificateRecord)
             for record in fresh {
@@ -146,9 +140,7 @@ extension SQLiteStore: LifecycleStore {
                     arguments: [now.unixSeconds, record.serial])
             }
             let flagged =
-                try Int.fetchOne(
-                    db,
-                    sql: "SELECT COUNT(*) FROM certificates WHERE \(window) AND expiry_flagged_at IS NOT NULL",
+                try db.fetchScalar(Int.self, sql: "SELECT COUNT(*) FROM certificates WHERE \(window) AND expiry_flagged_at IS NOT NULL",
                     arguments: [before.unixSeconds, now.unixSeconds]) ?? 0
             return (fresh, flagged)
         }
@@ -175,7 +167,7 @@ extension SQLiteStore: LifecycleStore {
     /// The group's current rotation, or `nil`.
     public func rotation(group: String) async throws -> Rotation? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM rotations WHERE group_name = ?", arguments: [group]).map {
+            try db.fetchOne(sql: "SELECT * FROM rotations WHERE group_name = ?", arguments: [group]).map {
                 Rotation(
                     group: $0["group_name"], startedAt: Date(unixMilliseconds: $0["started_at"]),
                     perMinute: $0["per_minute"], reason: $0["reason"])
@@ -188,13 +180,10 @@ extension SQLiteStore: LifecycleStore {
     public func rotationProgress(_ rotation: Rotation, now: Date) async throws -> RotationProgress {
         try await read { db in
             let devices =
-                try Int.fetchOne(
-                    db, sql: "SELECT COUNT(*) FROM devices WHERE group_name = ? AND state = 'enrolled'",
+                try db.fetchScalar(Int.self, sql: "SELECT COUNT(*) FROM devices WHERE group_name = ? AND state = 'enrolled'",
                     arguments: [rotation.group]) ?? 0
             let renewed =
-                try Int.fetchOne(
-                    db,
-                    sql: """
+                try db.fetchScalar(Int.self, sql: """
                         SELECT COUNT(*) FROM devices WHERE group_name = ? AND state = 'enrolled' AND EXISTS (
                             SELECT 1 FROM certificates WHERE certificates.device_id = devices.id
                             AND certificates.created_at >= ?)
@@ -209,8 +198,7 @@ extension SQLiteStore: LifecycleStore {
     /// How many devices of the group have a smaller ID: the device's 0-based slot in the rotation.
     public func rotationPosition(deviceID: String, group: String) async throws -> Int {
         try await read { db in
-            try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM devices WHERE group_name = ? AND id < ?", arguments: [group, deviceID])
+            try db.fetchScalar(Int.self, sql: "SELECT COUNT(*) FROM devices WHERE group_name = ? AND id < ?", arguments: [group, deviceID])
                 ?? 0
         }
     }

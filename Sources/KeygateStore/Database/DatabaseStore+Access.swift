@@ -1,16 +1,13 @@
 public import Foundation
-import GRDB
 import KeygatePKI
 public import KeygateDomain
 
-extension SQLiteStore: AdminTokenStore {
+extension DatabaseStore: AdminTokenStore {
     /// Stores the token's hash and name, with its audit event, in one transaction.
     public func addAdminToken(_ token: AdminToken, audit: AuditEvent.Draft) async throws {
         try await write { db in
             let now = Date().unixMilliseconds
-            let taken = try Bool.fetchOne(
-                db,
-                sql: """
+            let taken = try db.fetchScalar(Bool.self, sql: """
                     SELECT 1 FROM admin_tokens WHERE name = ? AND revoked_at IS NULL
                     AND (expires_at IS NULL OR expires_at > ?)
                     """,
@@ -30,7 +27,7 @@ extension SQLiteStore: AdminTokenStore {
     /// The token stored under `hash` (see ``AdminTokenSecret/hash(_:)``), or `nil`.
     public func adminToken(hash: String) async throws -> AdminToken? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM admin_tokens WHERE hash = ?", arguments: [hash]).map(
+            try db.fetchOne(sql: "SELECT * FROM admin_tokens WHERE hash = ?", arguments: [hash]).map(
                 Self.adminToken)
         }
     }
@@ -38,7 +35,7 @@ extension SQLiteStore: AdminTokenStore {
     /// Every token, oldest first.
     public func adminTokens() async throws -> [AdminToken] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM admin_tokens ORDER BY created_at, name").map(Self.adminToken)
+            try db.fetchAll(sql: "SELECT * FROM admin_tokens ORDER BY created_at, name").map(Self.adminToken)
         }
     }
 
@@ -53,7 +50,7 @@ extension SQLiteStore: AdminTokenStore {
         }
     }
 
-    static func adminToken(_ row: Row) -> AdminToken {
+    static func adminToken(_ row: SQLRow) -> AdminToken {
         AdminToken(
             name: row["name"], hash: row["hash"], createdAt: Date(unixMilliseconds: row["created_at"]),
             role: AdminToken.Role(rawValue: row["role"]) ?? .readOnly,

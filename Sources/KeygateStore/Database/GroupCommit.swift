@@ -1,22 +1,21 @@
-import GRDB
 import KeygateDomain
 
 /// Group commit for certificate records: concurrent issuances that arrive while a transaction is
-/// being written wait and are written together in the next one, so SQLite's single writer commits
+/// being written wait and are written together in the next one, so the single writer commits
 /// once per batch instead of once per certificate. Each caller still returns only after its own
 /// record is durable.
 actor CertificateGroupCommit {
     typealias Item = (record: CertificateRecord, audit: AuditEvent.Draft, done: CheckedContinuation<Void, any Error>)
 
-    private let pool: DatabasePool
+    private let backend: any SQLBackend
     private let auditKey: AuditKeyHolder
     private var pending: [Item] = []
     private var flushing = false
     /// At most this many records in one transaction.
     private let maximumBatch = 256
 
-    init(pool: DatabasePool, auditKey: AuditKeyHolder) {
-        self.pool = pool
+    init(backend: any SQLBackend, auditKey: AuditKeyHolder) {
+        self.backend = backend
         self.auditKey = auditKey
     }
 
@@ -37,10 +36,10 @@ actor CertificateGroupCommit {
             let entries = batch.map { ($0.record, $0.audit) }
             let key = auditKey.current
             do {
-                try await pool.write { db in
-                    var head = try SQLiteStore.AuditHead(db)
+                try await backend.write(serialized: true) { db in
+                    var head = try DatabaseStore.AuditHead(db)
                     for (record, audit) in entries {
-                        try SQLiteStore.insertCertificate(record, in: db)
+                        try DatabaseStore.insertCertificate(record, in: db)
                         _ = try head.append(audit, at: record.createdAt, key: key, in: db)
                     }
                 }
@@ -49,9 +48,9 @@ actor CertificateGroupCommit {
                 // One bad record must not fail the others: write them one by one.
                 for item in batch {
                     do {
-                        try await pool.write { db in
-                            try SQLiteStore.insertCertificate(item.record, in: db)
-                            _ = try SQLiteStore.appendAudit(item.audit, at: item.record.createdAt, key: key, in: db)
+                        try await backend.write(serialized: true) { db in
+                            try DatabaseStore.insertCertificate(item.record, in: db)
+                            _ = try DatabaseStore.appendAudit(item.audit, at: item.record.createdAt, key: key, in: db)
                         }
                         item.done.resume()
                     } catch {

@@ -1,10 +1,9 @@
 public import Foundation
-import GRDB
 public import KeygateDomain
 import KeygatePKI
 
 /// Connectors and the outbox of Azure changes.
-extension SQLiteStore: ConnectorStore {
+extension DatabaseStore: ConnectorStore {
     // MARK: Connectors
 
     /// Stores the connector and its audit event in one transaction; throws `connectorExists` for a taken name.
@@ -13,7 +12,7 @@ extension SQLiteStore: ConnectorStore {
         let secrets = try Self.encode(connector.sealedSecrets)
         try await write { db in
             guard
-                try Bool.fetchOne(db, sql: "SELECT 1 FROM connectors WHERE name = ?", arguments: [connector.name])
+                try db.fetchScalar(Bool.self, sql: "SELECT 1 FROM connectors WHERE name = ?", arguments: [connector.name])
                     == nil
             else { throw KeygateError(.connectorExists, "a connector named \(connector.name) exists") }
             try db.execute(
@@ -28,7 +27,7 @@ extension SQLiteStore: ConnectorStore {
     /// Replaces the connector's settings (no audit event); an unknown name changes nothing.
     public func updateConnectorSettings(name: String, settings: Connector.Settings) async throws {
         let encoded = try Self.encode(settings)
-        try await write { db in
+        try await writeAtomic { db in
             try db.execute(sql: "UPDATE connectors SET settings = ? WHERE name = ?", arguments: [encoded, name])
         }
     }
@@ -47,13 +46,13 @@ extension SQLiteStore: ConnectorStore {
     /// The connector with this name, or `nil`.
     public func connector(named name: String) async throws -> Connector? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM connectors WHERE name = ?", arguments: [name]).map(Self.connector)
+            try db.fetchOne(sql: "SELECT * FROM connectors WHERE name = ?", arguments: [name]).map(Self.connector)
         }
     }
 
     /// Every connector, by name.
     public func connectors() async throws -> [Connector] {
-        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM connectors ORDER BY name").map(Self.connector) }
+        try await read { db in try db.fetchAll(sql: "SELECT * FROM connectors ORDER BY name").map(Self.connector) }
     }
 
     /// Deletes the connector and appends the audit event in one transaction.
@@ -61,7 +60,7 @@ extension SQLiteStore: ConnectorStore {
     /// Throws `connectorInUse` while a group names it and `connectorNotFound` for an unknown name.
     public func removeConnector(name: String, audit: AuditEvent.Draft) async throws {
         try await write { db in
-            let groups = try Row.fetchAll(db, sql: "SELECT * FROM groups").map(Self.group)
+            let groups = try db.fetchAll(sql: "SELECT * FROM groups").map(Self.group)
             if let user = groups.first(where: { $0.policy.connector == name }) {
                 throw KeygateError(.connectorInUse, "group \(user.name) uses the connector \(name)")
             }
@@ -71,7 +70,7 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
-    static func connector(_ row: Row) throws -> Connector {
+    static func connector(_ row: SQLRow) throws -> Connector {
         let settings: String = row["settings"]
         let secrets: String = row["sealed_secrets"]
         guard let kind = Connector.Kind(rawValue: row["kind"]) else {
@@ -86,7 +85,7 @@ extension SQLiteStore: ConnectorStore {
 
     // MARK: Outbox
 
-    static func insertOutbox(_ item: OutboxItem, in db: Database) throws {
+    static func insertOutbox(_ item: OutboxItem, in db: any SQLSession) throws {
         try db.execute(
             sql: """
                 INSERT INTO outbox (connector, device_id, action, certificate, previous_certificate, state, attempts,
@@ -111,9 +110,7 @@ extension SQLiteStore: ConnectorStore {
     /// Pending items that are due, oldest first, at most one per device (a device's changes go in order).
     public func dueOutboxItems(now: Date, limit: Int) async throws -> [OutboxItem] {
         try await read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
+            try db.fetchAll(sql: """
                     SELECT * FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.device_id = o.device_id AND p.state = 'pending' AND p.id < o.id)
                     ORDER BY o.next_attempt_at, o.id LIMIT ?
@@ -123,11 +120,42 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
-    /// Marks the item `delivered` and clears its last error.
-    public func completeOutboxItem(id: Int64, at date: Date) async throws {
-        try await write { db in
+    /// Leases up to `limit` due items (oldest first, one per device, none leased by a node now) to
+    /// `node` until `now + leaseFor`. On PostgreSQL, rows another node is claiming are skipped
+    /// (`FOR UPDATE SKIP LOCKED`); SQLite's single writer does the same.
+    public func claimOutboxItems(now: Date, limit: Int, node: String, leaseFor: TimeInterval) async throws
+        -> [OutboxItem]
+    {
+        let now = now.unixMilliseconds
+        let until = now + Int64(leaseFor * 1000)
+        return try await writeAtomic { db in
+            let ids = try db.fetchAll(
+                sql: """
+                    SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND o.leased_until <= ?
+                    AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.device_id = o.device_id AND p.state = 'pending' AND p.id < o.id)
+                    ORDER BY o.next_attempt_at, o.id LIMIT ?
+                    """ + (db.locksRows ? " FOR UPDATE OF o SKIP LOCKED" : ""),
+                arguments: [now, now, limit]
+            ).map { $0["id"] as Int64 }
+            guard !ids.isEmpty else { return [] }
+            let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
+            var arguments: SQLArguments = [node, until]
+            arguments += ids.map { $0 as any SQLBindable }
             try db.execute(
-                sql: "UPDATE outbox SET state = 'delivered', last_error = NULL, updated_at = ? WHERE id = ?",
+                sql: "UPDATE outbox SET leased_by = ?, leased_until = ? WHERE id IN (\(marks))", arguments: arguments)
+            return try db.fetchAll(
+                sql: "SELECT * FROM outbox WHERE id IN (\(marks)) ORDER BY next_attempt_at, id",
+                arguments: ids.map { $0 as any SQLBindable }
+            ).map(Self.outboxItem)
+        }
+    }
+
+    /// Marks the item `delivered`, clears its last error and its lease.
+    public func completeOutboxItem(id: Int64, at date: Date) async throws {
+        try await writeAtomic { db in
+            try db.execute(
+                sql:
+                    "UPDATE outbox SET state = 'delivered', last_error = NULL, leased_by = NULL, leased_until = 0, updated_at = ? WHERE id = ?",
                 arguments: [date.unixMilliseconds, id])
         }
     }
@@ -142,7 +170,8 @@ extension SQLiteStore: ConnectorStore {
         try await write { db in
             try db.execute(
                 sql: """
-                    UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = ?, updated_at = ?
+                    UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = ?, updated_at = ?,
+                        leased_by = NULL, leased_until = 0
                     WHERE id = ?
                     """,
                 arguments: [
@@ -157,7 +186,7 @@ extension SQLiteStore: ConnectorStore {
     public func outboxItems(state: OutboxItem.State?, deviceID: String?, limit: Int) async throws -> [OutboxItem] {
         try await read { db in
             var conditions: [String] = []
-            var arguments: [any DatabaseValueConvertible] = []
+            var arguments: SQLArguments = []
             if let state {
                 conditions.append("state = ?")
                 arguments.append(state.rawValue)
@@ -168,9 +197,8 @@ extension SQLiteStore: ConnectorStore {
             }
             let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
             arguments.append(limit)
-            return try Row.fetchAll(
-                db, sql: "SELECT * FROM outbox \(filter) ORDER BY id DESC LIMIT ?",
-                arguments: StatementArguments(arguments)
+            return try db.fetchAll(sql: "SELECT * FROM outbox \(filter) ORDER BY id DESC LIMIT ?",
+                arguments: arguments
             ).map(Self.outboxItem)
         }
     }
@@ -179,7 +207,7 @@ extension SQLiteStore: ConnectorStore {
     public func outboxCounts() async throws -> [OutboxItem.State: Int] {
         try await read { db in
             var counts: [OutboxItem.State: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM outbox GROUP BY state") {
+            for row in try db.fetchAll(sql: "SELECT state, COUNT(*) AS n FROM outbox GROUP BY state") {
                 if let state = OutboxItem.State(rawValue: row["state"]) { counts[state] = row["n"] }
             }
             return counts
@@ -197,7 +225,7 @@ extension SQLiteStore: ConnectorStore {
                     WHERE id = ? AND state = 'deadLetter'
                     """,
                 arguments: [Date().unixMilliseconds, Date().unixMilliseconds, id])
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM outbox WHERE id = ?", arguments: [id]) else {
+            guard let row = try db.fetchOne(sql: "SELECT * FROM outbox WHERE id = ?", arguments: [id]) else {
                 throw KeygateError(.outboxItemNotFound, "no outbox item \(id)")
             }
             guard db.changesCount == 1 || (row["state"] as String) == "pending" else {
@@ -212,9 +240,7 @@ extension SQLiteStore: ConnectorStore {
     public func enrollmentConfirmed(deviceID: String) async throws -> Bool? {
         try await read { db in
             guard
-                let state = try String.fetchOne(
-                    db,
-                    sql:
+                let state = try db.fetchScalar(String.self, sql:
                         "SELECT state FROM outbox WHERE device_id = ? AND action IN ('enroll', 'enable') ORDER BY id DESC LIMIT 1",
                     arguments: [deviceID])
             else { return nil }
@@ -222,7 +248,7 @@ extension SQLiteStore: ConnectorStore {
         }
     }
 
-    static func outboxItem(_ row: Row) throws -> OutboxItem {
+    static func outboxItem(_ row: SQLRow) throws -> OutboxItem {
         guard let action = OutboxItem.Action(rawValue: row["action"]),
             let state = OutboxItem.State(rawValue: row["state"])
         else { throw KeygateError(.internalError, "a stored outbox item has an unknown action or state") }

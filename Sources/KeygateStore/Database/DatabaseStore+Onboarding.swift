@@ -1,16 +1,15 @@
 public import Foundation
-import GRDB
 public import KeygateDomain
 import KeygatePKI
 
-extension SQLiteStore: OnboardingStore {
+extension DatabaseStore: OnboardingStore {
     // MARK: Groups
 
     /// Stores the group and its audit event in one transaction; throws `groupExists` for a taken name.
     public func createGroup(_ group: Group, audit: AuditEvent.Draft) async throws {
         let policy = try Self.encode(group.policy)
         try await write { db in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM groups WHERE name = ?", arguments: [group.name]) == true {
+            if try db.fetchScalar(Bool.self, sql: "SELECT 1 FROM groups WHERE name = ?", arguments: [group.name]) == true {
                 throw KeygateError(.groupExists, "a group named '\(group.name)' already exists")
             }
             try db.execute(
@@ -33,16 +32,16 @@ extension SQLiteStore: OnboardingStore {
     /// The group with this name, or `nil`.
     public func group(named name: String) async throws -> Group? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM groups WHERE name = ?", arguments: [name]).map(Self.group)
+            try db.fetchOne(sql: "SELECT * FROM groups WHERE name = ?", arguments: [name]).map(Self.group)
         }
     }
 
     /// Every group, by name.
     public func groups() async throws -> [Group] {
-        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM groups ORDER BY name").map(Self.group) }
+        try await read { db in try db.fetchAll(sql: "SELECT * FROM groups ORDER BY name").map(Self.group) }
     }
 
-    static func group(_ row: Row) throws -> Group {
+    static func group(_ row: SQLRow) throws -> Group {
         let text: String = row["policy"]
         return Group(
             name: row["name"], policy: try JSONDecoder().decode(Group.Policy.self, from: Data(text.utf8)),
@@ -63,19 +62,15 @@ extension SQLiteStore: OnboardingStore {
         try await write { db in
             var result = AllowlistImportResult()
             let now = Date().unixMilliseconds
-            let select = try db.makeStatement(
-                sql: "SELECT group_name, pinned_key, token_hash, state FROM devices WHERE id = ?")
-            let insert = try db.makeStatement(
-                sql: """
-                    INSERT INTO devices (id, group_name, state, pinned_key, token_hash, created_at, updated_at)
-                    VALUES (?, ?, 'allowlisted', ?, ?, ?, ?)
-                    """)
-            let update = try db.makeStatement(
-                sql:
-                    "UPDATE devices SET group_name = ?, pinned_key = ?, token_hash = ?, token_used = 0, updated_at = ? WHERE id = ?"
-            )
+            let select = "SELECT group_name, pinned_key, token_hash, state FROM devices WHERE id = ?"
+            let insert = """
+                INSERT INTO devices (id, group_name, state, pinned_key, token_hash, created_at, updated_at)
+                VALUES (?, ?, 'allowlisted', ?, ?, ?, ?)
+                """
+            let update =
+                "UPDATE devices SET group_name = ?, pinned_key = ?, token_hash = ?, token_used = 0, updated_at = ? WHERE id = ?"
             for entry in entries {
-                if let row = try Row.fetchOne(select, arguments: [entry.deviceID]) {
+                if let row = try db.fetchOne(sql: select, arguments: [entry.deviceID]) {
                     let same =
                         (row["group_name"] as String) == entry.group
                         && (row["pinned_key"] as String?) == entry.pinnedKey
@@ -83,15 +78,15 @@ extension SQLiteStore: OnboardingStore {
                     if same || (row["state"] as String) != Device.State.allowlisted.rawValue {
                         result.unchanged += 1
                     } else {
-                        try update.execute(arguments: [
-                            entry.group, entry.pinnedKey, entry.tokenHash, now, entry.deviceID,
-                        ])
+                        try db.execute(
+                            sql: update,
+                            arguments: [entry.group, entry.pinnedKey, entry.tokenHash, now, entry.deviceID])
                         result.updated += 1
                     }
                 } else {
-                    try insert.execute(arguments: [
-                        entry.deviceID, entry.group, entry.pinnedKey, entry.tokenHash, now, now,
-                    ])
+                    try db.execute(
+                        sql: insert,
+                        arguments: [entry.deviceID, entry.group, entry.pinnedKey, entry.tokenHash, now, now])
                     result.added += 1
                 }
             }
@@ -127,7 +122,7 @@ extension SQLiteStore: OnboardingStore {
     /// The device's allowlist entry (pinned key, token hash and use), or `nil`.
     public func allowlistEntry(deviceID: String) async throws -> AllowlistEntry? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID]).map(Self.allowlistEntry)
+            try db.fetchOne(sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID]).map(Self.allowlistEntry)
         }
     }
 
@@ -140,8 +135,7 @@ extension SQLiteStore: OnboardingStore {
             while start < deviceIDs.count {
                 let chunk = Array(deviceIDs[start..<min(start + 500, deviceIDs.count)])
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                for row in try Row.fetchAll(
-                    db, sql: "SELECT * FROM devices WHERE id IN (\(marks))", arguments: StatementArguments(chunk))
+                for row in try db.fetchAll(sql: "SELECT * FROM devices WHERE id IN (\(marks))", arguments: chunk)
                 {
                     let entry = Self.allowlistEntry(row)
                     found[entry.deviceID] = entry
@@ -152,7 +146,7 @@ extension SQLiteStore: OnboardingStore {
         }
     }
 
-    static func allowlistEntry(_ row: Row) -> AllowlistEntry {
+    static func allowlistEntry(_ row: SQLRow) -> AllowlistEntry {
         AllowlistEntry(
             deviceID: row["id"], group: row["group_name"], pinnedKey: row["pinned_key"], tokenHash: row["token_hash"],
             tokenUsed: row["token_used"], createdAt: Date(unixMilliseconds: row["created_at"]))
@@ -169,7 +163,7 @@ extension SQLiteStore: OnboardingStore {
     public func devices(state: Device.State?, group: String?, after: String?, limit: Int) async throws -> [Device] {
         try await read { db in
             var clauses: [String] = []
-            var arguments: StatementArguments = []
+            var arguments: SQLArguments = []
             if let state {
                 clauses.append("state = ?")
                 arguments += [state.rawValue]
@@ -184,8 +178,7 @@ extension SQLiteStore: OnboardingStore {
             }
             let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             arguments += [max(1, min(limit, 10_000))]
-            return try Row.fetchAll(
-                db, sql: "SELECT * FROM devices \(whereClause) ORDER BY id LIMIT ?", arguments: arguments
+            return try db.fetchAll(sql: "SELECT * FROM devices \(whereClause) ORDER BY id LIMIT ?", arguments: arguments
             )
             .map(Self.device)
         }
@@ -195,18 +188,18 @@ extension SQLiteStore: OnboardingStore {
     public func deviceCounts() async throws -> [Device.State: Int] {
         try await read { db in
             var counts: [Device.State: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM devices GROUP BY state") {
+            for row in try db.fetchAll(sql: "SELECT state, COUNT(*) AS n FROM devices GROUP BY state") {
                 if let state = Device.State(rawValue: row["state"]) { counts[state] = row["n"] }
             }
             return counts
         }
     }
 
-    static func fetchDevice(_ id: String, _ db: Database) throws -> Device? {
-        try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [id]).map(device)
+    static func fetchDevice(_ id: String, _ db: any SQLSession) throws -> Device? {
+        try db.fetchOne(sql: "SELECT * FROM devices WHERE id = ?", arguments: [id]).map(device)
     }
 
-    static func device(_ row: Row) -> Device {
+    static func device(_ row: SQLRow) -> Device {
         Device(
             id: row["id"], group: row["group_name"], state: Device.State(rawValue: row["state"]) ?? .quarantined,
             attestationMethod: row["attestation_method"], assuranceLevel: row["assurance_level"],
@@ -225,7 +218,7 @@ extension SQLiteStore: OnboardingStore {
 
     /// Stores a challenge; drops the device's oldest outstanding ones past the cap and every expired one.
     public func saveChallenge(_ challenge: Challenge) async throws {
-        try await write { db in
+        try await writeAtomic { db in
             try db.execute(
                 sql: "INSERT INTO challenges (id, device_id, nonce, epoch, expires_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [
@@ -247,13 +240,13 @@ extension SQLiteStore: OnboardingStore {
     /// Marks the challenge used at `now` and returns it, when it belongs to `deviceID`, is unused and has
     /// not expired; `nil` otherwise. The update is atomic, so only one caller gets a challenge.
     public func consumeChallenge(id: String, deviceID: String, now: Date) async throws -> Challenge? {
-        try await write { db in
+        try await writeAtomic { db in
             try db.execute(
                 sql:
                     "UPDATE challenges SET used_at = ? WHERE id = ? AND device_id = ? AND used_at IS NULL AND expires_at > ?",
                 arguments: [now.unixMilliseconds, id, deviceID, now.unixMilliseconds])
             guard db.changesCount == 1,
-                let row = try Row.fetchOne(db, sql: "SELECT * FROM challenges WHERE id = ?", arguments: [id])
+                let row = try db.fetchOne(sql: "SELECT * FROM challenges WHERE id = ?", arguments: [id])
             else { return nil }
             let nonce: Data = row["nonce"]
             return Challenge(
@@ -267,8 +260,7 @@ extension SQLiteStore: OnboardingStore {
     /// The device's DDK public key (SPKI DER) for `epoch`, or `nil`.
     public func ddkPublicKey(deviceID: String, epoch: Int) async throws -> [UInt8]? {
         try await read { db in
-            try Data.fetchOne(
-                db, sql: "SELECT public_key FROM ddk_keys WHERE device_id = ? AND epoch = ?",
+            try db.fetchScalar(Data.self, sql: "SELECT public_key FROM ddk_keys WHERE device_id = ? AND epoch = ?",
                 arguments: [deviceID, epoch]
             ).map(Array.init)
         }
@@ -311,7 +303,7 @@ extension SQLiteStore: OnboardingStore {
     ///
     /// Throws `challengeInvalid` when the device is no longer at `epoch` (another session won).
     public func advanceDDK(deviceID: String, from epoch: Int, nextPublicKey: [UInt8]) async throws -> Device {
-        try await write { db in
+        try await writeAtomic { db in
             try db.execute(
                 sql:
                     "UPDATE devices SET ddk_epoch = ?, failed_attempts = 0, updated_at = ? WHERE id = ? AND ddk_epoch = ?",
@@ -362,7 +354,7 @@ extension SQLiteStore: OnboardingStore {
 
     /// Resets the failure count; throws `deviceNotFound` for an unknown ID.
     public func clearAttestationFailures(deviceID: String) async throws -> Device {
-        try await write { db in
+        try await writeAtomic { db in
             try db.execute(sql: "UPDATE devices SET failed_attempts = 0 WHERE id = ?", arguments: [deviceID])
             guard let device = try Self.fetchDevice(deviceID, db) else {
                 throw KeygateError(.deviceNotFound, "no device \(deviceID)")
@@ -411,7 +403,7 @@ extension SQLiteStore: OnboardingStore {
 
     static func applyTransition(
         _ deviceID: String, event: Device.Event, reason: String?, attestation: (method: String, level: Int)?,
-        in db: Database
+        in db: any SQLSession
     ) throws {
         guard let device = try fetchDevice(deviceID, db) else {
             throw KeygateError(.deviceNotFound, "no device \(deviceID)")

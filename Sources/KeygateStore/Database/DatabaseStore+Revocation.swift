@@ -1,25 +1,23 @@
 import Foundation
-import GRDB
 
-extension SQLiteStore: RevocationListStore {
+extension DatabaseStore: RevocationListStore {
     /// Increments and returns the issuer's CRL number (1 for its first CRL), atomically.
     public func nextCRLNumber(issuer: String) async throws -> Int64 {
-        try await write { db in
+        try await writeAtomic { db in
             try db.execute(
                 sql: """
                     INSERT INTO issuers (issuer, last_crl_number) VALUES (?, 1)
                     ON CONFLICT (issuer) DO UPDATE SET last_crl_number = issuers.last_crl_number + 1
                     """,
                 arguments: [issuer])
-            return try Int64.fetchOne(
-                db, sql: "SELECT last_crl_number FROM issuers WHERE issuer = ?", arguments: [issuer])
+            return try db.fetchScalar(Int64.self, sql: "SELECT last_crl_number FROM issuers WHERE issuer = ?", arguments: [issuer])
                 ?? 1
         }
     }
 
     /// Stores the CRL and deletes the issuer's CRLs numbered five or more below it.
     public func saveCRL(_ crl: PublishedCRL) async throws {
-        try await write { db in
+        try await writeAtomic { db in
             try db.execute(
                 sql: """
                     INSERT INTO crls (issuer, number, this_update, next_update, der, entry_count, revision)
@@ -39,8 +37,7 @@ extension SQLiteStore: RevocationListStore {
     public func latestCRL(issuer: String) async throws -> PublishedCRL? {
         try await read { db in
             guard
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT * FROM crls WHERE issuer = ? ORDER BY number DESC LIMIT 1", arguments: [issuer])
+                let row = try db.fetchOne(sql: "SELECT * FROM crls WHERE issuer = ? ORDER BY number DESC LIMIT 1", arguments: [issuer])
             else { return nil }
             let der: Data = row["der"]
             return PublishedCRL(
@@ -51,17 +48,17 @@ extension SQLiteStore: RevocationListStore {
     }
 }
 
-extension SQLiteStore {
+extension DatabaseStore {
     /// The issuer's revocation counter, bumped by every revocation, hold or release; 0 before the first.
     public func revocationRevision(issuer: String) async throws -> Int64 {
         try await read { db in
-            try Int64.fetchOne(db, sql: "SELECT revocation_revision FROM issuers WHERE issuer = ?", arguments: [issuer])
+            try db.fetchScalar(Int64.self, sql: "SELECT revocation_revision FROM issuers WHERE issuer = ?", arguments: [issuer])
                 ?? 0
         }
     }
 
     /// Counts a revocation against the issuer, inside the revoking transaction.
-    static func bumpRevocationRevision(issuer: String, in db: Database) throws {
+    static func bumpRevocationRevision(issuer: String, in db: any SQLSession) throws {
         try db.execute(
             sql: """
                 INSERT INTO issuers (issuer, revocation_revision) VALUES (?, 1)

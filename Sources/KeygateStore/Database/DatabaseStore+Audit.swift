@@ -1,10 +1,9 @@
 import Crypto
 public import Foundation
-import GRDB
 public import KeygateDomain
 import KeygatePKI
 
-extension SQLiteStore: AuditStore {
+extension DatabaseStore: AuditStore {
     /// Chains `draft` onto the log, timestamped now, in its own transaction; returns the stored entry.
     public func appendAudit(_ draft: AuditEvent.Draft) async throws -> AuditEvent {
         try await write { db in try self.appendAudit(draft, at: Date(), in: db) }
@@ -16,7 +15,7 @@ extension SQLiteStore: AuditStore {
     /// The newest entry's sequence number and hash; `(0, genesis)` for an empty log.
     public func auditHead() async throws -> AuditCheckpoint {
         try await read { db in
-            let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            let last = try db.fetchOne(sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             return AuditCheckpoint(
                 sequence: last?["seq"] ?? 0, hash: last?["hash"] ?? AuditEvent.genesisHash,
                 atMilliseconds: Date().unixMilliseconds)
@@ -24,12 +23,12 @@ extension SQLiteStore: AuditStore {
     }
 
     /// Chains `draft` onto the log inside the caller's write transaction, with the store's key.
-    func appendAudit(_ draft: AuditEvent.Draft, at date: Date, in db: Database) throws -> AuditEvent {
+    func appendAudit(_ draft: AuditEvent.Draft, at date: Date, in db: any SQLSession) throws -> AuditEvent {
         try Self.appendAudit(draft, at: date, key: auditKey.current, in: db)
     }
 
     /// Chains `draft` onto the log inside the caller's write transaction.
-    static func appendAudit(_ draft: AuditEvent.Draft, at date: Date, key: AuditChainKey?, in db: Database) throws
+    static func appendAudit(_ draft: AuditEvent.Draft, at date: Date, key: AuditChainKey?, in db: any SQLSession) throws
         -> AuditEvent
     {
         var head = try AuditHead(db)
@@ -42,14 +41,13 @@ extension SQLiteStore: AuditStore {
         var sequence: Int64
         var hash: String
 
-        init(_ db: Database) throws {
-            let last = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"))
+        init(_ db: any SQLSession) throws {
+            let last = try db.fetchOne(sql: "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             sequence = last?["seq"] ?? 0
             hash = last?["hash"] ?? AuditEvent.genesisHash
         }
 
-        mutating func append(_ draft: AuditEvent.Draft, at date: Date, key: AuditChainKey?, in db: Database) throws
+        mutating func append(_ draft: AuditEvent.Draft, at date: Date, key: AuditChainKey?, in db: any SQLSession) throws
             -> AuditEvent
         {
             let sequence = self.sequence + 1
@@ -58,12 +56,12 @@ extension SQLiteStore: AuditStore {
             let hash = AuditChainKey.chainHash(
                 key, previous: previous, sequence: sequence, atMilliseconds: at, actor: draft.actor,
                 action: draft.action, subject: draft.subject, details: draft.details)
-            try db.cachedStatement(
+            try db.execute(
                 sql: """
                     INSERT INTO audit_events (seq, at_ms, actor, action, subject, details, previous_hash, hash)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """
-            ).execute(arguments: [
+                    """,
+                arguments: [
                 sequence, at, draft.actor, draft.action, draft.subject, AuditDetailsJSON.encode(draft.details),
                 previous, hash,
             ])
@@ -78,8 +76,7 @@ extension SQLiteStore: AuditStore {
     /// Entries after sequence number `after`, oldest first, at most `limit` (1...10,000): for exports.
     public func auditEvents(after: Int64, limit: Int) async throws -> [AuditEvent] {
         try await read { db in
-            try Row.fetchAll(
-                db, sql: "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+            try db.fetchAll(sql: "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
                 arguments: [after, max(1, min(limit, 10_000))]
             ).map(Self.auditEvent)
         }
@@ -89,7 +86,7 @@ extension SQLiteStore: AuditStore {
     public func auditEvents(subject: String?, since: Date?, limit: Int) async throws -> [AuditEvent] {
         try await read { db in
             var clauses: [String] = []
-            var arguments: StatementArguments = []
+            var arguments: SQLArguments = []
             if let subject {
                 clauses.append("subject = ?")
                 arguments += [subject]
@@ -100,9 +97,8 @@ extension SQLiteStore: AuditStore {
             }
             let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             arguments += [max(1, min(limit, 10_000))]
-            let rows = try Row.fetchAll(
-                db,
-                sql: "SELECT * FROM (SELECT * FROM audit_events \(whereClause) ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            let rows = try db.fetchAll(sql:
+                    "SELECT * FROM (SELECT * FROM audit_events \(whereClause) ORDER BY seq DESC LIMIT ?) AS recent ORDER BY seq",
                 arguments: arguments)
             return try rows.map(Self.auditEvent)
         }
@@ -115,12 +111,12 @@ extension SQLiteStore: AuditStore {
     public func verifyAuditChain(checkpoints: [AuditCheckpoint]) async throws -> AuditChainBreak? {
         let key = auditKey.current
         return try await read { db in
-            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM audit_events ORDER BY seq")
+            let rows = try db.fetchAll(sql: "SELECT * FROM audit_events ORDER BY seq")
             var previous = AuditEvent.genesisHash
             var expected: Int64 = 1
             var hashes: [Int64: String] = [:]
             let wanted = Set(checkpoints.map(\.sequence))
-            while let row = try rows.next() {
+            for row in rows {
                 let sequence: Int64 = row["seq"]
                 guard sequence == expected else {
                     return AuditChainBreak(sequence: expected, reason: "entry \(expected) is missing")
@@ -171,7 +167,7 @@ extension SQLiteStore: AuditStore {
         }
     }
 
-    static func auditEvent(_ row: Row) throws -> AuditEvent {
+    static func auditEvent(_ row: SQLRow) throws -> AuditEvent {
         let detailsText: String = row["details"]
         let details = try JSONDecoder().decode([String: String].self, from: Data(detailsText.utf8))
         return AuditEvent(

@@ -5,7 +5,8 @@ import KeygateStore
 import KeygateTestSupport
 import Testing
 
-@Suite struct SQLiteStoreTests {
+/// The store's behaviour, on SQLite and on PostgreSQL alike (PostgreSQL when `scripts/test.sh` started it).
+@Suite struct StoreTests {
     func record(_ serial: String, notAfter: Date = Date() + 86_400, issuer: String = "CN=Test Issuing CA")
         -> CertificateRecord
     {
@@ -18,15 +19,18 @@ import Testing
         .init(actor: "test", action: "certificate.issued", subject: serial, details: ["k": "v"])
     }
 
-    @Test func certificatesSurviveReopeningTheDatabase() async throws {
-        let dir = try TemporaryDirectory("store")
+    @Test(arguments: TestDatabase.backends) func certificatesSurviveReopeningTheDatabase(
+        backend: TestDatabase.Backend
+    ) async throws {
+        let database = try TestDatabase(backend)
         do {
-            let store = try SQLiteStore(path: dir.file("db.sqlite"))
+            let store = try await database.open()
             try await store.insertCertificate(record("0a01"), audit: audit("0a01"))
             _ = try await store.revokeCertificate(
                 serial: "0a01", reason: .keyCompromise, at: Date(), audit: audit("0a01"))
+            await store.close()
         }
-        let reopened = try SQLiteStore(path: dir.file("db.sqlite"))
+        let reopened = try await database.open()
         let found = try #require(try await reopened.certificate(serial: "0a01"))
         #expect(found.status == .revoked)
         #expect(found.revocationReason == .keyCompromise)
@@ -35,9 +39,9 @@ import Testing
     }
 
     /// Concurrent issuances are committed in groups; every record and audit event arrives, chained.
-    @Test func concurrentInsertsAreAllRecordedAndChained() async throws {
-        let dir = try TemporaryDirectory("store")
-        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+    @Test(arguments: TestDatabase.backends) func concurrentInsertsAreAllRecordedAndChained(backend: TestDatabase.Backend) async throws {
+        let database = try TestDatabase(backend)
+        let store = try await database.open()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<300 {
                 group.addTask {
@@ -52,14 +56,14 @@ import Testing
         #expect(try await store.verifyAuditChain() == nil)
         // A duplicate serial fails alone; the batch it shared goes through.
         let code = await errorCode { try await store.insertCertificate(self.record("0001"), audit: self.audit("0001")) }
-        #expect(code.hasPrefix("other"), "a duplicate serial is refused")
+        #expect(code == "conflict", "a duplicate serial is refused")
         try await store.insertCertificate(record("ffff"), audit: audit("ffff"))
         #expect(try await store.certificateCounts()[.active] == 301)
     }
 
-    @Test func revokingTwiceConflictsAndHoldsCanBeRevoked() async throws {
-        let dir = try TemporaryDirectory("store")
-        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+    @Test(arguments: TestDatabase.backends) func revokingTwiceConflictsAndHoldsCanBeRevoked(backend: TestDatabase.Backend) async throws {
+        let database = try TestDatabase(backend)
+        let store = try await database.open()
         try await store.insertCertificate(record("0b01"), audit: audit("0b01"))
         let held = try await store.revokeCertificate(
             serial: "0b01", reason: .certificateHold, at: Date(), audit: audit("0b01"))
@@ -84,9 +88,9 @@ import Testing
         #expect(missing == "certificateNotFound")
     }
 
-    @Test func listingFiltersAndPages() async throws {
-        let dir = try TemporaryDirectory("store")
-        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+    @Test(arguments: TestDatabase.backends) func listingFiltersAndPages(backend: TestDatabase.Backend) async throws {
+        let database = try TestDatabase(backend)
+        let store = try await database.open()
         for i in 0..<25 {
             let serial = String(format: "%04x", i + 1)
             try await store.insertCertificate(
@@ -108,9 +112,9 @@ import Testing
         #expect(counts[.active] == 24 && counts[.revoked] == 1)
     }
 
-    @Test func revokedEntriesDropCertificatesExpiredBeforeTheCutoff() async throws {
-        let dir = try TemporaryDirectory("store")
-        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+    @Test(arguments: TestDatabase.backends) func revokedEntriesDropCertificatesExpiredBeforeTheCutoff(backend: TestDatabase.Backend) async throws {
+        let database = try TestDatabase(backend)
+        let store = try await database.open()
         try await store.insertCertificate(record("0c01", notAfter: Date() - 7200), audit: audit("0c01"))
         try await store.insertCertificate(record("0c02"), audit: audit("0c02"))
         for serial in ["0c01", "0c02"] {
@@ -124,10 +128,12 @@ import Testing
         #expect(try await store.revocationRevision(issuer: "CN=Test Issuing CA") == 2)
     }
 
-    @Test func crlNumbersGrowAcrossConnections() async throws {
-        let dir = try TemporaryDirectory("store")
-        let first = try SQLiteStore(path: dir.file("db.sqlite"))
-        let second = try SQLiteStore(path: dir.file("db.sqlite"))
+    @Test(arguments: TestDatabase.backends) func crlNumbersGrowAcrossConnections(backend: TestDatabase.Backend)
+        async throws
+    {
+        let database = try TestDatabase(backend)
+        let first = try await database.open()
+        let second = try await database.open()
         var numbers: [Int64] = []
         for i in 0..<6 {
             numbers.append(try await (i % 2 == 0 ? first : second).nextCRLNumber(issuer: "CN=X"))
@@ -135,26 +141,30 @@ import Testing
         #expect(numbers == [1, 2, 3, 4, 5, 6])
     }
 
-    @Test(.tags(.outsideTool), .fullRunOnly) func tamperingWithTheAuditLogIsDetectedAndNamed() async throws {
-        guard ExternalTool.available("sqlite3") else { return }
-        let dir = try TemporaryDirectory("store")
-        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+    @Test(.tags(.outsideTool), .fullRunOnly, arguments: TestDatabase.backends)
+    func tamperingWithTheAuditLogIsDetectedAndNamed(backend: TestDatabase.Backend) async throws {
+        guard ExternalTool.available(backend == .sqlite ? "sqlite3" : "psql") else { return }
+        let database = try TestDatabase(backend)
+        let store = try await database.open()
         for i in 1...5 {
             _ = try await store.appendAudit(
                 .init(actor: "test", action: "thing.done", subject: "s\(i)", details: ["i": "\(i)"]))
         }
         #expect(try await store.verifyAuditChain() == nil)
-        let edit = try await ExternalTool.require("sqlite3").run([
-            dir.file("db.sqlite"), "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3",
-        ])
-        #expect(edit.status == 0, "\(edit.combined)")
+        let tamper = "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3"
+        if backend == .sqlite {
+            let edit = try await ExternalTool.require("sqlite3").run([database.text, tamper])
+            #expect(edit.status == 0, "\(edit.combined)")
+        } else {
+            try TestDatabase.psql(database.text, tamper)
+        }
         let broken = try #require(try await store.verifyAuditChain())
         #expect(broken.sequence == 3)
     }
 
-    @Test func auditDetailsKeepEveryCharacter() async throws {
-        let dir = try TemporaryDirectory("store")
-        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+    @Test(arguments: TestDatabase.backends) func auditDetailsKeepEveryCharacter(backend: TestDatabase.Backend) async throws {
+        let database = try TestDatabase(backend)
+        let store = try await database.open()
         let details = [
             "quote": "say \"hi\"", "slash": "a/b\\c", "lines": "one\ntwo\r\tthree", "control": "\u{1}\u{1f}",
             "unicode": "Grüße 🚀", "": "empty key", "z": "",
@@ -166,9 +176,9 @@ import Testing
         #expect(try await store.verifyAuditChain() == nil)
     }
 
-    @Test func adminTokensAreStoredHashed() async throws {
-        let dir = try TemporaryDirectory("store")
-        let store = try SQLiteStore(path: dir.file("db.sqlite"))
+    @Test(arguments: TestDatabase.backends) func adminTokensAreStoredHashed(backend: TestDatabase.Backend) async throws {
+        let database = try TestDatabase(backend)
+        let store = try await database.open()
         let token = AdminTokenSecret.generate()
         #expect(token.hasPrefix("kg_") && token.count == 46)
         try await store.addAdminToken(
@@ -176,7 +186,9 @@ import Testing
             audit: .init(actor: "test", action: "adminToken.created", subject: "ops"))
         #expect(try await store.adminToken(hash: AdminTokenSecret.hash(token))?.name == "ops")
         #expect(try await store.adminToken(hash: AdminTokenSecret.hash(token + "x")) == nil)
-        let raw = try Data(contentsOf: URL(fileURLWithPath: dir.file("db.sqlite")))
-        #expect(raw.range(of: Data(token.utf8)) == nil, "the token itself must not be stored")
+        if backend == .sqlite {
+            let raw = try Data(contentsOf: URL(fileURLWithPath: database.text))
+            #expect(raw.range(of: Data(token.utf8)) == nil, "the token itself must not be stored")
+        }
     }
 }

@@ -1,31 +1,24 @@
 public import Foundation
-import GRDB
 public import KeygateDomain
 public import KeygatePKI
 import X509
 
-extension SQLiteStore: CertificateRecordStore {
+extension DatabaseStore: CertificateRecordStore {
     /// Records the certificate and its audit event in one transaction, batched with concurrent issuances.
     ///
     /// Returns once this record is durable; a busy database throws `storeUnavailable`.
     public func insertCertificate(_ record: CertificateRecord, audit: AuditEvent.Draft) async throws {
-        do {
-            try await certificateCommits.insert(record, audit: audit)
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
-        {
-            throw KeygateError(.storeUnavailable, "the database is busy", retryAfter: 1)
-        }
+        try await certificateCommits.insert(record, audit: audit)
     }
 
-    static func insertCertificate(_ record: CertificateRecord, in db: Database) throws {
-        // A cached (prepared once per connection) statement: issuance inserts thousands a second.
-        let insert = try db.cachedStatement(
+    static func insertCertificate(_ record: CertificateRecord, in db: any SQLSession) throws {
+        // Prepared once per connection (SQLite): issuance inserts thousands a second.
+        try db.execute(
             sql: """
                 INSERT INTO certificates (serial, subject, issuer, not_before, not_after, profile, status,
                     revoked_at, revocation_reason, pem, device_id, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-        try insert.execute(
+                """,
             arguments: [
                 record.serial, record.subject, record.issuer, record.notBefore.unixSeconds, record.notAfter.unixSeconds,
                 record.profile, record.status.rawValue, record.revokedAt?.unixSeconds,
@@ -37,7 +30,7 @@ extension SQLiteStore: CertificateRecordStore {
     /// The record with this serial (lower-case hex), or `nil`.
     public func certificate(serial: String) async throws -> CertificateRecord? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial])
+            try db.fetchOne(sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial])
                 .map(Self.certificateRecord)
         }
     }
@@ -46,7 +39,7 @@ extension SQLiteStore: CertificateRecordStore {
     public func certificates(matching query: CertificateQuery) async throws -> [CertificateRecord] {
         try await read { db in
             var clauses: [String] = []
-            var arguments: StatementArguments = []
+            var arguments: SQLArguments = []
             if let status = query.status {
                 clauses.append("status = ?")
                 arguments += [status.rawValue]
@@ -78,8 +71,7 @@ extension SQLiteStore: CertificateRecordStore {
             }
             let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             arguments += [max(1, min(query.limit, 10_000))]
-            return try Row.fetchAll(
-                db, sql: "SELECT * FROM certificates \(whereClause) ORDER BY created_at, serial LIMIT ?",
+            return try db.fetchAll(sql: "SELECT * FROM certificates \(whereClause) ORDER BY created_at, serial LIMIT ?",
                 arguments: arguments
             ).map(Self.certificateRecord)
         }
@@ -95,8 +87,7 @@ extension SQLiteStore: CertificateRecordStore {
     ) async throws -> CertificateRecord {
         try await write { db in
             guard
-                var record = try Row.fetchOne(
-                    db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial]
+                var record = try db.fetchOne(sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial]
                 )
                 .map(Self.certificateRecord)
             else {
@@ -115,15 +106,13 @@ extension SQLiteStore: CertificateRecordStore {
     /// Every revoked or held certificate of `issuer` whose `notAfter` is not before `notAfterSince`.
     public func revokedEntries(issuer: String, notAfterSince: Date) async throws -> [RevokedEntry] {
         try await read { db in
-            let rows = try Row.fetchCursor(
-                db,
-                sql: """
+            let rows = try db.fetchAll(sql: """
                     SELECT serial, revoked_at, revocation_reason FROM certificates
                     WHERE issuer = ? AND status IN ('revoked', 'onHold') AND not_after >= ?
                     """,
                 arguments: [issuer, notAfterSince.unixSeconds])
             var entries: [RevokedEntry] = []
-            while let row = try rows.next() {
+            for row in rows {
                 guard let serial = Certificate.SerialNumber(hex: row["serial"]) else { continue }
                 let reason = RevocationReason(rawValue: row["revocation_reason"] ?? 0) ?? .unspecified
                 entries.append(
@@ -138,7 +127,7 @@ extension SQLiteStore: CertificateRecordStore {
     public func certificateCounts() async throws -> [CertificateRecord.Status: Int] {
         try await read { db in
             var counts: [CertificateRecord.Status: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM certificates GROUP BY status") {
+            for row in try db.fetchAll(sql: "SELECT status, COUNT(*) AS n FROM certificates GROUP BY status") {
                 if let status = CertificateRecord.Status(rawValue: row["status"]) {
                     counts[status] = row["n"]
                 }
@@ -147,7 +136,7 @@ extension SQLiteStore: CertificateRecordStore {
         }
     }
 
-    static func certificateRecord(_ row: Row) -> CertificateRecord {
+    static func certificateRecord(_ row: SQLRow) -> CertificateRecord {
         CertificateRecord(
             serial: row["serial"], subject: row["subject"], issuer: row["issuer"],
             notBefore: Date(unixSeconds: row["not_before"]), notAfter: Date(unixSeconds: row["not_after"]),

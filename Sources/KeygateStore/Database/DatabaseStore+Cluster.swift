@@ -1,0 +1,30 @@
+public import Foundation
+
+extension DatabaseStore: ClusterStore {
+    /// Moves the task's `last_run` to `now` when it is at least `interval` (less 10 %, for clock drift
+    /// between nodes) old, in one atomic upsert; true when this call moved it.
+    public func claimPeriodicRun(task: String, interval: TimeInterval, now: Date, node: String) async throws -> Bool {
+        let now = now.unixMilliseconds
+        let due = now - Int64(interval * 900)
+        return try await writeAtomic { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO periodic_runs (task, last_run, node) VALUES (?, ?, ?)
+                    ON CONFLICT (task) DO UPDATE SET last_run = excluded.last_run, node = excluded.node
+                    WHERE periodic_runs.last_run <= ?
+                    """,
+                arguments: [task, now, node, due]) == 1
+        }
+    }
+
+    /// Every issuer's revocation revision.
+    public func revocationRevisions() async throws -> [String: Int64] {
+        try await read { db in
+            var revisions: [String: Int64] = [:]
+            for row in try db.fetchAll(sql: "SELECT issuer, revocation_revision FROM issuers") {
+                revisions[row["issuer"]] = row["revocation_revision"]
+            }
+            return revisions
+        }
+    }
+}
