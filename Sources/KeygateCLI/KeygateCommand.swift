@@ -15,7 +15,7 @@ public struct KeygateCommand: AsyncParsableCommand {
         subcommands: [
             DemoCommand.self, InitCommand.self, ServeCommand.self, CACommand.self, CertCommand.self, GroupCommand.self,
             AllowlistCommand.self, DeviceCommand.self, AuditCommand.self, SandboxCommand.self, ConnectorCommand.self,
-            OutboxCommand.self, TokenCommand.self, BenchCommand.self,
+            OutboxCommand.self, TokenCommand.self, NodeCommand.self, DatabaseCommand.self, BenchCommand.self,
         ]
     )
 

@@ -13,10 +13,14 @@ extension KeygateError.Code {
     public static let dataDirectoryExists = Self("dataDirectoryExists", kind: .conflict)
     /// `init` was pointed at a PostgreSQL database that already holds a deployment (join it with `node join`).
     public static let databaseHoldsDeployment = Self("databaseHoldsDeployment", kind: .conflict)
+    /// `node join` was pointed at a deployment on SQLite (one node only; `keygate db copy` moves it).
+    public static let nodeJoinNeedsPostgres = Self("nodeJoinNeedsPostgres", kind: .invalidInput)
     /// The CA passphrase is needed but was not given, cannot be read or is shorter than 8 characters.
     public static let passphraseMissing = Self("passphraseMissing", kind: .invalidInput)
 
     // AuditAnchor
+    /// The audit chain does not verify (after a database copy, or when checked).
+    public static let auditChainBroken = Self("auditChainBroken", kind: .internalError)
     /// A line of the audit checkpoint file is not a checkpoint (the file was edited or damaged).
     public static let auditCheckpointUnreadable = Self("auditCheckpointUnreadable", kind: .internalError)
 

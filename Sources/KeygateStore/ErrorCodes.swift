@@ -9,3 +9,8 @@ extension KeygateError.Code {
     /// `postgres://USER@HOST:PORT/DATABASE` URL.
     public static let invalidDatabaseURL = Self("invalidDatabaseURL", kind: .invalidInput)
 }
+
+extension KeygateError.Code {
+    /// `keygate db copy` was pointed at a database that already holds data.
+    public static let databaseNotEmpty = Self("databaseNotEmpty", kind: .conflict)
+}

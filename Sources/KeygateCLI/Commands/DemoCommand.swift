@@ -44,6 +44,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Telemetry messages per device.") var messages: Int = 3
     @Option(help: "Devices running at once.") var concurrency: Int = 50
     @Flag(help: "Keep the temporary folder and print where it is.") var keep = false
+    @Option(
+        help: "Run Keygate on this empty PostgreSQL database (postgres://USER@HOST:PORT/DATABASE) instead of SQLite.")
+    var database: String?
 
     func validate() throws {
         guard (1...10_000).contains(devices) else { throw ValidationError("--devices must be 1 to 10,000") }
@@ -89,8 +92,9 @@ struct DemoCommand: AsyncParsableCommand {
         options.deviceRequestsPerSecond = 0
         options.httpPort = 0
         options.passphrase = "demo-" + UUID().uuidString
+        options.database = database
         let directory = DataDirectory(path: folder + "/keygate")
-        _ = try await KeygateInitializer(directory: directory, options: options).run()
+        _ = try await runReportingErrors { try await KeygateInitializer(directory: directory, options: options).run() }
         let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
         let running = try await BackgroundServer.start(server.run)
         defer { running.cancel() }

@@ -16,6 +16,8 @@ struct InitCommand: AsyncParsableCommand {
             (sensitive, not extractable; an existing key with the label is used as is); with
             azure-key-vault an EC-HSM P-256 key is created in the vault. No key file is written for them.
             The first admin token is printed once and kept in DIR/admin-token (0600).
+            With --database postgres://USER@HOST:PORT/DATABASE the deployment keeps its data in PostgreSQL
+            (the database must exist and be empty); more nodes then join with `keygate node join`.
             """)
 
     @Option(name: .long, help: "The data folder to create.")
@@ -33,6 +35,16 @@ struct InitCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "File holding the CA key passphrase (else KEYGATE_PASSPHRASE, else generated).")
     var passphraseFile: String?
+
+    @Option(
+        name: .long,
+        help: """
+            PostgreSQL for several nodes: postgres://USER@HOST:PORT/DATABASE[?sslmode=disable|prefer|require|verify-full]             (else KEYGATE_DATABASE_URL; without either, SQLite in the data folder).
+            """)
+    var database: String?
+
+    @Option(name: .long, help: "File holding the PostgreSQL password (else PGPASSWORD); recorded by path, for serve.")
+    var databasePasswordFile: String?
 
     @Option(name: .long, help: "Address both listeners bind to.")
     var listen: String = "127.0.0.1"
@@ -164,6 +176,12 @@ struct InitCommand: AsyncParsableCommand {
         options.passphrase = try PassphraseSource.resolve(file: passphraseFile, dataDirectory: nil)
         options.rootKeyStore = try keyStore(rootKeyStore, label: rootKeyLabel)
         options.issuingKeyStore = try keyStore(issuingKeyStore, label: issuingKeyLabel ?? vaultKeyName)
+        options.database = database ?? ProcessInfo.processInfo.environment["KEYGATE_DATABASE_URL"].flatMap {
+            $0.isEmpty ? nil : $0
+        }
+        if let file = databasePasswordFile {
+            options.databasePasswordFile = URL(fileURLWithPath: file).standardizedFileURL.path
+        }
         let directory = DataDirectory(path: dataDir)
         let result = try await runReportingErrors {
             try await KeygateInitializer(directory: directory, options: options).run()
@@ -174,6 +192,7 @@ struct InitCommand: AsyncParsableCommand {
         print("  root key    \(result.configuration.root.locationDescription)")
         print("  issuing key \(result.configuration.issuing.locationDescription)")
         print("  chain       \(directory.path(DataDirectory.chainFile))")
+        print("  database    \(result.configuration.database)")
         print("  HTTPS       \(result.configuration.adminURL)   HTTP \(result.configuration.publicBaseURL)")
         if let file = result.generatedPassphraseFile {
             print("  passphrase  generated into \(file) (0600); keep it safe or move it out and use KEYGATE_PASSPHRASE")

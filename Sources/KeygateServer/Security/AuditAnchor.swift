@@ -56,6 +56,30 @@ public struct AuditAnchor: Sendable {
         return AuditChainKey(key: secret, keyedFrom: keyedFrom)
     }
 
+    /// The data folder's audit chain key, or `nil` when it has no key file.
+    public static func loadKey(directory: DataDirectory, secrets: SecretBox?) throws -> AuditChainKey? {
+        guard let data = FileManager.default.contents(atPath: directory.path(keyFile)) else { return nil }
+        guard let file = try? JSONDecoder().decode(KeyFile.self, from: data), file.version == 1 else {
+            throw KeygateError(.internalError, "\(directory.path(keyFile)) cannot be read")
+        }
+        let text: String
+        if let sealed = file.sealedKey {
+            guard let secrets else {
+                throw KeygateError(
+                    .passphraseMissing, "the audit key is sealed with the CA passphrase; give the passphrase")
+            }
+            text = try secrets.open(sealed)
+        } else if let plain = file.key {
+            text = plain
+        } else {
+            throw KeygateError(.internalError, "\(directory.path(keyFile)) holds no key")
+        }
+        guard let bytes = Data(base64Encoded: text), bytes.count == 32 else {
+            throw KeygateError(.internalError, "\(directory.path(keyFile)) holds a damaged key")
+        }
+        return AuditChainKey(key: SymmetricKey(data: bytes), keyedFrom: file.keyedFrom)
+    }
+
     /// Opens the data folder's chain key and keys `store` with it. A folder made before the log was
     /// keyed gets a key now, which keys the entries after the current newest one (an `audit.keyed`
     /// entry records it); a folder whose log says it was keyed but has lost its key file is refused.
@@ -64,26 +88,8 @@ public struct AuditAnchor: Sendable {
     ) async throws -> AuditAnchor {
         let checkpointPath = directory.path(configuration.auditCheckpointFile ?? defaultCheckpointFile)
         let key: AuditChainKey
-        if let data = FileManager.default.contents(atPath: directory.path(keyFile)) {
-            guard let file = try? JSONDecoder().decode(KeyFile.self, from: data), file.version == 1 else {
-                throw KeygateError(.internalError, "\(directory.path(keyFile)) cannot be read")
-            }
-            let text: String
-            if let sealed = file.sealedKey {
-                guard let secrets else {
-                    throw KeygateError(
-                        .passphraseMissing, "the audit key is sealed with the CA passphrase; give the passphrase")
-                }
-                text = try secrets.open(sealed)
-            } else if let plain = file.key {
-                text = plain
-            } else {
-                throw KeygateError(.internalError, "\(directory.path(keyFile)) holds no key")
-            }
-            guard let bytes = Data(base64Encoded: text), bytes.count == 32 else {
-                throw KeygateError(.internalError, "\(directory.path(keyFile)) holds a damaged key")
-            }
-            key = AuditChainKey(key: SymmetricKey(data: bytes), keyedFrom: file.keyedFrom)
+        if let existing = try loadKey(directory: directory, secrets: secrets) {
+            key = existing
             store.useAuditKey(key)
         } else {
             let keyed = try await store.auditEvents(subject: Self.chainSubject, since: nil, limit: 100)
