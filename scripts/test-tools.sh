@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what Keygate's build and tests use: openssl, curl, sqlite3, SoftHSM2, the PKCS #11
+# Installs what Keygate's build and tests use: openssl, curl, sqlite3, SoftHSM2, PostgreSQL, HAProxy, the PKCS #11
 # header (libp11-kit-dev, found with pkg-config) from Debian, and a Python venv (.venv) with
 # pkilint, openapi-spec-validator and Microsoft's Azure IoT SDKs (pinned). Safe to run again: it only adds what is missing.
 set -euo pipefail
@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 
 need=()
 scripts/build-deps.sh
-for pair in openssl:openssl curl:curl sqlite3:sqlite3 softhsm2-util:softhsm2; do
+for pair in openssl:openssl curl:curl sqlite3:sqlite3 softhsm2-util:softhsm2 psql:postgresql-client haproxy:haproxy; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
+# The PostgreSQL server (scripts/postgres.sh runs it as an unprivileged user).
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs Keygate's tests.
 #   scripts/test.sh            every test (what CI runs): installs the outside tools the tests check
-#                              against (openssl, curl, sqlite3, SoftHSM2, pkilint, Microsoft's Azure IoT
-#                              SDKs), builds, runs `swift test` with every tool required, then the crash test
-#                              and a bounded fuzzing run (scripts/fuzz.sh).
+#                              against (openssl, curl, sqlite3, SoftHSM2, PostgreSQL, HAProxy, pkilint,
+#                              Microsoft's Azure IoT SDKs), starts a throwaway PostgreSQL server, builds,
+#                              runs `swift test` with every tool required (store tests on both databases),
+#                              then the crash test, the HA test and a bounded fuzzing run (scripts/fuzz.sh).
 #   scripts/test.sh --fast     the inner loop: in-process tests only; tests tagged binary, outsideTool or
 #                              slow are left out (KEYGATE_FAST_TESTS=1). Installs nothing.
 #   scripts/test.sh --filter X only the tests matching X (any `swift test` arguments pass through).
@@ -21,6 +22,12 @@ if [ "${1:-}" = "--fast" ]; then
 fi
 
 scripts/test-tools.sh
+# A throwaway PostgreSQL server: the store suite and the multi-node tests run on it as well as SQLite.
+PG_DIR="$(mktemp -d /tmp/keygate-test-pg.XXXXXX)"
+trap 'scripts/postgres.sh stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
+echo "==> starting PostgreSQL for the tests"
+KEYGATE_TEST_POSTGRES_URL="$(scripts/postgres.sh start "$PG_DIR")"
+export KEYGATE_TEST_POSTGRES_URL
 echo "==> swift build"
 swift build --build-tests
 # The agent-isolation test reads the package graph; SwiftPM cannot describe it during `swift test`.

@@ -62,6 +62,51 @@ import Testing
         #expect(try await control.inventory().enrollments.contains { $0.id == "late-1" })
     }
 
+    /// A node that died after DPS took its write but before it recorded the delivery leaves the item
+    /// leased; the node that takes it over when the lease runs out looks first and does not write again.
+    @Test(.tags(.outsideTool)) func aResumedItemThatReachedAzureIsNotWrittenAgain() async throws {
+        guard ExternalTool.available("sqlite3") else { return }
+        let folder = try TemporaryDirectory("resumed")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        let kg = try await TestKeygate.make()
+        let store = kg.server.store
+        try await Self.addDPSConnector(kg, sandbox)
+        let issued = try await kg.server.services.certificates.issue(
+            csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "resumed-1"),
+            actor: "test")
+        try await store.enqueue(
+            OutboxItem(connector: "dps", deviceID: "resumed-1", action: .enroll, certificate: issued.record.pem),
+            audit: nil)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let first = OutboxDispatcher(store: store, secrets: kg.secrets, logger: logger, node: "first")
+        #expect(try await first.deliverDue() == 1)
+        let control = SandboxControlClient(connection: sandbox.connection)
+        #expect(try await control.inventory().enrollments.first { $0.id == "resumed-1" }?.writes == 1)
+        // As if `first` had died before recording the delivery: still pending, its lease run out.
+        let database = kg.directory.path(kg.server.configuration.database)
+        let edit = try await ExternalTool.require("sqlite3").run([
+            database,
+            "UPDATE outbox SET state = 'pending', leased_by = 'first', leased_until = 1 WHERE device_id = 'resumed-1'",
+        ])
+        #expect(edit.status == 0, "\(edit.combined)")
+        let second = OutboxDispatcher(store: store, secrets: kg.secrets, logger: logger, node: "second")
+        #expect(try await second.deliverDue() == 1)
+        #expect(try await store.enrollmentConfirmed(deviceID: "resumed-1") == true)
+        #expect(
+            try await control.inventory().enrollments.first { $0.id == "resumed-1" }?.writes == 1,
+            "DPS already held it: not written again")
+        // An item resumed whose write never reached DPS is written.
+        try await store.enqueue(
+            OutboxItem(connector: "dps", deviceID: "resumed-2", action: .enroll, certificate: issued.record.pem),
+            audit: nil)
+        _ = try await store.claimOutboxItems(now: Date(), limit: 10, node: "first", leaseFor: 0.2)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await second.deliverDue() == 1)
+        #expect(try await control.inventory().enrollments.first { $0.id == "resumed-2" }?.writes == 1)
+    }
+
     /// A 4xx that will not change by itself (here: DPS refuses an enrollment whose certificate is not
     /// one) is dead-lettered at the first attempt, with Azure's error code and message, and counted;
     /// a retry after the cause is fixed delivers it.

@@ -1,6 +1,6 @@
 import Foundation
 public import KeygateStore
-import Testing
+public import Testing
 
 /// A fresh, empty database for one test, on either backend. PostgreSQL tests need the server that
 /// `scripts/test.sh` starts (`KEYGATE_TEST_POSTGRES_URL`); without it they are skipped, unless
@@ -83,4 +83,14 @@ public final class TestDatabase: Sendable {
 public struct TestDatabaseError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Runs only where a PostgreSQL test server is available (`scripts/test.sh` starts one); with
+    /// `KEYGATE_REQUIRE_TOOLS=1` the test runs anyway and fails without it.
+    public static var needsPostgres: Self {
+        .enabled(
+            if: TestDatabase.serverURL != nil || ExternalTool.toolsRequired,
+            "needs PostgreSQL (KEYGATE_TEST_POSTGRES_URL; scripts/test.sh starts a server)")
+    }
 }

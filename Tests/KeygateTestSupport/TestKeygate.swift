@@ -14,9 +14,12 @@ public struct TestKeygate: Sendable {
     public let passphrase: String
     public let server: KeygateServer
 
-    public static func make(_ configure: (inout KeygateInitializer.Options) -> Void = { _ in }) async throws
-        -> TestKeygate
-    {
+    /// The database the deployment uses when made on PostgreSQL (kept alive with the nodes).
+    public var database: TestDatabase? = nil
+
+    public static func make(
+        database: TestDatabase? = nil, _ configure: (inout KeygateInitializer.Options) -> Void = { _ in }
+    ) async throws -> TestKeygate {
         let folder = try TemporaryDirectory("keygate")
         var options = KeygateInitializer.Options()
         options.passphrase = "test-passphrase"
@@ -25,6 +28,7 @@ public struct TestKeygate: Sendable {
         options.httpPort = 0
         // Tests run many devices from one address; the rate-limit test sets its own limit.
         options.deviceRequestsPerSecond = 0
+        options.database = database?.backend == .postgres ? database?.text : nil
         configure(&options)
         let directory = DataDirectory(path: folder.file("data"))
         let result = try await KeygateInitializer(directory: directory, options: options).run()
@@ -33,7 +37,23 @@ public struct TestKeygate: Sendable {
         let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
         return TestKeygate(
             folder: folder, directory: directory, adminToken: result.adminToken, passphrase: options.passphrase!,
-            server: server)
+            server: server, database: database)
+    }
+
+    /// Another node of this deployment (PostgreSQL only): a data folder made by `node join`, loaded.
+    public func join() async throws -> TestKeygate {
+        let folder = try TemporaryDirectory("keygate-node")
+        let directory = DataDirectory(path: folder.file("data"))
+        var options = Deployment.NodeOptions()
+        options.httpsPort = 0
+        options.httpPort = 0
+        try Deployment.joinNode(from: self.directory, to: directory, options: options, environment: [:])
+        var logger = Logger(label: "keygate-test")
+        logger.logLevel = .critical
+        let server = try await KeygateServer.load(directory: directory, passphrase: passphrase, logger: logger)
+        return TestKeygate(
+            folder: folder, directory: directory, adminToken: adminToken, passphrase: passphrase, server: server,
+            database: database)
     }
 
     /// Files of the CA as PEM: root, issuing, chain.

@@ -129,6 +129,9 @@ public struct OutboxItem: Sendable, Hashable, Codable {
     public var createdAt: Date
     /// When its state or attempt count last changed.
     public var updatedAt: Date
+    /// Whether another node held it and its lease ran out (that node died mid-delivery): the change
+    /// may have reached Azure already, so the deliverer looks before it writes again.
+    public var resumed = false
 
     /// Creates an item; the store ignores `id`, `state`, `attempts` and `lastError` when queuing it.
     public init(

@@ -25,6 +25,8 @@ struct DPSServiceRoutes {
         func records(_ dps: DPSState) -> [String: JSONValue] { self == .individual ? dps.enrollments : dps.groups }
         func set(_ id: String, _ value: JSONValue?, in dps: inout DPSState) {
             if self == .individual { dps.enrollments[id] = value } else { dps.groups[id] = value }
+            if self == .individual, value != nil { dps.enrollmentWrites?[id, default: 0] += 1 }
+            if self == .individual, value != nil, dps.enrollmentWrites == nil { dps.enrollmentWrites = [id: 1] }
         }
     }
 

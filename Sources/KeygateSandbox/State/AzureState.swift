@@ -11,6 +11,9 @@ struct DPSState: Codable, Sendable {
     var groups: [String: JSONValue] = [:]
     /// Device registration states by registration ID, as JSON.
     var registrations: [String: JSONValue] = [:]
+    /// How many times each individual enrollment was created or replaced (the sandbox's own count, never
+    /// part of an answer): tests check that a change reached DPS once.
+    var enrollmentWrites: [String: Int]? = nil
 
     static let allRights = [
         "ServiceConfig", "EnrollmentRead", "EnrollmentWrite", "RegistrationStatusRead", "RegistrationStatusWrite",

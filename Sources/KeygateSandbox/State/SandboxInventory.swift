@@ -18,6 +18,8 @@ public struct SandboxInventory: Codable, Sendable {
         public var primaryThumbprint: String?
         /// The secondary certificate's SHA-256 thumbprint, if any.
         public var secondaryThumbprint: String?
+        /// Individual enrollments: how many times it was created or replaced since the sandbox began.
+        public var writes: Int?
     }
 
     /// A device's registration state.
@@ -71,7 +73,8 @@ public struct SandboxInventory: Codable, Sendable {
             return Enrollment(
                 id: id, kind: kind, attestation: record[path: "attestation", "type"]?.string ?? "",
                 provisioningStatus: record["provisioningStatus"]?.string ?? "",
-                primaryThumbprint: thumbprint("primary"), secondaryThumbprint: thumbprint("secondary"))
+                primaryThumbprint: thumbprint("primary"), secondaryThumbprint: thumbprint("secondary"),
+                writes: kind == "individual" ? dps.enrollmentWrites?[id] ?? 0 : nil)
         }
         return SandboxInventory(
             idScope: dps.idScope, hubHostName: hubState.hostName,

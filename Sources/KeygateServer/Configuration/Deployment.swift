@@ -64,7 +64,14 @@ public enum Deployment {
             configuration.https.host = host
             configuration.http.host = host
         }
-        if let port = options.httpsPort { configuration.https.port = port }
+        if let port = options.httpsPort {
+            configuration.https.port = port
+            // Admin commands run with --data-dir on this node's host reach this node.
+            if var admin = URLComponents(string: configuration.adminURL), port != 0 {
+                admin.port = port
+                configuration.adminURL = admin.string ?? configuration.adminURL
+            }
+        }
         if let port = options.httpPort { configuration.http.port = port }
         if let metrics = options.metricsListen { configuration.metricsListen = metrics }
         try target.saveConfiguration(configuration)

@@ -3,6 +3,8 @@ import Foundation
 import KeygateAzure
 public import KeygateDomain
 import KeygatePKI
+import SwiftASN1
+import X509
 
 /// Opens a connector's secrets and talks to its Azure service: the one place that knows what each
 /// outbox action means for DPS and for IoT Central.
@@ -60,9 +62,12 @@ public struct ConnectorClient: Sendable {
     }
 
     /// Whether `item` can travel in a bulk operation with others of its connector: a DPS enrollment
-    /// (create or replace with the certificates Keygate issued).
+    /// (create or replace with the certificates Keygate issued), unless it was resumed from a node that
+    /// died (it is looked up first, alone).
     func isBulkEnrollment(_ item: OutboxItem) -> Bool {
-        guard case .dps = service, item.action == .enroll, item.certificate != nil else { return false }
+        guard case .dps = service, item.action == .enroll, item.certificate != nil, !item.resumed else {
+            return false
+        }
         return true
     }
 
@@ -79,6 +84,26 @@ public struct ConnectorClient: Sendable {
         var byItem: [Int64: KeygateError] = [:]
         for item in items { if let refusal = refusals[item.deviceID] { byItem[item.id] = refusal } }
         return byItem
+    }
+
+    /// Whether Azure already holds what `item` asks for (looked up for an item resumed from a node that
+    /// died mid-delivery, so that its change is not written twice): a DPS enrollment, enabled, with the
+    /// item's certificates. Other changes are written again (they are idempotent and rare).
+    func alreadyDelivered(_ item: OutboxItem) async throws -> Bool {
+        guard case .dps(let dps, _) = service, item.action == .enroll, let certificate = item.certificate,
+            let enrollment = try await dps.enrollment(item.deviceID)
+        else { return false }
+        func thumbprint(_ pem: String?) -> String? {
+            pem.flatMap { try? Certificate(pemEncoded: $0).thumbprints.sha256 }
+        }
+        let attestation = enrollment["attestation"] as? [String: Any]
+        let certificates = (attestation?["x509"] as? [String: Any])?["clientCertificates"] as? [String: Any]
+        func held(_ slot: String) -> String? {
+            ((certificates?[slot] as? [String: Any])?["info"] as? [String: Any])?["sha256Thumbprint"] as? String
+        }
+        return enrollment["provisioningStatus"] as? String == "enabled"
+            && held("primary")?.uppercased() == thumbprint(certificate)
+            && held("secondary")?.uppercased() == thumbprint(item.previousCertificate)
     }
 
     /// Makes the change in Azure; safe to repeat. Answers the ID scope when it learned it.

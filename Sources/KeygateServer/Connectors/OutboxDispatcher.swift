@@ -28,9 +28,9 @@ public struct OutboxDispatcher: Service {
         public var pollInterval: TimeInterval = 0.25
         /// Due items read at a time.
         public var batch = 64
-        /// Seconds a node holds the items it took (longer than any Azure call's timeout): a node that
-        /// dies mid-delivery leaves them to the others once this runs out.
-        public var leaseSeconds: TimeInterval = 120
+        /// Seconds a node holds the items it took (longer than an Azure call with its retries takes): a
+        /// node that dies mid-delivery leaves them to the others once this runs out.
+        public var leaseSeconds: TimeInterval = 60
 
         /// The defaults above.
         public init() {}
@@ -149,7 +149,7 @@ public struct OutboxDispatcher: Service {
                 await failed(item, refusal)
             } else {
                 do {
-                    try await store.completeOutboxItem(id: item.id, at: Date())
+                    try await recording { try await store.completeOutboxItem(id: item.id, at: Date()) }
                     metrics?.outboxDelivered(connector: item.connector, action: item.action.rawValue)
                 } catch {
                     await failed(item, error)
@@ -161,13 +161,19 @@ public struct OutboxDispatcher: Service {
     private func deliver(_ item: OutboxItem) async {
         do {
             let client = try await client(for: item.connector)
+            if item.resumed, try await client.alreadyDelivered(item) {
+                logger.info("outbox item \(item.id) had reached Azure before its node stopped; not written again")
+                try await recording { try await store.completeOutboxItem(id: item.id, at: Date()) }
+                metrics?.outboxDelivered(connector: item.connector, action: item.action.rawValue)
+                return
+            }
             if let idScope = try await client.deliver(try await withCertificates(item)) {
                 var settings = client.connector.settings
                 settings.idScope = idScope
                 try await store.updateConnectorSettings(name: item.connector, settings: settings)
                 clients.forget(item.connector)
             }
-            try await store.completeOutboxItem(id: item.id, at: Date())
+            try await recording { try await store.completeOutboxItem(id: item.id, at: Date()) }
             metrics?.outboxDelivered(connector: item.connector, action: item.action.rawValue)
         } catch {
             await failed(item, error)
@@ -190,13 +196,29 @@ public struct OutboxDispatcher: Service {
             logger.warning(
                 "outbox item \(item.id) (\(item.action.rawValue) \(item.deviceID) via \(item.connector)) failed: \(message)"
             )
-            try? await store.failOutboxItem(
-                id: item.id, error: message, nextAttemptAt: next, deadLetter: deadLetter,
-                audit: deadLetter
-                    ? .init(
-                        actor: "system", action: "outbox.deadLetter", subject: item.deviceID,
-                        details: ["id": "\(item.id)", "connector": item.connector, "error": message])
-                    : nil)
+            try? await recording {
+                try await store.failOutboxItem(
+                    id: item.id, error: message, nextAttemptAt: next, deadLetter: deadLetter,
+                    audit: deadLetter
+                        ? .init(
+                            actor: "system", action: "outbox.deadLetter", subject: item.deviceID,
+                            details: ["id": "\(item.id)", "connector": item.connector, "error": message])
+                        : nil)
+            }
+        }
+    }
+
+    /// Records a delivery's outcome, retrying while the database is unavailable (it holds the item's
+    /// lease meanwhile): once the database is back the outcome lands at once, instead of the item
+    /// waiting for its lease to run out and being looked at again by another node.
+    private func recording(_ body: () async throws -> Void) async throws {
+        let deadline = Date() + policy.leaseSeconds
+        while true {
+            do {
+                return try await body()
+            } catch let error as KeygateError where error.code == .storeUnavailable && Date() < deadline {
+                try await Task.sleep(for: .seconds(Double(error.retryAfter ?? 1)))
+            }
         }
     }
 

@@ -141,12 +141,20 @@ extension DatabaseStore: ConnectorStore {
             let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
             var arguments: SQLArguments = [node, until]
             arguments += ids.map { $0 as any SQLBindable }
-            try db.execute(
-                sql: "UPDATE outbox SET leased_by = ?, leased_until = ? WHERE id IN (\(marks))", arguments: arguments)
-            return try db.fetchAll(
+            // Read before the lease is taken: an item another node held (its lease ran out) is resumed.
+            var items = try db.fetchAll(
                 sql: "SELECT * FROM outbox WHERE id IN (\(marks)) ORDER BY next_attempt_at, id",
                 arguments: ids.map { $0 as any SQLBindable }
             ).map(Self.outboxItem)
+            let resumed = Set(
+                try db.fetchAll(
+                    sql: "SELECT id FROM outbox WHERE id IN (\(marks)) AND leased_by IS NOT NULL",
+                    arguments: ids.map { $0 as any SQLBindable }
+                ).map { $0["id"] as Int64 })
+            for index in items.indices where resumed.contains(items[index].id) { items[index].resumed = true }
+            try db.execute(
+                sql: "UPDATE outbox SET leased_by = ?, leased_until = ? WHERE id IN (\(marks))", arguments: arguments)
+            return items
         }
     }
 
