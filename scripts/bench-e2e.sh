@@ -4,10 +4,16 @@
 # Prints devices/s, the simulator's p50/p99 per step and the server's peak resident memory.
 #   scripts/bench-e2e.sh [N] [CONCURRENCY]        (default 10,000 devices, 200 at a time)
 #   scripts/bench-e2e.sh --quota [N] [CONCURRENCY] with the sandbox enforcing Azure's quotas
+#   scripts/bench-e2e.sh --postgres [N] [CONCURRENCY] Keygate on a throwaway PostgreSQL server instead of SQLite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUOTA=0
-if [ "${1:-}" = "--quota" ]; then QUOTA=1; shift; fi
+POSTGRES=0
+while [ "${1:-}" = "--quota" ] || [ "${1:-}" = "--postgres" ]; do
+    [ "$1" = "--quota" ] && QUOTA=1
+    [ "$1" = "--postgres" ] && POSTGRES=1
+    shift
+done
 DEVICES=${1:-10000}
 CONCURRENCY=${2:-200}
 source scripts/lib.sh
@@ -18,7 +24,11 @@ ulimit -n "$((CONCURRENCY * 8 + 4096))" 2>/dev/null || true
 
 WORK="$(mktemp -d /tmp/keygate-e2e.XXXXXX)"
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    [ "$POSTGRES" = 1 ] && scripts/postgres.sh stop "$WORK/pg" > /dev/null 2>&1
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 HTTPS=$(free_port); HTTP=$(free_port)
@@ -28,7 +38,13 @@ if [ "$QUOTA" = 1 ]; then
     "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" --quota on > /dev/null
 fi
 
-"$BIN/keygate" init --device-rate-limit 0 --data-dir "$WORK/kg" --https-port "$HTTPS" --http-port "$HTTP" > /dev/null
+DATABASE=()
+if [ "$POSTGRES" = 1 ]; then
+    chmod 755 "$WORK"
+    DATABASE=(--database "$(scripts/postgres.sh start "$WORK/pg")")
+fi
+"$BIN/keygate" init --device-rate-limit 0 --data-dir "$WORK/kg" --https-port "$HTTPS" --http-port "$HTTP" \
+    "${DATABASE[@]}" > /dev/null
 "$BIN/keygate" serve --data-dir "$WORK/kg" --log-level warning > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 PIDS+=("$SERVER")
@@ -45,7 +61,7 @@ for i in range($DEVICES): print('e2e-%04d,fleet' % i)" > "$WORK/devices.csv"
 "$BIN/keygate" allowlist import "$WORK/devices.csv" --data-dir "$WORK/kg" --tokens-out "$WORK/tokens.csv" > /dev/null
 
 echo "==> machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "==> $DEVICES devices, $CONCURRENCY at a time$( [ "$QUOTA" = 1 ] && echo ', sandbox quotas on')"
+echo "==> $DEVICES devices, $CONCURRENCY at a time, on $( [ "$POSTGRES" = 1 ] && echo PostgreSQL || echo SQLite)$( [ "$QUOTA" = 1 ] && echo ', sandbox quotas on')"
 PEAK_FILE="$WORK/peak"
 ( while kill -0 "$SERVER" 2>/dev/null; do
       awk '/VmHWM/ {print $2}' "/proc/$SERVER/status" > "$PEAK_FILE.tmp" 2>/dev/null && mv "$PEAK_FILE.tmp" "$PEAK_FILE"

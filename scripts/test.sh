@@ -34,11 +34,13 @@ swift build --build-tests
 swift package describe --type json > .build/package-description.json
 echo "==> swift test"
 KEYGATE_REQUIRE_TOOLS=1 swift test --skip-build "$@"
-# With a filter (`scripts/test.sh --filter X`) only those tests run; otherwise the crash test and a
+# With a filter (`scripts/test.sh --filter X`) only those tests run; otherwise the crash test, the HA test and a
 # short, bounded fuzzing run of every parser (scripts/fuzz.sh SECONDS; KEYGATE_FUZZ_SECONDS, default 10).
 if [ $# -eq 0 ]; then
     echo "==> crash test: SIGKILL the server while 500 devices onboard"
     scripts/crash-test.sh 500 5
+    echo "==> HA test: three nodes on PostgreSQL behind HAProxy; node kills, a PostgreSQL outage"
+    scripts/ha-test.sh 1000 300
     echo "==> fuzzing: each parser for ${KEYGATE_FUZZ_SECONDS:-10} s"
     scripts/fuzz.sh "${KEYGATE_FUZZ_SECONDS:-10}"
 fi

@@ -35,6 +35,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "pkcs11: a file holding the user PIN (else KEYGATE_PKCS11_PIN).") var pkcs11PinFile: String?
         @Option(help: "pkcs11: sessions in the signer's pool.") var pkcs11Sessions: Int = PKCS11Signer.defaultPoolSize
         @Flag(help: "Print the result as JSON.") var json = false
+        @Option(help: "Record into this empty PostgreSQL database (postgres://USER@HOST:PORT/DATABASE) instead of SQLite.")
+        var database: String?
 
         func validate() throws {
             guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be 1 to 1,000,000") }
@@ -75,7 +77,8 @@ struct BenchCommand: AsyncParsableCommand {
                 try IssuanceBenchmark.loadOrMakeCSRs(
                     count: count, algorithm: algorithm, directory: csrDir, saveTo: saveCsrs)
             }
-            let benchmark = IssuanceBenchmark(csrs: csrs, concurrency: concurrency, algorithm: algorithm)
+            var benchmark = IssuanceBenchmark(csrs: csrs, concurrency: concurrency, algorithm: algorithm)
+            benchmark.database = database
             let result: IssuanceBenchmark.Result
             if target == "cfssl" {
                 result = try await runReportingErrors { try await benchmark.runCFSSL(url: url!) }

@@ -21,6 +21,10 @@ struct IssuanceBenchmark {
     let csrs: [String]
     let concurrency: Int
     let algorithm: KeyAlgorithm
+    /// An empty PostgreSQL database to record into; `nil`: SQLite in a temporary folder.
+    var database: String? = nil
+    /// `sqlite` or `postgres`, for the mode names.
+    var backend: String { database == nil ? "sqlite" : "postgres" }
 
     struct Result: Codable {
         var mode: String
@@ -91,7 +95,8 @@ struct IssuanceBenchmark {
     func runInProcess(keyStore: KeyStore = .software) async throws -> Result {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let store = try SQLiteStore(path: folder + "/bench.sqlite")
+        let store = try await DatabaseStore.open(
+            database.map { try DatabaseLocation($0) } ?? .sqlite(path: folder + "/bench.sqlite"))
         let root = try await CertificateAuthority.makeRoot(
             name: "Bench Root", signer: try SoftwareSigner.generate(algorithm))
         let signer: any CertificateSigner
@@ -126,7 +131,7 @@ struct IssuanceBenchmark {
         let issuing = try await root.makeSubordinate(name: "Bench Issuing", signer: signer)
         let service = try CertificateService(
             store: store, authority: issuing, revocation: RevocationPointers(baseURL: "http://127.0.0.1:8080"))
-        return try await measure(mode: "in-process, \(keyStore.name) key") { index in
+        return try await measure(mode: "in-process, \(keyStore.name) key, \(backend)") { index in
             _ = try await service.issue(
                 csr: Array(csrs[index].utf8), profile: .device, identity: .init(commonName: "bench-\(index)"),
                 actor: "bench")
@@ -141,6 +146,7 @@ struct IssuanceBenchmark {
         options.httpsPort = 0
         options.httpPort = 0
         options.passphrase = "benchmark-passphrase"
+        options.database = database
         let directory = DataDirectory(path: folder + "/data")
         let initialized = try await KeygateInitializer(directory: directory, options: options).run()
         var logger = Logger(label: "keygate-bench")
@@ -162,7 +168,7 @@ struct IssuanceBenchmark {
         let bodies = try csrs.enumerated().map { index, csr in
             try encoder.encode(IssueBody(csr: csr, profile: "device", subject: .init(commonName: "bench-\(index)")))
         }
-        let result = try await measure(mode: "https+sqlite") { index in
+        let result = try await measure(mode: "https+\(backend)") { index in
             var request = HTTPClientRequest(url: url)
             request.method = .POST
             request.headers.add(name: "Authorization", value: "Bearer \(token)")

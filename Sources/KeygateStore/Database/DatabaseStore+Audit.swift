@@ -50,26 +50,47 @@ extension DatabaseStore: AuditStore {
         mutating func append(_ draft: AuditEvent.Draft, at date: Date, key: AuditChainKey?, in db: any SQLSession) throws
             -> AuditEvent
         {
-            let sequence = self.sequence + 1
-            let previous = hash
-            let at = date.unixMilliseconds
-            let hash = AuditChainKey.chainHash(
-                key, previous: previous, sequence: sequence, atMilliseconds: at, actor: draft.actor,
-                action: draft.action, subject: draft.subject, details: draft.details)
-            try db.execute(
-                sql: """
-                    INSERT INTO audit_events (seq, at_ms, actor, action, subject, details, previous_hash, hash)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                sequence, at, draft.actor, draft.action, draft.subject, AuditDetailsJSON.encode(draft.details),
-                previous, hash,
-            ])
-            self.sequence = sequence
-            self.hash = hash
-            return AuditEvent(
-                sequence: sequence, at: Date(unixMilliseconds: at), actor: draft.actor, action: draft.action,
-                subject: draft.subject, details: draft.details, previousHash: previous, hash: hash)
+            try append([(draft, date)], key: key, in: db)[0]
+        }
+
+        /// Chains the entries in order, written with multi-row inserts of at most 64 rows.
+        mutating func append(_ drafts: [(AuditEvent.Draft, Date)], key: AuditChainKey?, in db: any SQLSession) throws
+            -> [AuditEvent]
+        {
+            var events: [AuditEvent] = []
+            events.reserveCapacity(drafts.count)
+            var values: SQLArguments = []
+            func flush() throws {
+                guard !values.isEmpty else { return }
+                let rows = values.count / 8
+                try db.execute(
+                    sql:
+                        "INSERT INTO audit_events (seq, at_ms, actor, action, subject, details, previous_hash, hash) VALUES "
+                        + Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", "),
+                    arguments: values)
+                values.removeAll(keepingCapacity: true)
+            }
+            for (draft, date) in drafts {
+                let sequence = self.sequence + 1
+                let previous = hash
+                let at = date.unixMilliseconds
+                let hash = AuditChainKey.chainHash(
+                    key, previous: previous, sequence: sequence, atMilliseconds: at, actor: draft.actor,
+                    action: draft.action, subject: draft.subject, details: draft.details)
+                values += [
+                    sequence, at, draft.actor, draft.action, draft.subject, AuditDetailsJSON.encode(draft.details),
+                    previous, hash,
+                ] as SQLArguments
+                self.sequence = sequence
+                self.hash = hash
+                events.append(
+                    AuditEvent(
+                        sequence: sequence, at: Date(unixMilliseconds: at), actor: draft.actor, action: draft.action,
+                        subject: draft.subject, details: draft.details, previousHash: previous, hash: hash))
+                if values.count >= 64 * 8 { try flush() }
+            }
+            try flush()
+            return events
         }
     }
 

@@ -11,20 +11,33 @@ extension DatabaseStore: CertificateRecordStore {
         try await certificateCommits.insert(record, audit: audit)
     }
 
+    static let certificateColumns =
+        "serial, subject, issuer, not_before, not_after, profile, status, revoked_at, revocation_reason, pem, device_id, created_at"
+
+    static func certificateValues(_ record: CertificateRecord) -> SQLArguments {
+        [
+            record.serial, record.subject, record.issuer, record.notBefore.unixSeconds, record.notAfter.unixSeconds,
+            record.profile, record.status.rawValue, record.revokedAt?.unixSeconds, record.revocationReason?.rawValue,
+            record.pem, record.deviceID, record.createdAt.unixMilliseconds,
+        ]
+    }
+
     static func insertCertificate(_ record: CertificateRecord, in db: any SQLSession) throws {
-        // Prepared once per connection (SQLite): issuance inserts thousands a second.
-        try db.execute(
-            sql: """
-                INSERT INTO certificates (serial, subject, issuer, not_before, not_after, profile, status,
-                    revoked_at, revocation_reason, pem, device_id, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [
-                record.serial, record.subject, record.issuer, record.notBefore.unixSeconds, record.notAfter.unixSeconds,
-                record.profile, record.status.rawValue, record.revokedAt?.unixSeconds,
-                record.revocationReason?.rawValue,
-                record.pem, record.deviceID, record.createdAt.unixMilliseconds,
-            ])
+        try insertCertificates([record], in: db)
+    }
+
+    /// Inserts records with multi-row statements of at most 64 rows.
+    static func insertCertificates(_ records: [CertificateRecord], in db: any SQLSession) throws {
+        var start = 0
+        while start < records.count {
+            let chunk = records[start..<min(start + 64, records.count)]
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            try db.execute(
+                sql: "INSERT INTO certificates (\(certificateColumns)) VALUES "
+                    + Array(repeating: row, count: chunk.count).joined(separator: ", "),
+                arguments: chunk.flatMap(certificateValues))
+            start += chunk.count
+        }
     }
 
     /// The record with this serial (lower-case hex), or `nil`.

@@ -37,11 +37,11 @@ actor CertificateGroupCommit {
             let key = auditKey.current
             do {
                 try await backend.write(serialized: true) { db in
+                    // Multi-row inserts: a handful of statements per batch, not two per certificate
+                    // (each is a round trip to PostgreSQL).
                     var head = try DatabaseStore.AuditHead(db)
-                    for (record, audit) in entries {
-                        try DatabaseStore.insertCertificate(record, in: db)
-                        _ = try head.append(audit, at: record.createdAt, key: key, in: db)
-                    }
+                    try DatabaseStore.insertCertificates(entries.map(\.0), in: db)
+                    _ = try head.append(entries.map { ($0.1, $0.0.createdAt) }, key: key, in: db)
                 }
                 for item in batch { item.done.resume() }
             } catch {
