@@ -17,7 +17,11 @@ public enum AzureHTTPClients {
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.minimumTLSVersion = .tlsv12
             if let caCertificate { tls.trustRoots = .file(caCertificate) }
-            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+            var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+            // A refused or failed connection fails the attempt at once; Keygate's own policy retries it
+            // (with backoff), instead of the client retrying until the attempt's whole timeout.
+            configuration.connectionPool.retryConnectionEstablishment = false
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             clients[key] = client
             return client
         }

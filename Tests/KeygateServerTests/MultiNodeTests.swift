@@ -5,7 +5,9 @@ import KeygateDomain
 import KeygatePKI
 import KeygateServer
 import KeygateStore
+import KeygateSandbox
 import KeygateTestSupport
+import Logging
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -162,6 +164,46 @@ import Testing
         try await a.server.services.tokens.revoke(name: "ops", actor: "test")
         #expect(try await get(runningC, token) == .unauthorized)
         #expect(try await get(runningB, token) == .unauthorized)
+    }
+
+    @Test func aConnectorChangedThroughOneNodeIsUsedByTheOthersDeliveries() async throws {
+        let nodes = try await cluster()
+        let folder = try TemporaryDirectory("cluster-connector")
+        let sandbox = try await TestSandbox.start(in: folder)
+        defer { Task { await sandbox.stop() } }
+        try await OutboxDispatcherTests.addDPSConnector(nodes[0], sandbox)
+        let pem = try await nodes[0].server.services.certificates.issue(
+            csr: Array(try TestCSR.make().pem.utf8), profile: .device, identity: .init(commonName: "moved-1"),
+            actor: "test"
+        ).record.pem
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let dispatcher = OutboxDispatcher(store: nodes[1].store, secrets: nodes[1].secrets, logger: logger, node: "b")
+        try await nodes[0].store.enqueue(
+            OutboxItem(connector: "dps", deviceID: "moved-1", action: .enroll, certificate: pem), audit: nil)
+        #expect(try await dispatcher.deliverDue() == 1)
+        #expect(try await nodes[2].store.enrollmentConfirmed(deviceID: "moved-1") == true)
+
+        // Through node A, the connector's credentials are changed to a DPS that does not answer (port 1):
+        // node B's next delivery opens the changed connector and fails.
+        let sealed = try #require(try await nodes[0].store.connector(named: "dps")).sealedSecrets
+        let nowhere = sandbox.connection.dps.serviceConnectionString.replacingOccurrences(
+            of: #":[0-9]+;"#, with: ":1;", options: .regularExpression)
+        #expect(nowhere != sandbox.connection.dps.serviceConnectionString)
+        try await nodes[0].store.updateConnectorSecrets(
+            name: "dps", sealedSecrets: ["connectionString": try nodes[0].secrets.seal(nowhere)],
+            audit: .init(actor: "test", action: "connector.updated", subject: "dps"))
+        try await nodes[0].store.enqueue(
+            OutboxItem(connector: "dps", deviceID: "moved-2", action: .enroll, certificate: pem), audit: nil)
+        #expect(try await dispatcher.deliverDue() == 1)
+        let failed = try #require(try await nodes[1].store.outboxItems(state: nil, deviceID: "moved-2", limit: 1).first)
+        #expect(failed.state == .pending && failed.attempts == 1, "\(failed)")
+        #expect(failed.lastError?.contains("azureUnavailable") == true, "\(failed)")
+        // Changed back through node C: B delivers again.
+        try await nodes[2].store.updateConnectorSecrets(
+            name: "dps", sealedSecrets: sealed, audit: .init(actor: "test", action: "connector.updated", subject: "dps"))
+        #expect(try await dispatcher.deliverDue(now: Date() + 3600) == 1)
+        #expect(try await nodes[0].store.enrollmentConfirmed(deviceID: "moved-2") == true)
     }
 
     @Test func aDDKSessionSpansNodesAndAReplayOrARacingCloneIsRefusedOnEvery() async throws {

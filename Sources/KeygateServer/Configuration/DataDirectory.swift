@@ -83,10 +83,11 @@ public struct DataDirectory: Sendable {
         try handle.synchronize()
         try handle.close()
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: temporary.path)
-        if FileManager.default.fileExists(atPath: target.path) {
-            _ = try FileManager.default.replaceItemAt(target, withItemAt: temporary)
-        } else {
-            try FileManager.default.moveItem(at: temporary, to: target)
+        // rename(2) replaces an existing file atomically (Foundation's replaceItemAt can lose it on Linux).
+        guard rename(temporary.path, target.path) == 0 else {
+            let code = errno
+            try? FileManager.default.removeItem(at: temporary)
+            throw KeygateError(.internalError, "cannot write \(target.path): \(String(cString: strerror(code)))")
         }
     }
 

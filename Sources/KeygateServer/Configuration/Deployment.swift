@@ -20,7 +20,9 @@ public enum Deployment {
     static func nodeLocal(_ relative: String, configuration: ServerConfiguration) -> Bool {
         let checkpoints = configuration.auditCheckpointFile ?? AuditAnchor.defaultCheckpointFile
         let name = (relative as NSString).lastPathComponent
+        // Any SQLite file: the configured one, or the one a `db copy` left behind as a backup.
         return relative == configuration.database || relative.hasPrefix(configuration.database + "-")
+            || name.hasSuffix(".sqlite") || name.contains(".sqlite-")
             || relative == checkpoints || name.hasPrefix(".") || name.hasSuffix(".tmp")
     }
 
