@@ -5,7 +5,7 @@
 #            another stopped with SIGTERM and restarted (a rolling upgrade).
 #   Phase 2: OUTAGE_DEVICES more devices onboard while PostgreSQL is stopped for 10 s; requests answer
 #            503 storeUnavailable meanwhile and every node recovers by itself.
-# Then: every device completed, DPS holds exactly one enrollment per device written exactly once, every
+# Then one device renews over mTLS through the balancer. Then: every device completed, DPS holds exactly one enrollment per device written exactly once, every
 # outbox item was delivered (and reached DPS once), every certificate a device holds is in the database, `audit verify` passes
 # on every node. Uses the debug build (BUILD=release for release).
 # Usage: scripts/ha-test.sh [DEVICES] [OUTAGE_DEVICES]
@@ -138,6 +138,13 @@ serve 3
 echo "    node3 back"
 wait "$SIM" || { echo "simulate failed:"; tail -n 20 "$WORK/simulate-ha.out" "$WORK/simulate-ha.err"; exit 1; }
 echo "    phase 1 done in $(($(date +%s) - START)) s: $(tail -n 1 "$WORK/simulate-ha.out")"
+
+# Renewal over mutual TLS through the balancer: the node sees the device's certificate (TLS passed through).
+RENEWED=$("$BIN/keygate-agent" renew --server "$LB" --ca-cert "$WORK/node1/ca/root.crt.pem" --device-id ha-0000 \
+    --state-dir "$WORK/fleet-ha/ha-0000" 2>&1) || { echo "renewal through HAProxy failed: $RENEWED"; exit 1; }
+echo "    ha-0000 renewed over mTLS through HAProxy: $(echo "$RENEWED" | head -n 1)"
+[ "$(sql "SELECT COUNT(*) FROM audit_events WHERE subject = 'ha-0000' AND action = 'certificate.renewed' AND details LIKE '%mtls%'")" = 1 ] \
+    || { echo "no mTLS renewal recorded for ha-0000"; exit 1; }
 
 echo "==> phase 2: $OUTAGE_DEVICES devices; PostgreSQL stopped for 10 s in the middle"
 simulate pg "$OUTAGE_DEVICES" &

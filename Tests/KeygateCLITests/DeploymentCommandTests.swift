@@ -62,4 +62,13 @@ import Testing
         try keygate.run(["allowlist", "add", "cam-4", "--group", "fleet", "--data-dir", dir.file("node2")])
         #expect(try keygate.run(["allowlist", "list", "--data-dir", data]).stdout.contains("cam-4"))
     }
+
+    @Test func theDemoRunsOnPostgreSQL() throws {
+        let keygate = try KeygateBinary.locate()
+        let database = try TestDatabase(.postgres, label: "demo")
+        let demo = try keygate.run(["demo", "--devices", "3", "--messages", "1", "--database", database.text])
+        #expect(demo.status == 0 && demo.stdout.contains("Demo passed"), "\(demo.combined)")
+        let bad = try keygate.run(["demo", "--devices", "1", "--database", "postgres://nobody"])
+        #expect(bad.status == 1 && bad.stderr.contains("invalidDatabaseURL"), "\(bad.combined)")
+    }
 }

@@ -191,4 +191,22 @@ import Testing
             #expect(raw.range(of: Data(token.utf8)) == nil, "the token itself must not be stored")
         }
     }
+
+    /// Two stores on one database stand for two nodes: each learns which status changes the other made.
+    @Test(arguments: TestDatabase.backends) func statusChangesSayWhichNodeMadeThem(backend: TestDatabase.Backend)
+        async throws
+    {
+        let database = try TestDatabase(backend)
+        let (a, b) = (try await database.open(), try await database.open())
+        for serial in ["0d01", "0d02", "0d03"] { try await a.insertCertificate(record(serial), audit: audit(serial)) }
+        _ = try await a.revokeCertificate(serial: "0d01", reason: .keyCompromise, at: Date(), audit: audit("0d01"))
+        _ = try await b.revokeCertificate(serial: "0d02", reason: .certificateHold, at: Date(), audit: audit("0d02"))
+        let issuer = "CN=Test Issuing CA"
+        #expect(try await a.revocationRevisions()[issuer] == 2)
+        let seenByA = try await a.statusChanges(issuer: issuer, after: 0, limit: 10)
+        #expect(seenByA.map(\.serial) == ["0d01", "0d02"] && seenByA.map(\.local) == [true, false], "\(seenByA)")
+        let seenByB = try await b.statusChanges(issuer: issuer, after: 0, limit: 10)
+        #expect(seenByB.map(\.local) == [false, true], "\(seenByB)")
+        #expect(try await a.statusChanges(issuer: issuer, after: 2, limit: 10).isEmpty)
+    }
 }

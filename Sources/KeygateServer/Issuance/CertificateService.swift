@@ -246,6 +246,15 @@ public final class CertificateService: Sendable {
         }
     }
 
+    /// Another node changed these certificates' status: the answers kept for them are dropped (an
+    /// answer signed from a status read before the change is never kept) and signed again.
+    func statusChangedElsewhere(_ serials: [String], now: Date = Date()) async {
+        for serial in serials {
+            let ids = ocspCache.invalidate(serial: serial)
+            if !ids.isEmpty { await presign(serial: serial, ids: ids, now: now) }
+        }
+    }
+
     /// Signs again the kept answers that passed a third of their validity, before they go stale.
     /// Returns how many were refreshed.
     @discardableResult

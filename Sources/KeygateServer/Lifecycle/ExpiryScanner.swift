@@ -145,30 +145,53 @@ extension PeriodicService {
         }
     }
 
-    /// Follows changes made through other nodes sharing the database: drops this node's signed OCSP
-    /// answers when an issuer's revocation revision moved, and serves a newer CRL another node built.
+    /// Follows changes made through other nodes sharing the database: when an issuer's revocation
+    /// revision moved, the OCSP answers this node keeps for the certificates another node changed are
+    /// dropped and signed again (changes this node made were handled when it made them).
     static func clusterWatch(
         _ service: CertificateService, store: any ClusterStore, every interval: Duration = .milliseconds(500),
         logger: Logger
     ) -> PeriodicService {
         let seen = RevisionTracker()
         return PeriodicService("cluster watch", every: interval, logger: logger) {
-            let revisions = try await store.revocationRevisions()
-            if seen.changed(to: revisions) { service.ocspCache.invalidateAll() }
+            try await followRevocations(service, store: store, seen: seen)
+        }
+    }
+
+    /// One look at the revocation revisions (see ``clusterWatch(_:store:every:logger:)``).
+    static func followRevocations(_ service: CertificateService, store: any ClusterStore, seen: RevisionTracker)
+        async throws
+    {
+        let limit = 10_000
+        let revisions = try await store.revocationRevisions()
+        // The first look only records where things stand: what this node keeps was signed after it.
+        guard seen.started else { return seen.start(revisions) }
+        for (issuer, current) in revisions {
+            // An issuer first revoking after this node started begins at revision 0.
+            let last = seen.last(issuer: issuer) ?? 0
+            guard current > last else { continue }
+            let changes = try await store.statusChanges(issuer: issuer, after: last, limit: limit)
+            if changes.count >= limit {
+                // Too many to follow one by one: start over.
+                service.ocspCache.invalidateAll()
+                seen.set(issuer: issuer, current)
+                continue
+            }
+            await service.statusChangedElsewhere(changes.filter { !$0.local }.map(\.serial))
+            seen.set(issuer: issuer, current)
         }
     }
 }
 
-/// The revocation revisions a node last saw.
+/// The revocation revision a node last followed, per issuer.
 final class RevisionTracker: Sendable {
-    private let last = Mutex<[String: Int64]?>(nil)
+    private let revisions = Mutex<[String: Int64]?>(nil)
 
-    /// Whether `revisions` differ from the last ones seen (the first call only records them).
-    func changed(to revisions: [String: Int64]) -> Bool {
-        last.withLock { last in
-            defer { last = revisions }
-            guard let previous = last else { return false }
-            return previous != revisions
-        }
-    }
+    var started: Bool { revisions.withLock { $0 != nil } }
+
+    func start(_ current: [String: Int64]) { revisions.withLock { $0 = current } }
+
+    func last(issuer: String) -> Int64? { revisions.withLock { $0?[issuer] } }
+
+    func set(issuer: String, _ revision: Int64) { revisions.withLock { $0?[issuer] = revision } }
 }

@@ -98,7 +98,7 @@ extension DatabaseStore: CertificateRecordStore {
     public func revokeCertificate(
         serial: String, reason: RevocationReason, at date: Date, audit: AuditEvent.Draft
     ) async throws -> CertificateRecord {
-        try await write { db in
+        let (record, revision) = try await write { db in
             guard
                 var record = try db.fetchOne(sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial]
                 )
@@ -107,13 +107,18 @@ extension DatabaseStore: CertificateRecordStore {
                 throw KeygateError(.certificateNotFound, "no certificate with serial \(serial)")
             }
             try record.revoke(reason: reason, at: date)
+            let revision = try Self.bumpRevocationRevision(issuer: record.issuer, in: db)
             try db.execute(
-                sql: "UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ? WHERE serial = ?",
-                arguments: [record.status.rawValue, record.revokedAt?.unixSeconds, reason.rawValue, serial])
-            try Self.bumpRevocationRevision(issuer: record.issuer, in: db)
+                sql: """
+                    UPDATE certificates SET status = ?, revoked_at = ?, revocation_reason = ?, status_revision = ?
+                    WHERE serial = ?
+                    """,
+                arguments: [record.status.rawValue, record.revokedAt?.unixSeconds, reason.rawValue, revision, serial])
             _ = try self.appendAudit(audit, at: date, in: db)
-            return record
+            return (record, revision)
         }
+        ownRevisions.add(issuer: record.issuer, revision)
+        return record
     }
 
     /// Every revoked or held certificate of `issuer` whose `notAfter` is not before `notAfterSince`.

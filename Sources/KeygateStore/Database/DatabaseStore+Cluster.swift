@@ -17,6 +17,25 @@ extension DatabaseStore: ClusterStore {
         }
     }
 
+    /// The certificates whose status changed after revision `after`, oldest change first.
+    public func statusChanges(issuer: String, after: Int64, limit: Int) async throws -> [StatusChange] {
+        let rows = try await read { db in
+            try db.fetchAll(
+                sql: """
+                    SELECT serial, status_revision FROM certificates WHERE issuer = ? AND status_revision > ?
+                    ORDER BY status_revision, serial LIMIT ?
+                    """,
+                arguments: [issuer, after, max(1, limit)])
+        }
+        let changes = rows.map { row -> StatusChange in
+            let revision: Int64 = row["status_revision"]
+            return StatusChange(
+                serial: row["serial"], revision: revision, local: ownRevisions.contains(issuer: issuer, revision))
+        }
+        if let last = changes.last?.revision { ownRevisions.forget(issuer: issuer, through: last) }
+        return changes
+    }
+
     /// Every issuer's revocation revision.
     public func revocationRevisions() async throws -> [String: Int64] {
         try await read { db in

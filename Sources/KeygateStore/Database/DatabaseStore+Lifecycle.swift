@@ -10,7 +10,7 @@ extension DatabaseStore: LifecycleStore {
     ///
     /// Throws `deviceNotFound` or `invalidTransition`. Returns the device and the serials changed.
     public func changeDevice(_ change: DeviceChange) async throws -> (Device, [String]) {
-        try await write { db in
+        let (device, changed, revisions) = try await write { db in
             try Self.applyTransition(
                 change.deviceID, event: change.event, reason: change.reason, attestation: nil, in: db)
             if change.resetDDK {
@@ -22,8 +22,9 @@ extension DatabaseStore: LifecycleStore {
             }
             for item in change.outbox { try Self.insertOutbox(item, in: db) }
             var changed: [String] = []
+            var revisions: [String: Int64] = [:]
             if let certificates = change.certificates {
-                changed = try Self.apply(certificates, deviceID: change.deviceID, at: change.at, in: db)
+                (changed, revisions) = try Self.apply(certificates, deviceID: change.deviceID, at: change.at, in: db)
             }
             var details = change.audit.details
             if !changed.isEmpty {
@@ -34,8 +35,10 @@ extension DatabaseStore: LifecycleStore {
                 .init(
                     actor: change.audit.actor, action: change.audit.action, subject: change.audit.subject,
                     details: details), at: change.at, in: db)
-            return (try Self.fetchDevice(change.deviceID, db)!, changed)
+            return (try Self.fetchDevice(change.deviceID, db)!, changed, revisions)
         }
+        for (issuer, revision) in revisions { ownRevisions.add(issuer: issuer, revision) }
+        return (device, changed)
     }
 
     private static func describe(_ change: CertificateChange) -> String {
@@ -47,9 +50,10 @@ extension DatabaseStore: LifecycleStore {
         }
     }
 
-    /// Changes the statuses; returns the serials changed and bumps their issuers' revision.
+    /// Changes the statuses; bumps their issuers' revision first and marks each changed certificate
+    /// with it. Returns the serials changed and the new revision of each issuer.
     private static func apply(_ change: CertificateChange, deviceID: String, at date: Date, in db: any SQLSession) throws
-        -> [String]
+        -> ([String], [String: Int64])
     {
         let statuses: String
         switch change {
@@ -59,7 +63,10 @@ extension DatabaseStore: LifecycleStore {
         }
         let rows = try db.fetchAll(sql: "SELECT serial, issuer, not_after FROM certificates WHERE device_id = ? AND status IN \(statuses)",
             arguments: [deviceID])
-        var issuers = Set<String>()
+        var revisions: [String: Int64] = [:]
+        for issuer in Set(rows.map { $0["issuer"] as String }) {
+            revisions[issuer] = try bumpRevocationRevision(issuer: issuer, in: db)
+        }
         for row in rows {
             let serial: String = row["serial"]
             let expired = Date(unixSeconds: row["not_after"]) < date
@@ -84,10 +91,11 @@ extension DatabaseStore: LifecycleStore {
                         "UPDATE certificates SET status = 'active', revoked_at = NULL, revocation_reason = NULL WHERE serial = ?",
                     arguments: [serial])
             }
-            issuers.insert(row["issuer"])
+            try db.execute(
+                sql: "UPDATE certificates SET status_revision = ? WHERE serial = ?",
+                arguments: [revisions[row["issuer"] as String] ?? 0, serial])
         }
-        for issuer in issuers { try bumpRevocationRevision(issuer: issuer, in: db) }
-        return rows.map { $0["serial"] }
+        return (rows.map { $0["serial"] }, revisions)
     }
 
     private static func setStatus(

@@ -57,13 +57,15 @@ extension DatabaseStore {
         }
     }
 
-    /// Counts a revocation against the issuer, inside the revoking transaction.
-    static func bumpRevocationRevision(issuer: String, in db: any SQLSession) throws {
-        try db.execute(
+    /// Counts a revocation against the issuer, inside the revoking transaction; returns the new revision.
+    static func bumpRevocationRevision(issuer: String, in db: any SQLSession) throws -> Int64 {
+        try db.fetchScalar(
+            Int64.self,
             sql: """
                 INSERT INTO issuers (issuer, revocation_revision) VALUES (?, 1)
                 ON CONFLICT (issuer) DO UPDATE SET revocation_revision = issuers.revocation_revision + 1
+                RETURNING revocation_revision
                 """,
-            arguments: [issuer])
+            arguments: [issuer]) ?? 1
     }
 }

@@ -37,6 +37,8 @@ public final class DatabaseStore: Sendable {
     let certificateCommits: CertificateGroupCommit
     /// The key of the audit chain, once the server has set it (``useAuditKey(_:)``).
     let auditKey = AuditKeyHolder()
+    /// Revocation revisions this store's own transactions made (see ``statusChanges(issuer:after:limit:)``).
+    let ownRevisions = OwnRevisions()
     /// Where the database is.
     public let location: DatabaseLocation
 
@@ -94,6 +96,21 @@ extension Date {
     var unixMilliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded(.down)) }
     init(unixSeconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixSeconds)) }
     init(unixMilliseconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixMilliseconds) / 1000) }
+}
+
+/// The revocation revisions committed through this store instance (this node), per issuer, until
+/// ``DatabaseStore/statusChanges(issuer:after:limit:)`` has reported past them.
+final class OwnRevisions: Sendable {
+    private let revisions = Mutex<[String: Set<Int64>]>([:])
+
+    func add(issuer: String, _ revision: Int64) { revisions.withLock { _ = $0[issuer, default: []].insert(revision) } }
+
+    func contains(issuer: String, _ revision: Int64) -> Bool { revisions.withLock { $0[issuer]?.contains(revision) ?? false } }
+
+    /// Forgets revisions up to `revision`: they were reported.
+    func forget(issuer: String, through revision: Int64) {
+        revisions.withLock { $0[issuer] = $0[issuer]?.filter { $0 > revision } }
+    }
 }
 
 /// The audit chain's key, set once the server has unsealed it and read by every append.

@@ -201,5 +201,14 @@ enum Schema {
                 )
                 """,
             ]),
+        Migration(
+            name: "v9-status-revisions",
+            statements: [
+                // The issuer's revocation revision at which a certificate's status last changed: a node
+                // that sees the revision move drops (and signs again) the OCSP answers of exactly
+                // those certificates.
+                "ALTER TABLE certificates ADD COLUMN status_revision INTEGER NOT NULL DEFAULT 0",
+                "CREATE INDEX certificates_by_status_revision ON certificates(issuer, status_revision)",
+            ]),
     ]
 }

@@ -115,6 +115,9 @@ public protocol ClusterStore: Sendable {
     /// Every issuer's revocation revision: a node drops answers it signed from statuses once the
     /// revision of their issuer moves (a revocation made through any node).
     func revocationRevisions() async throws -> [String: Int64]
+    /// The certificates of `issuer` whose status changed after revision `after` (at most `limit`, by
+    /// revision), each marked `local` when the change was made through this store (this node).
+    func statusChanges(issuer: String, after: Int64, limit: Int) async throws -> [StatusChange]
     /// `sqlite` or `postgres`.
     var backendKind: String { get }
 }
@@ -149,4 +152,21 @@ public protocol ConnectorStore: Sendable {
     func retryOutboxItem(id: Int64, audit: AuditEvent.Draft) async throws -> OutboxItem
     /// Whether the device's latest enrollment reached Azure (`nil`: it has none).
     func enrollmentConfirmed(deviceID: String) async throws -> Bool?
+}
+
+/// A certificate whose status changed (revoked, held, released) at a revocation revision.
+public struct StatusChange: Sendable, Hashable {
+    /// The certificate's serial (lower-case hex).
+    public var serial: String
+    /// The issuer's revocation revision of the change.
+    public var revision: Int64
+    /// Whether this node made the change (and so already signed its OCSP answers again).
+    public var local: Bool
+
+    /// Creates a change.
+    public init(serial: String, revision: Int64, local: Bool) {
+        self.serial = serial
+        self.revision = revision
+        self.local = local
+    }
 }
