@@ -3,15 +3,24 @@
 # sandbox` and the fleet simulator (`keygate-agent simulate`) as separate processes (release build).
 # Prints devices/s, the simulator's p50/p99 per step and the server's peak resident memory.
 #   scripts/bench-e2e.sh [N] [CONCURRENCY]        (default 10,000 devices, 200 at a time)
-#   scripts/bench-e2e.sh --quota [N] [CONCURRENCY] with the sandbox enforcing Azure's quotas
+#   scripts/bench-e2e.sh --quota [N] [CONCURRENCY] with the sandbox enforcing Azure's quotas; prints the DPS
+#                                                  service calls, how many were answered 429 and how much of
+#                                                  the allowance the connector used while it had work
+#   scripts/bench-e2e.sh --quota --dps-limit L [N] [C] the same with a DPS allowance of L calls a minute (the
+#                                                  sandbox enforces it, the connector is given it), so that
+#                                                  the onboarding outruns it and the pacing shows
 #   scripts/bench-e2e.sh --postgres [N] [CONCURRENCY] Keygate on a throwaway PostgreSQL server instead of SQLite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUOTA=0
 POSTGRES=0
-while [ "${1:-}" = "--quota" ] || [ "${1:-}" = "--postgres" ]; do
-    [ "$1" = "--quota" ] && QUOTA=1
-    [ "$1" = "--postgres" ] && POSTGRES=1
+DPS_LIMIT=""
+while [ "${1:-}" = "--quota" ] || [ "${1:-}" = "--postgres" ] || [ "${1:-}" = "--dps-limit" ]; do
+    case "$1" in
+    --quota) QUOTA=1 ;;
+    --postgres) POSTGRES=1 ;;
+    --dps-limit) QUOTA=1; DPS_LIMIT="$2"; shift ;;
+    esac
     shift
 done
 DEVICES=${1:-10000}
@@ -34,8 +43,14 @@ trap cleanup EXIT
 HTTPS=$(free_port); HTTP=$(free_port)
 start_sandbox "$BIN" "$WORK/sandbox"
 json() { sandbox_json "$WORK/sandbox" "$1"; }
+PACE=()
 if [ "$QUOTA" = 1 ]; then
     "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" --quota on > /dev/null
+    if [ -n "$DPS_LIMIT" ]; then
+        "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" --surface dps-service --quota on \
+            --quota-limit "$DPS_LIMIT" --quota-window 60 > /dev/null
+        PACE=(--max-calls-per-minute "$DPS_LIMIT")
+    fi
 fi
 
 DATABASE=()
@@ -53,7 +68,7 @@ json "['dps']['serviceConnectionString']" > "$WORK/dps.cs"
 json "['hub']['registryConnectionString']" > "$WORK/hub.cs"
 "$BIN/keygate" connector add azure --data-dir "$WORK/kg" --type dps --connection-string "@$WORK/dps.cs" \
     --hub-connection-string "@$WORK/hub.cs" --id-scope "$(json "['dps']['idScope']")" \
-    --global-endpoint "$(json "['dps']['deviceEndpoint']")" --azure-ca-cert "$WORK/sandbox/ca.pem" > /dev/null
+    --global-endpoint "$(json "['dps']['deviceEndpoint']")" --azure-ca-cert "$WORK/sandbox/ca.pem" "${PACE[@]}" > /dev/null
 "$BIN/keygate" group create fleet --data-dir "$WORK/kg" --connector azure > /dev/null
 python3 -c "
 print('deviceId,group')
@@ -83,4 +98,21 @@ start, end, devices, peak_kib = float(sys.argv[1]), float(sys.argv[2]), int(sys.
 seconds = end - start
 print(f"==> {devices} devices in {seconds:.1f} s = {devices / seconds:.1f} devices/s; server peak memory {peak_kib / 1024:.0f} MiB")
 PY
-if [ "$QUOTA" = 1 ]; then "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" | tail -8; fi
+if [ "$QUOTA" = 1 ]; then
+    "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" --json > "$WORK/faults.json"
+    python3 - "$WORK/faults.json" "$START" "$END" "${DPS_LIMIT:-1000}" "$DEVICES" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+start, end, limit, devices = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+passed = report["passed"].get("dps-service", 0)
+throttled = report["injected"].get("dps-service", 0)
+calls = passed + throttled
+minutes = (end - start) / 60
+print(f"==> DPS service API: {calls} calls, {throttled} answered 429 ({100 * throttled / max(1, calls):.2f} %); "
+      f"{passed / minutes:.0f} calls a minute over the run = {100 * passed / minutes / limit:.0f} % of the "
+      f"{limit}-a-minute allowance; {devices / minutes:.0f} enrollments a minute")
+for surface in ("dps-device", "hub", "hub-device"):
+    if report["injected"].get(surface, 0):
+        print(f"    {surface}: {report['injected'][surface]} answered 429 of {report['passed'].get(surface, 0) + report['injected'][surface]}")
+PY
+fi

@@ -141,7 +141,7 @@ echo "    phase 1 done in $(($(date +%s) - START)) s: $(tail -n 1 "$WORK/simulat
 
 # Renewal over mutual TLS through the balancer: the node sees the device's certificate (TLS passed through).
 RENEWED=$("$BIN/keygate-agent" renew --server "$LB" --ca-cert "$WORK/node1/ca/root.crt.pem" --device-id ha-0000 \
-    --state-dir "$WORK/fleet-ha/ha-0000" 2>&1) || { echo "renewal through HAProxy failed: $RENEWED"; exit 1; }
+    --state-dir "$WORK/fleet-ha/ha-0000" --attribute machine-id=ha-0000 2>&1) || { echo "renewal through HAProxy failed: $RENEWED"; exit 1; }
 echo "    ha-0000 renewed over mTLS through HAProxy: $(echo "$RENEWED" | head -n 1)"
 [ "$(sql "SELECT COUNT(*) FROM audit_events WHERE subject = 'ha-0000' AND action = 'certificate.renewed' AND details LIKE '%mtls%'")" = 1 ] \
     || { echo "no mTLS renewal recorded for ha-0000"; exit 1; }
