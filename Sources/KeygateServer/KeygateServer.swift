@@ -195,6 +195,7 @@ public struct KeygateServer: Sendable {
                     .init(service: PeriodicService.ocspRefresh(services.certificates, logger: logger)),
                     .init(
                         service: PeriodicService.clusterWatch(services.certificates, store: store, logger: logger)),
+                    .init(service: PeriodicService.heartbeat(store: store, logger: logger)),
                     .init(
                         service: PeriodicService.expiryScan(
                             ExpiryScanner(service: services.certificates, logger: logger), store: store)),

@@ -10,16 +10,20 @@ public struct IoTCentralClient: Sendable {
     public static let apiVersion = "2022-07-31"
     let client: AzureJSONClient
 
-    /// With an API token (`SharedAccessSignature sr=…`) or an AAD token provider.
+    /// IoT Central's published REST API throttle per application: 20 calls a second.
+    public static let publishedCallsPerMinute = 1_200
+
+    /// With an API token (`SharedAccessSignature sr=…`) or an AAD token provider; `pacer` spaces the
+    /// calls under the app's throttle.
     public init(
         appURL: String, apiToken: String? = nil, tokens: AADTokenProvider? = nil, http: HTTPClient,
-        policy: AzureRequestPolicy = .standard
+        policy: AzureRequestPolicy = .standard, pacer: CallPacer? = nil
     ) throws {
         guard apiToken != nil || tokens != nil else {
             throw KeygateError(.malformedInput, "IoT Central needs an API token or AAD client credentials")
         }
         client = AzureJSONClient(
-            baseURL: appURL, service: "IoT Central", http: http, policy: policy,
+            baseURL: appURL, service: "IoT Central", http: http, policy: policy, pacer: pacer,
             authorization: {
                 if let apiToken { return apiToken }
                 return "Bearer " + (try await tokens!.token())

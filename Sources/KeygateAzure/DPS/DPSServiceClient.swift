@@ -13,11 +13,18 @@ public struct DPSServiceClient: Sendable {
     public let credentials: SharedAccessSignatureToken.ConnectionString
     let client: AzureJSONClient
 
-    /// A client for the DPS in `connectionString` (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`).
-    public init(connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard) throws {
+    /// DPS's published throttle on service operations (enrollment reads and writes, bulk operations
+    /// each counting one), per instance: 1,000 a minute.
+    public static let publishedOperationsPerMinute = 1_000
+
+    /// A client for the DPS in `connectionString` (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`);
+    /// `pacer` spaces its calls under the service's throttle.
+    public init(
+        connectionString: String, http: HTTPClient, policy: AzureRequestPolicy = .standard, pacer: CallPacer? = nil
+    ) throws {
         let credentials = try SharedAccessSignatureToken.ConnectionString(connectionString)
         self.credentials = credentials
-        client = AzureJSONClient(sas: credentials, service: "DPS", http: http, policy: policy)
+        client = AzureJSONClient(sas: credentials, service: "DPS", http: http, policy: policy, pacer: pacer)
     }
 
     /// What Keygate puts in an individual enrollment.

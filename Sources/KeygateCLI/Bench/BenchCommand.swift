@@ -8,7 +8,7 @@ import KeygateServer
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Keygate on this machine.",
-        subcommands: [Issue.self, Sandbox.self, Revocation.self])
+        subcommands: [Issue.self, Outbox.self, Sandbox.self, Revocation.self])
 
     struct Issue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -11,7 +11,7 @@ struct ConnectorCommand: AsyncParsableCommand {
             a DPS individual enrollment (or an IoT Central device with X.509 attestation) through the outbox.
             Secrets are sealed with the CA passphrase and never printed.
             """,
-        subcommands: [Add.self, List.self, Show.self, Test.self, Remove.self])
+        subcommands: [Add.self, Update.self, List.self, Show.self, Test.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -48,10 +48,19 @@ struct ConnectorCommand: AsyncParsableCommand {
                 throttle for one S1 unit; raise it with more units).
                 """)
         var hubCallsPerMinute: Int?
+        @Option(
+            help: """
+                Calls per minute to DPS's service API or the IoT Central app, for the whole deployment (nodes \
+                split it); default Azure's published limit: 1000 for DPS, 1200 for IoT Central.
+                """)
+        var maxCallsPerMinute: Int?
 
         func validate() throws {
             if let hubCallsPerMinute, !(1...100_000).contains(hubCallsPerMinute) {
                 throw ValidationError("--hub-calls-per-minute must be 1 to 100000")
+            }
+            if let maxCallsPerMinute, !(1...100_000).contains(maxCallsPerMinute) {
+                throw ValidationError("--max-calls-per-minute must be 1 to 100000")
             }
         }
 
@@ -67,6 +76,7 @@ struct ConnectorCommand: AsyncParsableCommand {
             request.clientId = clientId
             request.clientSecret = try clientSecretFile.map { try Self.secret("@" + $0) }
             request.hubCallsPerMinute = hubCallsPerMinute
+            request.maxCallsPerMinute = maxCallsPerMinute
             request.caCertificate = azureCaCert.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             let added = try await runReportingErrors {
                 try await AdminClient.with(try connection.resolve()) {
@@ -84,6 +94,52 @@ struct ConnectorCommand: AsyncParsableCommand {
                 throw ValidationError("cannot read \(file)")
             }
             return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change how fast a connector calls Azure.",
+            discussion: """
+                Every node uses the new pace from its next outbox batch on; the change is audited
+                (connector.updated). `default` returns a pace to Azure's published limit (DPS 1000 service
+                operations a minute, IoT Central 1200 calls a minute, IoT Hub registry 100 a minute per S1 unit).
+                """)
+        @OptionGroup var connection: AdminConnectionOptions
+        @Argument(help: "The connector's name.") var name: String
+        @Option(help: "Calls per minute to DPS or IoT Central (1 to 100000, or default).") var maxCallsPerMinute: String?
+        @Option(help: "dps with a hub: IoT Hub registry calls per minute (1 to 100000, or default).")
+        var hubCallsPerMinute: String?
+
+        static func pace(_ text: String?, _ flag: String) throws -> Int? {
+            guard let text else { return nil }
+            if text == "default" { return 0 }
+            guard let value = Int(text), (1...100_000).contains(value) else {
+                throw ValidationError("\(flag) is 1 to 100000, or default")
+            }
+            return value
+        }
+
+        func validate() throws {
+            guard maxCallsPerMinute != nil || hubCallsPerMinute != nil else {
+                throw ValidationError("give --max-calls-per-minute or --hub-calls-per-minute")
+            }
+            _ = try Self.pace(maxCallsPerMinute, "--max-calls-per-minute")
+            _ = try Self.pace(hubCallsPerMinute, "--hub-calls-per-minute")
+        }
+
+        func run() async throws {
+            let request = ConnectorUpdateRequest(
+                maxCallsPerMinute: try Self.pace(maxCallsPerMinute, "--max-calls-per-minute"),
+                hubCallsPerMinute: try Self.pace(hubCallsPerMinute, "--hub-calls-per-minute"))
+            let updated = try await runReportingErrors {
+                try await AdminClient.with(try connection.resolve()) {
+                    try await $0.send(
+                        method: .PATCH, path: "/admin/v1/connectors/\(name)",
+                        body: Array(try JSONEncoder().encode(request)), as: ConnectorBody.self)
+                }
+            }
+            printConnector(updated)
         }
     }
 
@@ -165,6 +221,9 @@ func printConnector(_ connector: ConnectorBody) {
     print("  endpoint         \(connector.endpoint)")
     print("  ID scope         \(connector.idScope ?? "(learned from the first device)")")
     print("  global endpoint  \(connector.globalEndpoint)")
+    print(
+        "  pace             at most \(connector.callsPerMinute) calls a minute to \(connector.type == "dps" ? "DPS" : "IoT Central")"
+            + (connector.maxCallsPerMinute == nil ? " (Azure's published limit)" : ""))
     if let hub = connector.hubHost {
         print("  IoT Hub          \(hub) (at most \(connector.hubCallsPerMinute ?? 100) registry calls a minute)")
     }

@@ -29,14 +29,19 @@ public struct Connector: Sendable, Hashable, Codable {
         /// Calls a minute to the IoT Hub registry (quarantine and retirement change hub identities);
         /// `nil`: Azure's published throttle for one S1 unit (100). Raise it for more units or S3.
         public var hubCallsPerMinute: Int?
+        /// Calls a minute to the connector's service (the DPS service API, or the IoT Central app), for
+        /// the whole deployment (nodes split it); `nil`: Azure's published throttle (DPS 1,000 service
+        /// operations a minute, IoT Central 20 calls a second).
+        public var maxCallsPerMinute: Int?
 
         /// Creates settings; `globalEndpoint` defaults to Azure's.
         public init(
             endpoint: String, idScope: String? = nil, globalEndpoint: String = Connector.azureGlobalEndpoint,
             caCertificate: String? = nil, hubHost: String? = nil, tokenEndpoint: String? = nil, clientID: String? = nil,
-            hubCallsPerMinute: Int? = nil
+            hubCallsPerMinute: Int? = nil, maxCallsPerMinute: Int? = nil
         ) {
             self.hubCallsPerMinute = hubCallsPerMinute
+            self.maxCallsPerMinute = maxCallsPerMinute
             self.endpoint = endpoint
             self.idScope = idScope
             self.globalEndpoint = globalEndpoint

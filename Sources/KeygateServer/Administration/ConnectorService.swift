@@ -44,7 +44,7 @@ public struct ConnectorService: Sendable {
                 .passphraseMissing, "connector secrets are sealed with the CA passphrase; serve needs it")
         }
         var sealed: [String: String] = [:]
-        let settings: Connector.Settings
+        var settings: Connector.Settings
         let global = body.globalEndpoint ?? Connector.azureGlobalEndpoint
         switch kind {
         case .dps:
@@ -58,9 +58,7 @@ public struct ConnectorService: Sendable {
                 hubHost = try Self.hostName(hub, what: "hubConnectionString")
                 sealed["hubConnectionString"] = try secrets.seal(hub)
             }
-            if let pace = body.hubCallsPerMinute, !(1...100_000).contains(pace) {
-                throw KeygateError(.invalidConnector, "hubCallsPerMinute must be 1 to 100000")
-            }
+            try Self.checkPace(body.hubCallsPerMinute, "hubCallsPerMinute")
             settings = .init(
                 endpoint: host, idScope: idScope, globalEndpoint: global, caCertificate: body.caCertificate,
                 hubHost: hubHost, hubCallsPerMinute: body.hubCallsPerMinute)
@@ -81,6 +79,8 @@ public struct ConnectorService: Sendable {
                 endpoint: appURL, idScope: body.idScope, globalEndpoint: global, caCertificate: body.caCertificate,
                 tokenEndpoint: body.tokenEndpoint, clientID: body.clientId)
         }
+        try Self.checkPace(body.maxCallsPerMinute, "maxCallsPerMinute")
+        settings.maxCallsPerMinute = body.maxCallsPerMinute
         if let file = body.caCertificate, !FileManager.default.isReadableFile(atPath: file) {
             throw KeygateError(.invalidConnector, "caCertificate \(file) cannot be read by the server")
         }
@@ -91,6 +91,44 @@ public struct ConnectorService: Sendable {
         return connector
     }
 
+
+    /// Changes a connector's pacing, audited as `connector.updated` with the old and new values. A
+    /// field left out stays as it is; 0 returns it to Azure's published limit. Every node uses the
+    /// change from its next outbox batch on.
+    public func update(named name: String, _ body: ConnectorUpdateRequest, actor: String) async throws -> Connector {
+        var connector = try await connector(named: name)
+        try Self.checkPace(body.maxCallsPerMinute.flatMap { $0 == 0 ? nil : $0 }, "maxCallsPerMinute")
+        try Self.checkPace(body.hubCallsPerMinute.flatMap { $0 == 0 ? nil : $0 }, "hubCallsPerMinute")
+        if body.hubCallsPerMinute != nil, connector.kind != .dps || connector.settings.hubHost == nil {
+            throw KeygateError(.invalidConnector, "hubCallsPerMinute applies to a dps connector with a hub")
+        }
+        guard body.maxCallsPerMinute != nil || body.hubCallsPerMinute != nil else {
+            throw KeygateError(.invalidConnector, "nothing to change: give maxCallsPerMinute or hubCallsPerMinute")
+        }
+        var details: [String: String] = [:]
+        func describe(_ value: Int?) -> String { value.map(String.init) ?? "default" }
+        if let value = body.maxCallsPerMinute {
+            details["maxCallsPerMinute"] =
+                "\(describe(connector.settings.maxCallsPerMinute)) -> \(describe(value == 0 ? nil : value))"
+            connector.settings.maxCallsPerMinute = value == 0 ? nil : value
+        }
+        if let value = body.hubCallsPerMinute {
+            details["hubCallsPerMinute"] =
+                "\(describe(connector.settings.hubCallsPerMinute)) -> \(describe(value == 0 ? nil : value))"
+            connector.settings.hubCallsPerMinute = value == 0 ? nil : value
+        }
+        try await store.updateConnectorSettings(
+            name: name, settings: connector.settings,
+            audit: .init(actor: actor, action: "connector.updated", subject: name, details: details))
+        return connector
+    }
+
+    /// A pace is 1 to 100,000 calls a minute.
+    static func checkPace(_ value: Int?, _ field: String) throws {
+        if let value, !(1...100_000).contains(value) {
+            throw KeygateError(.invalidConnector, "\(field) must be 1 to 100000")
+        }
+    }
 
     // MARK: Outbox
 

@@ -20,8 +20,10 @@ public struct ConnectorClient: Sendable {
         case central(IoTCentralClient)
     }
 
-    /// Opens the connector's secrets and makes its clients; the hub client is paced under
-    /// ``Connector/Settings/hubCallsPerMinute`` (IoT Hub's published registry throttle by default).
+    /// Opens the connector's secrets and makes its clients, each paced under its service's throttle:
+    /// ``Connector/Settings/maxCallsPerMinute`` for DPS or IoT Central and
+    /// ``Connector/Settings/hubCallsPerMinute`` for the hub (Azure's published limits by default), split
+    /// evenly over the deployment's live nodes.
     public init(_ connector: Connector, secrets: SecretBox?) throws {
         self.connector = connector
         func secret(_ name: String) throws -> String? {
@@ -38,13 +40,17 @@ public struct ConnectorClient: Sendable {
                 throw KeygateError(.invalidConnector, "the DPS connector \(connector.name) has no connection string")
             }
             service = .dps(
-                try DPSServiceClient(connectionString: connectionString, http: http),
+                try DPSServiceClient(
+                    connectionString: connectionString, http: http,
+                    pacer: CallPacer(
+                        perMinute: connector.settings.maxCallsPerMinute
+                            ?? DPSServiceClient.publishedOperationsPerMinute, shares: ClusterNodes.live)),
                 hub: try secret("hubConnectionString").map {
                     try IoTHubRegistryClient(
                         connectionString: $0, http: http,
                         pacer: CallPacer(
                             perMinute: connector.settings.hubCallsPerMinute
-                                ?? IoTHubRegistryClient.publishedOperationsPerMinute))
+                                ?? IoTHubRegistryClient.publishedOperationsPerMinute, shares: ClusterNodes.live))
                 })
         case .iotCentral:
             var tokens: AADTokenProvider?
@@ -57,7 +63,10 @@ public struct ConnectorClient: Sendable {
             }
             service = .central(
                 try IoTCentralClient(
-                    appURL: connector.settings.endpoint, apiToken: try secret("apiToken"), tokens: tokens, http: http))
+                    appURL: connector.settings.endpoint, apiToken: try secret("apiToken"), tokens: tokens, http: http,
+                    pacer: CallPacer(
+                        perMinute: connector.settings.maxCallsPerMinute ?? IoTCentralClient.publishedCallsPerMinute,
+                        shares: ClusterNodes.live)))
         }
     }
 

@@ -1,5 +1,6 @@
 public import Foundation
 import Hummingbird
+import KeygateAzure
 public import KeygateDomain
 import KeygatePKI
 import KeygateStore
@@ -21,6 +22,13 @@ struct AdminConnectorAPI {
         }
         group.get("connectors/:name") { _, context in
             try jsonResponse(ConnectorBody(try await connectors.connector(named: try context.parameters.require("name"))))
+        }
+        group.patch("connectors/:name") { request, context in
+            let body = try await request.keygateJSON(ConnectorUpdateRequest.self, limit: 16 * 1024)
+            return try jsonResponse(
+                ConnectorBody(
+                    try await connectors.update(
+                        named: try context.parameters.require("name"), body, actor: context.actor)))
         }
         group.post("connectors/:name/test") { _, context in
             let name = try context.parameters.require("name")
@@ -84,11 +92,29 @@ public struct ConnectorRequest: Codable, Sendable {
     public var clientSecret: String?
     /// dps with a hub: IoT Hub registry calls per minute (1 to 100,000; default 100, one S1 unit).
     public var hubCallsPerMinute: Int?
+    /// Calls per minute to DPS's service API or the IoT Central app, for the whole deployment (1 to
+    /// 100,000; default Azure's published limit: 1,000 for DPS, 1,200 for IoT Central).
+    public var maxCallsPerMinute: Int?
 
     /// Creates a request with a name and type; set the other fields as the type needs.
     public init(name: String, type: String) {
         self.name = name
         self.type = type
+    }
+}
+
+/// A change to a connector's pacing (`PATCH /admin/v1/connectors/{name}`): fields left out stay as
+/// they are; 0 returns a field to Azure's published limit.
+public struct ConnectorUpdateRequest: Codable, Sendable {
+    /// Calls per minute to DPS or IoT Central (1 to 100,000; 0: Azure's published limit).
+    public var maxCallsPerMinute: Int?
+    /// IoT Hub registry calls per minute, for a dps connector with a hub (1 to 100,000; 0: 100).
+    public var hubCallsPerMinute: Int?
+
+    /// Creates an empty change.
+    public init(maxCallsPerMinute: Int? = nil, hubCallsPerMinute: Int? = nil) {
+        self.maxCallsPerMinute = maxCallsPerMinute
+        self.hubCallsPerMinute = hubCallsPerMinute
     }
 }
 
@@ -110,6 +136,10 @@ public struct ConnectorBody: Codable, Sendable {
     public var hubHost: String?
     /// The pace of IoT Hub registry calls; `nil`: Azure's published 100 a minute.
     public var hubCallsPerMinute: Int?
+    /// The pace of calls to DPS or IoT Central as set; `nil`: Azure's published limit.
+    public var maxCallsPerMinute: Int?
+    /// The pace in force: `maxCallsPerMinute`, or Azure's published limit for the service.
+    public var callsPerMinute: Int
     /// The names of the sealed secrets it holds (`connectionString`, `apiToken`, ...), sorted.
     public var secrets: [String]
     /// When the connector was added.
@@ -125,6 +155,11 @@ public struct ConnectorBody: Codable, Sendable {
         caCertificate = connector.settings.caCertificate
         hubHost = connector.settings.hubHost
         hubCallsPerMinute = connector.settings.hubCallsPerMinute
+        maxCallsPerMinute = connector.settings.maxCallsPerMinute
+        callsPerMinute =
+            connector.settings.maxCallsPerMinute
+            ?? (connector.kind == .dps
+                ? DPSServiceClient.publishedOperationsPerMinute : IoTCentralClient.publishedCallsPerMinute)
         secrets = connector.sealedSecrets.keys.sorted()
         createdAt = connector.createdAt
     }

@@ -158,6 +158,17 @@ extension PeriodicService {
         }
     }
 
+    /// Tells the other nodes this one is alive and learns how many are (every 2 s; a node silent for
+    /// 10 s is no longer counted), so that shared Azure allowances are split over the live nodes.
+    static func heartbeat(store: any ClusterStore, every interval: Duration = .seconds(2), logger: Logger)
+        -> PeriodicService
+    {
+        PeriodicService("heartbeat", every: interval, logger: logger) {
+            ClusterNodes.set(
+                try await store.heartbeat(node: NodeIdentity.current, now: Date(), window: 10))
+        }
+    }
+
     /// One look at the revocation revisions (see ``clusterWatch(_:store:every:logger:)``).
     static func followRevocations(_ service: CertificateService, store: any ClusterStore, seen: RevisionTracker)
         async throws

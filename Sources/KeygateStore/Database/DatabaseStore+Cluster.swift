@@ -36,6 +36,23 @@ extension DatabaseStore: ClusterStore {
         return changes
     }
 
+    /// Upserts the node's heartbeat and counts the nodes seen within `window`.
+    public func heartbeat(node: String, now: Date, window: TimeInterval) async throws -> Int {
+        let now = now.unixMilliseconds
+        return try await writeAtomic { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO nodes (name, last_seen) VALUES (?, ?)
+                    ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen
+                    """,
+                arguments: [node, now])
+            try db.execute(sql: "DELETE FROM nodes WHERE last_seen < ?", arguments: [now - 86_400_000])
+            return try db.fetchScalar(
+                Int.self, sql: "SELECT COUNT(*) FROM nodes WHERE last_seen >= ?",
+                arguments: [now - Int64(window * 1000)]) ?? 1
+        }
+    }
+
     /// Every issuer's revocation revision.
     public func revocationRevisions() async throws -> [String: Int64] {
         try await read { db in

@@ -32,6 +32,18 @@ extension DatabaseStore: ConnectorStore {
         }
     }
 
+    /// Replaces the connector's settings and appends the audit event, in one transaction.
+    public func updateConnectorSettings(name: String, settings: Connector.Settings, audit: AuditEvent.Draft)
+        async throws
+    {
+        let encoded = try Self.encode(settings)
+        try await write { db in
+            try db.execute(sql: "UPDATE connectors SET settings = ? WHERE name = ?", arguments: [encoded, name])
+            guard db.changesCount == 1 else { throw KeygateError(.connectorNotFound, "no connector \(name)") }
+            _ = try self.appendAudit(audit, at: Date(), in: db)
+        }
+    }
+
     /// Replaces a connector's sealed secrets and appends the audit event, in one transaction.
     public func updateConnectorSecrets(name: String, sealedSecrets: [String: String], audit: AuditEvent.Draft)
         async throws

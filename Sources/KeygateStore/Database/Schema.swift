@@ -210,5 +210,16 @@ enum Schema {
                 "ALTER TABLE certificates ADD COLUMN status_revision INTEGER NOT NULL DEFAULT 0",
                 "CREATE INDEX certificates_by_status_revision ON certificates(issuer, status_revision)",
             ]),
+        Migration(
+            name: "v10-node-heartbeats",
+            statements: [
+                // Each node's last heartbeat: allowances shared by the nodes are split over the live ones.
+                """
+                CREATE TABLE nodes (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    last_seen INTEGER NOT NULL
+                )
+                """,
+            ]),
     ]
 }

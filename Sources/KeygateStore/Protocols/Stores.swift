@@ -118,6 +118,9 @@ public protocol ClusterStore: Sendable {
     /// The certificates of `issuer` whose status changed after revision `after` (at most `limit`, by
     /// revision), each marked `local` when the change was made through this store (this node).
     func statusChanges(issuer: String, after: Int64, limit: Int) async throws -> [StatusChange]
+    /// Records that `node` is alive at `now` and answers how many nodes were seen within `window`
+    /// seconds (this one included); nodes silent for a day are forgotten.
+    func heartbeat(node: String, now: Date, window: TimeInterval) async throws -> Int
     /// `sqlite` or `postgres`.
     var backendKind: String { get }
 }
@@ -130,6 +133,9 @@ public typealias ServerStore = CertificateRecordStore & RevocationListStore & Ad
 public protocol ConnectorStore: Sendable {
     func addConnector(_ connector: Connector, audit: AuditEvent.Draft) async throws
     func updateConnectorSettings(name: String, settings: Connector.Settings) async throws
+    /// Replaces a connector's settings with the audit event, in one transaction; `connectorNotFound`
+    /// for an unknown name.
+    func updateConnectorSettings(name: String, settings: Connector.Settings, audit: AuditEvent.Draft) async throws
     /// Replaces a connector's sealed secrets (sealed again, same values) with the audit event.
     func updateConnectorSecrets(name: String, sealedSecrets: [String: String], audit: AuditEvent.Draft) async throws
     func connector(named name: String) async throws -> Connector?
