@@ -31,6 +31,11 @@ public struct SandboxServer: Sendable {
         public var faults: FaultSettings.Change?
         /// The surfaces `faults` applies to; empty: all.
         public var faultSurfaces: [SandboxSurface] = []
+        /// Whether every change is written to `state.json` before it is answered (the default, so a
+        /// restarted sandbox keeps its enrollments and devices). Off, the state lives in memory only:
+        /// for benchmarks that write tens of thousands of enrollments, where rewriting the whole file
+        /// per change, not Keygate, would be what is measured.
+        public var persistState = true
 
         /// Defaults, with state in `dataDirectory`.
         public init(dataDirectory: String) {
@@ -189,7 +194,7 @@ public struct SandboxServer: Sendable {
     /// Runs until SIGTERM/SIGINT or cancellation; `onReady` gets the connection facts once listening.
     public func run(onReady: @escaping @Sendable (Connection) -> Void = { _ in }) async throws {
         try await prepare()
-        let store = try SandboxStore(path: options.dataDirectory + "/state.json")
+        let store = try SandboxStore(path: options.dataDirectory + "/state.json", persist: options.persistState)
         let hubHost = options.hosts.first ?? options.listenHost
         if await store.state.hub.hostName != hubHost {
             try await store.update { $0.hub.hostName = hubHost }

@@ -95,6 +95,15 @@ public enum DPSMQTTRegistration {
         ])
         try await client.publish("$dps/registrations/PUT/iotdps-register/?$rid=1", payload: Array(request))
         var (status, body, retryAfter) = try await next(&answers)
+        // Throttled (429) or unavailable (503): the registration is published again after Retry-After.
+        var retries = 0
+        while status == 429 || status == 503, retries < maximumPolls {
+            try await Task.sleep(for: .seconds(min(max(retryAfter ?? 2, 1), 60)))
+            retries += 1
+            try await client.publish(
+                "$dps/registrations/PUT/iotdps-register/?$rid=r\(retries)", payload: Array(request))
+            (status, body, retryAfter) = try await next(&answers)
+        }
         for poll in 0..<maximumPolls {
             guard status == 202 || status == 200, let operation = body["operationId"] as? String else { break }
             if status == 200, body["status"] as? String != "assigning" { break }
@@ -170,6 +179,13 @@ public enum DPSHTTPSRegistration {
         request.body = .bytes(
             ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["registrationId": registrationID])))
         var (status, body, retryAfter) = try await send(request, http: http)
+        // Throttled (429) or unavailable (503): DPS says when to try again; the registration is sent again.
+        var retries = 0
+        while status == 429 || status == 503, retries < maximumPolls {
+            try await Task.sleep(for: .seconds(min(max(retryAfter ?? 2, 1), 60)))
+            (status, body, retryAfter) = try await send(request, http: http)
+            retries += 1
+        }
         for _ in 0..<maximumPolls {
             guard status == 202 || (status == 200 && body["status"] as? String == "assigning"),
                 let operation = body["operationId"] as? String

@@ -60,10 +60,13 @@ extension SandboxState {
 /// Loads and saves the state file atomically, one writer at a time.
 actor SandboxStore {
     let path: String
+    /// Whether changes are written to `path` (else the state lives in memory after the first write).
+    let persistent: Bool
     private(set) var state: SandboxState
 
-    init(path: String) throws {
+    init(path: String, persist: Bool = true) throws {
         self.path = path
+        self.persistent = persist
         if let data = FileManager.default.contents(atPath: path) {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
@@ -92,6 +95,7 @@ actor SandboxStore {
     }
 
     private func persist() async throws {
+        guard persistent else { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             waiters.append(continuation)
             if !flushing {

@@ -70,6 +70,15 @@ public struct ConnectorClient: Sendable {
         }
     }
 
+    /// The calls a minute this node may make to the connector's service: its share of the allowance.
+    var callsPerMinuteHere: Double {
+        let allowance =
+            connector.settings.maxCallsPerMinute
+            ?? (connector.kind == .dps
+                ? DPSServiceClient.publishedOperationsPerMinute : IoTCentralClient.publishedCallsPerMinute)
+        return Double(allowance) / Double(ClusterNodes.live())
+    }
+
     /// Whether `item` can travel in a bulk operation with others of its connector: a DPS enrollment
     /// (create or replace with the certificates Keygate issued), unless it was resumed from a node that
     /// died (it is looked up first, alone).

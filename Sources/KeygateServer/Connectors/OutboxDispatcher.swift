@@ -26,8 +26,8 @@ public struct OutboxDispatcher: Service {
         public var concurrencyPerConnector = 4
         /// Seconds between looks at the outbox when nothing was due.
         public var pollInterval: TimeInterval = 0.25
-        /// Due items read at a time.
-        public var batch = 64
+        /// Due items taken at a time (a multiple of ten: DPS bulk operations carry ten enrollments).
+        public var batch = 100
         /// Seconds a node holds the items it took (longer than an Azure call with its retries takes): a
         /// node that dies mid-delivery leaves them to the others once this runs out.
         public var leaseSeconds: TimeInterval = 60
@@ -110,6 +110,16 @@ public struct OutboxDispatcher: Service {
                         }
                     }
                     if !bulk.isEmpty { calls.append(bulk) }
+                    // No more calls than the connector's pace allows in half the lease: the rest go
+                    // back to the queue at once (a slow pace must not hold items past their lease).
+                    if let client {
+                        let budget = max(1, Int(client.callsPerMinuteHere * policy.leaseSeconds / 60 / 2))
+                        if calls.count > budget {
+                            let spare = calls[budget...].flatMap { $0.map(\.id) }
+                            calls.removeLast(calls.count - budget)
+                            try? await store.releaseOutboxItems(ids: spare, node: node)
+                        }
+                    }
                     // Bounded per connector: a few calls at a time, in order of due time.
                     await withTaskGroup(of: Void.self) { running in
                         var next = 0

@@ -170,6 +170,23 @@ extension DatabaseStore: ConnectorStore {
         }
     }
 
+    /// Clears the leases `node` holds on these items.
+    public func releaseOutboxItems(ids: [Int64], node: String) async throws {
+        guard !ids.isEmpty else { return }
+        var start = 0
+        while start < ids.count {
+            let chunk = Array(ids[start..<min(start + 500, ids.count)])
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            let arguments: SQLArguments = [node] + chunk.map { $0 as any SQLBindable }
+            try await writeAtomic { db in
+                try db.execute(
+                    sql: "UPDATE outbox SET leased_by = NULL, leased_until = 0 WHERE leased_by = ? AND id IN (\(marks))",
+                    arguments: arguments)
+            }
+            start += chunk.count
+        }
+    }
+
     /// Marks the item `delivered`, clears its last error and its lease.
     public func completeOutboxItem(id: Int64, at date: Date) async throws {
         try await writeAtomic { db in

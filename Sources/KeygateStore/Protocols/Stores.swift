@@ -149,6 +149,8 @@ public protocol ConnectorStore: Sendable {
     /// Like ``dueOutboxItems(now:limit:)``, but leases the items to `node` until `now + leaseFor`: no
     /// other node (or process) gets them until the lease runs out or the item completes or fails.
     func claimOutboxItems(now: Date, limit: Int, node: String, leaseFor: TimeInterval) async throws -> [OutboxItem]
+    /// Gives back items `node` took but will not deliver now: they are due again for any node.
+    func releaseOutboxItems(ids: [Int64], node: String) async throws
     func completeOutboxItem(id: Int64, at date: Date) async throws
     func failOutboxItem(id: Int64, error: String, nextAttemptAt: Date, deadLetter: Bool, audit: AuditEvent.Draft?)
         async throws
