@@ -66,11 +66,13 @@ public struct OutboxDispatcher: Service {
     }
 
     /// Delivers until the service group shuts down.
+    /// At graceful shutdown (SIGTERM) no call is cut off: calls under way finish and are recorded,
+    /// items not started yet go back to the queue for the other nodes, then the service returns.
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                let delivered = (try? await deliverDue()) ?? 0
-                if delivered == 0 { try? await Task.sleep(for: .seconds(policy.pollInterval)) }
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let delivered = (try? await deliverDue()) ?? 0
+            if delivered == 0, !Task.isShuttingDownGracefully {
+                try? await Task.sleep(for: .seconds(policy.pollInterval))
             }
         }
     }
@@ -120,19 +122,25 @@ public struct OutboxDispatcher: Service {
                             try? await store.releaseOutboxItems(ids: spare, node: node)
                         }
                     }
-                    // Bounded per connector: a few calls at a time, in order of due time.
-                    await withTaskGroup(of: Void.self) { running in
+                    // Bounded per connector: a few calls at a time, in order of due time. At graceful
+                    // shutdown no new call starts; the items of calls not started go back to the queue.
+                    let started = await withTaskGroup(of: Void.self) { running in
                         var next = 0
-                        while next < min(policy.concurrencyPerConnector, calls.count) {
+                        while next < min(policy.concurrencyPerConnector, calls.count), !Task.isShuttingDownGracefully {
                             let call = calls[next]
                             running.addTask { await deliver(call) }
                             next += 1
                         }
-                        while await running.next() != nil, next < calls.count {
+                        while await running.next() != nil, next < calls.count, !Task.isShuttingDownGracefully {
                             let call = calls[next]
                             running.addTask { await deliver(call) }
                             next += 1
                         }
+                        await running.waitForAll()
+                        return next
+                    }
+                    if started < calls.count {
+                        try? await store.releaseOutboxItems(ids: calls[started...].flatMap { $0.map(\.id) }, node: node)
                     }
                 }
             }
