@@ -41,7 +41,11 @@ cleanup() {
 trap cleanup EXIT
 
 HTTPS=$(free_port); HTTP=$(free_port)
-start_sandbox "$BIN" "$WORK/sandbox"
+# Above 5,000 devices the sandbox keeps its state in memory: rewriting its state file per change would
+# be what is measured.
+SANDBOX_FLAGS=()
+[ "$DEVICES" -gt 5000 ] && SANDBOX_FLAGS=(--in-memory)
+start_sandbox "$BIN" "$WORK/sandbox" "${SANDBOX_FLAGS[@]}"
 json() { sandbox_json "$WORK/sandbox" "$1"; }
 PACE=()
 if [ "$QUOTA" = 1 ]; then
@@ -82,6 +86,7 @@ echo "==> $DEVICES devices, $CONCURRENCY at a time, on $( [ "$POSTGRES" = 1 ] &&
 PEAK_FILE="$WORK/peak"
 ( while kill -0 "$SERVER" 2>/dev/null; do
       awk '/VmHWM/ {print $2}' "/proc/$SERVER/status" > "$PEAK_FILE.tmp" 2>/dev/null && mv "$PEAK_FILE.tmp" "$PEAK_FILE"
+      echo "$(date +%s.%N) $(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status" 2>/dev/null)" >> "$WORK/rss"
       sleep 1
   done ) &
 PIDS+=($!)
@@ -92,13 +97,27 @@ START=$(date +%s.%N)
     --tokens "$WORK/tokens.csv" > "$WORK/simulate.out" 2> "$WORK/simulate.err" || {
     echo "simulate failed:"; tail -n 20 "$WORK/simulate.out" "$WORK/simulate.err"; exit 1; }
 END=$(date +%s.%N)
-sed -n '/^Steps\|^step\|^  /p' "$WORK/simulate.out" | tail -16
-cat "$WORK/simulate.out" | tail -12
+# Every step's p50/p99, then the same by tenth of the fleet (devices start in ID order).
+sed -n '/^All /,$p' "$WORK/simulate.out"
 python3 - "$START" "$END" "$DEVICES" "$(cat "$PEAK_FILE" 2>/dev/null || echo 0)" <<'PY'
 import sys
 start, end, devices, peak_kib = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 seconds = end - start
 print(f"==> {devices} devices in {seconds:.1f} s = {devices / seconds:.1f} devices/s; server peak memory {peak_kib / 1024:.0f} MiB")
+PY
+# The server's resident memory at each tenth of the run: flat after warm-up, or growing.
+python3 - "$START" "$END" "$WORK/rss" <<'PY'
+import sys
+start, end = float(sys.argv[1]), float(sys.argv[2])
+samples = [tuple(map(float, line.split())) for line in open(sys.argv[3]) if len(line.split()) == 2]
+samples = [(t, kib) for t, kib in samples if start <= t <= end]
+if samples:
+    marks = []
+    for tenth in range(1, 11):
+        at = start + (end - start) * tenth / 10
+        kib = min(samples, key=lambda s: abs(s[0] - at))[1]
+        marks.append(kib)
+    print("==> server memory (MiB) at each tenth of the run: " + " ".join(f"{m / 1024:.0f}" for m in marks))
 PY
 if [ "$QUOTA" = 1 ]; then
     "$BIN/keygate" sandbox faults --data-dir "$WORK/sandbox" --json > "$WORK/faults.json"

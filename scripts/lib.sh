@@ -42,14 +42,15 @@ wait_for_serving() {
 # free_port — a free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_sandbox BIN DIR — runs `BIN/keygate sandbox` with its data in DIR on free ports (sets
+# start_sandbox BIN DIR [FLAG...] — runs `BIN/keygate sandbox` with its data in DIR on free ports (sets
 # SANDBOX_PORT and MQTT_PORT), adds its PID to the caller's PIDS and waits for DIR/connection.json.
 start_sandbox() {
     local bin=$1 dir=$2
+    shift 2
     SANDBOX_PORT=$(free_port)
     MQTT_PORT=$(free_port)
     "$bin/keygate" sandbox --data-dir "$dir" --https-port "$SANDBOX_PORT" --mqtt-port "$MQTT_PORT" \
-        --log-level error > "$dir.log" 2>&1 &
+        --log-level error "$@" > "$dir.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 1 100); do [ -f "$dir/connection.json" ] && return 0; sleep 0.1; done
     echo "error: keygate sandbox did not start:" >&2

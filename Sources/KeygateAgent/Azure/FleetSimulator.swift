@@ -68,6 +68,21 @@ public struct FleetSimulator: Sendable {
                         + "\(times(of: step).count)/\(devices)".padding(toLength: 11, withPad: " ", startingAt: 0)
                         + String(format: "%6.0f  %6.0f", percentile(step, 0.5), percentile(step, 0.99)))
             }
+            if devices >= 100, let last = DeviceRunner.Step.allCases.last {
+                // Devices start in index order: a slower last tenth than first shows a cost that grows.
+                lines.append("")
+                lines.append("By tenth of the fleet, in start order (\(last.rawValue)):")
+                lines.append("TENTH  DEVICES          P50 MS  P99 MS")
+                for tenth in 0..<10 {
+                    let range = (devices * tenth / 10)..<(devices * (tenth + 1) / 10)
+                    let times = range.compactMap { index in
+                        steps[index]?.first { $0.0 == last }.map { Self.milliseconds($0.1) }
+                    }.sorted()
+                    func at(_ p: Double) -> Double { times.isEmpty ? 0 : times[min(times.count - 1, Int(Double(times.count) * p))] }
+                    lines.append(
+                        String(format: "%5d  %-15@  %6.0f  %6.0f", tenth + 1, "\(range.lowerBound)-\(range.upperBound - 1)", at(0.5), at(0.99)))
+                }
+            }
             let seconds = Self.milliseconds(elapsed) / 1000
             lines.append(
                 String(

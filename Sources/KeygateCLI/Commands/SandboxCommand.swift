@@ -33,6 +33,10 @@ struct SandboxCommand: AsyncParsableCommand {
         )
         var mqttPort: Int = 8883
         @Flag(name: .long, help: "Do not listen for MQTT.") var noMqtt = false
+        @Flag(
+            name: .long,
+            help: "Keep the state in memory only (not in DIR/state.json): for benchmarks with tens of thousands of devices.")
+        var inMemory = false
         @OptionGroup var faults: FaultOptions
         @Option(name: .long, help: "Log level.") var logLevel: String = "info"
 
@@ -40,6 +44,7 @@ struct SandboxCommand: AsyncParsableCommand {
             var logger = Logger(label: "keygate-sandbox")
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
             var options = SandboxServer.Options(dataDirectory: dataDir)
+            options.persistState = !inMemory
             options.hosts = host
             options.listenHost = listen
             options.httpsPort = httpsPort
