@@ -191,7 +191,7 @@ public struct KeygateServer: Sendable {
         let group = ServiceGroup(
             configuration: .init(
                 services: listeners + [
-                    .init(service: PeriodicService.crlRefresh(services.certificates, logger: logger)),
+                    .init(service: PeriodicService.crlRefresh(services.certificates, store: store, logger: logger)),
                     .init(service: PeriodicService.ocspRefresh(services.certificates, logger: logger)),
                     .init(
                         service: PeriodicService.clusterWatch(services.certificates, store: store, logger: logger)),

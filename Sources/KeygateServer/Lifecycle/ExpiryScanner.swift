@@ -109,12 +109,20 @@ extension PeriodicService {
 
     /// Keeps the CRL current: it never passes `nextUpdate` even when nobody fetches it, and follows a
     /// revocation within one tick (a tick only reads the revocation counter unless it moved).
-    static func crlRefresh(_ service: CertificateService, every interval: Duration = .seconds(5), logger: Logger)
-        -> PeriodicService
-    {
-        PeriodicService("CRL refresh", every: interval, logger: logger) {
+    /// Every node serves the newest CRL in the database; one node per tick across the deployment (the
+    /// one that claims it) rebuilds it when it is stale.
+    static func crlRefresh(
+        _ service: CertificateService, store: any ClusterStore, every interval: Duration = .seconds(5),
+        logger: Logger
+    ) -> PeriodicService {
+        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        return PeriodicService("CRL refresh", every: interval, logger: logger) {
             await service.crl.adoptNewer()
-            _ = try await service.crl.current()
+            if try await store.claimPeriodicRun(
+                task: "crl-refresh", interval: seconds, now: Date(), node: NodeIdentity.current)
+            {
+                _ = try await service.crl.current()
+            }
         }
     }
 
