@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs what Keygate's build and tests use: openssl, curl, sqlite3, SoftHSM2, PostgreSQL, HAProxy, the PKCS #11
-# header (libp11-kit-dev, found with pkg-config) from Debian, and a Python venv (.venv) with
-# pkilint, openapi-spec-validator and Microsoft's Azure IoT SDKs (pinned). Safe to run again: it only adds what is missing.
+# Installs what Keygate's build and tests use: openssl, curl, sqlite3, SoftHSM2, PostgreSQL, HAProxy, Chromium
+# (/usr/bin/chromium, for browser tests), the PKCS #11 header (libp11-kit-dev, found with pkg-config) from Debian, and
+# a Python venv (.venv) with pkilint, openapi-spec-validator, Microsoft's Azure IoT SDKs (pinned) and Playwright.
+# Playwright drives Debian's Chromium (executable_path="/usr/bin/chromium"); its own browser download
+# (`playwright install`) is never run. Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 scripts/build-deps.sh
-for pair in openssl:openssl curl:curl sqlite3:sqlite3 softhsm2-util:softhsm2 psql:postgresql-client haproxy:haproxy; do
+for pair in openssl:openssl curl:curl sqlite3:sqlite3 softhsm2-util:softhsm2 psql:postgresql-client haproxy:haproxy chromium:chromium; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 # The PostgreSQL server (scripts/postgres.sh runs it as an unprivileged user).
@@ -33,4 +35,10 @@ AZURE_SDKS=(azure-iot-device==2.14.0 azure-iot-hub==2.7.0 six azure-iothub-provi
 if ! .venv/bin/python3 -c 'import azure.iot.device, azure.iot.hub, provisioningserviceclient, six' >/dev/null 2>&1; then
     echo "==> installing Microsoft's Azure IoT SDKs into .venv"
     .venv/bin/pip install -q "${AZURE_SDKS[@]}"
+fi
+
+# Playwright for Python, driving Debian's Chromium (no `playwright install`: it cannot download browsers here).
+if ! .venv/bin/python3 -c 'import playwright.sync_api' >/dev/null 2>&1; then
+    echo "==> installing Playwright into .venv (browser: /usr/bin/chromium)"
+    .venv/bin/pip install -q playwright
 fi

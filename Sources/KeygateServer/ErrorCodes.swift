@@ -49,4 +49,11 @@ extension KeygateError.Code {
     // ClientGuard
     /// Too many requests from one client address: wait for the Retry-After.
     public static let rateLimited = Self("rateLimited", kind: .rateLimited)
+
+    // Dashboard
+    /// A dashboard form was posted without its session's CSRF token (or with another one).
+    public static let csrfTokenInvalid = Self("csrfTokenInvalid", kind: .forbidden)
+    /// The allowlist import named in a dashboard URL is not known to this node (finished long ago, or
+    /// started on another node).
+    public static let importNotFound = Self("importNotFound", kind: .notFound)
 }

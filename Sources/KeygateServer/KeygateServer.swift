@@ -103,6 +103,8 @@ public struct KeygateServer: Sendable {
         ESTRoutes(enrollment: services.enrollment, guardian: services.enrollment.sessions.guardian)
             .register(on: router)
         PKIRoutes(service: service, chainPEM: service.authority.chainPEM).register(on: router)
+        DashboardRoutes(services: services, store: store, imports: AllowlistImportJobs(), health: DashboardHealth())
+            .register(on: router)
         return router
     }
 

@@ -8,7 +8,7 @@ import KeygateServer
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Keygate on this machine.",
-        subcommands: [Issue.self, Outbox.self, Sandbox.self, Revocation.self])
+        subcommands: [Issue.self, Outbox.self, Sandbox.self, Revocation.self, Dashboard.self])
 
     struct Issue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -164,6 +164,41 @@ struct BenchCommand: AsyncParsableCommand {
             let benchmark = RevocationBenchmark(
                 count: certificates, concurrency: concurrency, ocspRequests: ocspRequests,
                 ocspConcurrency: ocspConcurrency, wrk: wrk)
+            let result = try await runReportingErrors {
+                try await benchmark.run { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
+            }
+            if json { return try printJSON(result) }
+            print(result.summary)
+        }
+    }
+
+    struct Dashboard: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Dashboard page latency with a large fleet in the database.",
+            discussion: """
+                Starts a temporary server, seeds --devices devices (1 % quarantined, audited) and \
+                --certificates certificate records with their audit events, signs in to /ui/ like a browser and \
+                requests every page --requests times, one at a time; prints p50, p95 and the largest latency \
+                of each. scripts/bench-dashboard.sh runs it in a release build.
+                """)
+
+        @Option(help: "How many devices.") var devices: Int = 100_000
+        @Option(help: "How many certificate records.") var certificates: Int = 200_000
+        @Option(help: "Requests per page (after three to warm up).") var requests: Int = 30
+        @Option(help: "Seed into this empty PostgreSQL database (postgres://USER@HOST:PORT/DATABASE) instead of SQLite.")
+        var database: String?
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func validate() throws {
+            guard (100...2_000_000).contains(devices), (100...5_000_000).contains(certificates) else {
+                throw ValidationError("--devices must be 100 to 2,000,000 and --certificates 100 to 5,000,000")
+            }
+            guard (1...10_000).contains(requests) else { throw ValidationError("--requests must be 1 to 10,000") }
+        }
+
+        func run() async throws {
+            let benchmark = DashboardBenchmark(
+                devices: devices, certificates: certificates, requests: requests, database: database)
             let result = try await runReportingErrors {
                 try await benchmark.run { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
             }

@@ -71,9 +71,7 @@ final class DPSRegistrar: Sendable {
         let operationID = "4.\(UInt64.random(in: 1..<UInt64.max)).\(UUID().uuidString.lowercased())"
         let now = ISO8601DateFormatter().string(from: Date())
         let (result, deviceID, disabled) = try await store.update { state -> (JSONValue, String, Bool) in
-            var dps = state.dps
-            var hubState = state.hub
-            let previous = dps.registrations[registrationID]
+            let previous = state.dps.registrations[registrationID]
             var registration: JSONValue = .object([
                 "registrationId": .string(registrationID),
                 "createdDateTimeUtc": previous?["createdDateTimeUtc"] ?? .string(now),
@@ -98,19 +96,16 @@ final class DPSRegistrar: Sendable {
                 registration["substatus"] = .string(
                     previous?["status"]?.string == "assigned" ? "reprovisionedToInitialAssignment" : "initialAssignment"
                 )
-                registration["assignedHub"] = .string(hubState.hostName)
+                registration["assignedHub"] = .string(state.hub.hostName)
                 registration["deviceId"] = .string(deviceID)
-                hubState.devices[deviceID] = HubState.prepareDevice(
-                    Self.identity(for: match, deviceID: deviceID, existing: hubState.devices[deviceID], hub: &hubState),
-                    id: deviceID, existing: hubState.devices[deviceID])
+                let existing = state.hub.devices[deviceID]
+                let identity = Self.identity(for: match, deviceID: deviceID, existing: existing, hub: &state.hub)
+                state.hub.devices[deviceID] = HubState.prepareDevice(identity, id: deviceID, existing: existing)
             }
-            dps.registrations[registrationID] = registration
-            if match.source == .individual, var enrollment = dps.enrollments[registrationID] {
-                enrollment["registrationState"] = registration
-                dps.enrollments[registrationID] = enrollment
+            state.dps.registrations[registrationID] = registration
+            if match.source == .individual, state.dps.enrollments[registrationID] != nil {
+                state.dps.enrollments[registrationID]?["registrationState"] = registration
             }
-            state.dps = dps
-            state.hub = hubState
             let result: JSONValue = .object([
                 "operationId": .string(operationID), "status": .string(status), "registrationState": registration,
             ])

@@ -98,18 +98,16 @@ struct DPSServiceRoutes {
         }
         let ifMatch = request.headers[.ifMatch]
         return try await store.update { state -> Response in
-            var dps = state.dps
-            let existing = kind.records(dps)[id]
+            let existing = kind.records(state.dps)[id]
             if let ifMatch, !Self.etagMatches(ifMatch, existing) {
                 return Self.error(412, "The ETag does not match (If-Match: \(ifMatch)).", sub: 1)
             }
             let prepared: JSONValue
-            switch Self.prepare(json, kind: kind, id: id, existing: existing, registrations: dps.registrations) {
+            switch Self.prepare(json, kind: kind, id: id, existing: existing, registrations: state.dps.registrations) {
             case .success(let value): prepared = value
             case .failure(let problem): return Self.error(400, problem.message, sub: 4)
             }
-            kind.set(id, prepared, in: &dps)
-            state.dps = dps
+            kind.set(id, prepared, in: &state.dps)
             return try SandboxHTTP.json(Self.asServed(prepared).foundation)
         }
     }
@@ -124,16 +122,14 @@ struct DPSServiceRoutes {
     private func delete(_ kind: Kind, id: String, request: Request) async throws -> Response {
         let ifMatch = request.headers[.ifMatch]
         return try await store.update { state -> Response in
-            var dps = state.dps
-            guard let existing = kind.records(dps)[id] else {
+            guard let existing = kind.records(state.dps)[id] else {
                 return Self.error(404, "No \(kind.noun) '\(id)'.", sub: 2)
             }
             if let ifMatch, !Self.etagMatches(ifMatch, existing) {
                 return Self.error(412, "The ETag does not match (If-Match: \(ifMatch)).", sub: 1)
             }
-            kind.set(id, nil, in: &dps)
-            if kind == .individual { dps.registrations[id] = nil }
-            state.dps = dps
+            kind.set(id, nil, in: &state.dps)
+            if kind == .individual { state.dps.registrations[id] = nil }
             return Response(status: .noContent)
         }
     }
@@ -172,7 +168,6 @@ struct DPSServiceRoutes {
             return Self.error(400, "A bulk operation takes 1 to 10 items, not \(items.count).", sub: 4)
         }
         return try await store.update { state -> Response in
-            var dps = state.dps
             var errors: [Any] = []
             var invalid = 0
             for item in items {
@@ -185,10 +180,10 @@ struct DPSServiceRoutes {
                     fail(400, "invalid \(kind.idField)")
                     continue
                 }
-                let existing = kind.records(dps)[id]
+                let existing = kind.records(state.dps)[id]
                 switch mode {
                 case "delete":
-                    if existing == nil { fail(404, "not found") } else { kind.set(id, nil, in: &dps) }
+                    if existing == nil { fail(404, "not found") } else { kind.set(id, nil, in: &state.dps) }
                     continue
                 case "create" where existing != nil:
                     fail(409, "already exists")
@@ -201,12 +196,11 @@ struct DPSServiceRoutes {
                 default:
                     break
                 }
-                switch Self.prepare(item, kind: kind, id: id, existing: existing, registrations: dps.registrations) {
-                case .success(let value): kind.set(id, value, in: &dps)
+                switch Self.prepare(item, kind: kind, id: id, existing: existing, registrations: state.dps.registrations) {
+                case .success(let value): kind.set(id, value, in: &state.dps)
                 case .failure(let problem): fail(400, problem.message)
                 }
             }
-            state.dps = dps
             // The fault middleware counts the items refused as invalid, as it counts refused calls.
             return try SandboxHTTP.json(
                 ["isSuccessful": errors.isEmpty, "errors": errors],

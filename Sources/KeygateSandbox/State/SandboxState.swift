@@ -86,10 +86,13 @@ actor SandboxStore {
     /// Applies `body` and returns once the change is on disk. Changes that arrive while a write is
     /// in progress share the next one (group commit), so a burst of registrations does not write the
     /// whole file once per change.
+    ///
+    /// `body` changes the state in place, so a change costs what it touches, not the size of the
+    /// registries (a copy made the cost of each registration grow with the fleet). A body therefore
+    /// makes its checks, and returns its refusals, before it changes anything: what it changed stays
+    /// changed if it throws afterwards.
     func update<T>(_ body: (inout SandboxState) throws -> T) async throws -> T {
-        var copy = state
-        let result = try body(&copy)
-        state = copy
+        let result = try body(&state)
         try await persist()
         return result
     }

@@ -221,5 +221,25 @@ enum Schema {
                 )
                 """,
             ]),
+        Migration(
+            name: "v11-dashboard",
+            statements: [
+                // Dashboard sessions, kept in the database so that every node behind a load balancer
+                // accepts them and a restart does not sign operators out. Only the hash of the cookie is kept.
+                """
+                CREATE TABLE ui_sessions (
+                    id_hash TEXT PRIMARY KEY NOT NULL,
+                    token_hash TEXT NOT NULL,
+                    csrf TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL
+                )
+                """,
+                "CREATE INDEX ui_sessions_by_token ON ui_sessions(token_hash)",
+                // The audit page filters by actor and action, newest first; the overview counts
+                // issuances and renewals by time.
+                "CREATE INDEX audit_by_action ON audit_events(action, at_ms, seq)",
+                "CREATE INDEX audit_by_actor ON audit_events(actor, at_ms, seq)",
+            ]),
     ]
 }

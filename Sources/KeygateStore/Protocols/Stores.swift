@@ -127,7 +127,7 @@ public protocol ClusterStore: Sendable {
 
 /// Everything the server needs from persistence.
 public typealias ServerStore = CertificateRecordStore & RevocationListStore & AdminTokenStore & AuditStore
-    & OnboardingStore & ConnectorStore & LifecycleStore & ClusterStore
+    & OnboardingStore & ConnectorStore & LifecycleStore & ClusterStore & DashboardStore
 
 /// Connectors (where groups enrol their devices in Azure) and the outbox of Azure changes.
 public protocol ConnectorStore: Sendable {
