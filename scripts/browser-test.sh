@@ -110,9 +110,9 @@ json "['hub']['registryConnectionString']" > "$WORK/hub.cs"
 python3 -c "
 print('deviceId,group')
 for i in range(10000): print('dash-%04d,fleet' % i)" > "$WORK/devices.csv"
-"$BIN/keygate" allowlist import "$WORK/devices.csv" --data-dir "$WORK/kg" --tokens-out "$WORK/tokens.csv" \
+timeout 60 "$BIN/keygate" allowlist import "$WORK/devices.csv" --data-dir "$WORK/kg" --tokens-out "$WORK/tokens.csv" \
     > "$WORK/import.out" 2>&1 || { cat "$WORK/import.out"; fail "keygate allowlist import"; }
-"$BIN/keygate-agent" simulate --server "https://127.0.0.1:$HTTPS" --ca-cert "$WORK/kg/ca/root.crt.pem" \
+timeout 120 "$BIN/keygate-agent" simulate --server "https://127.0.0.1:$HTTPS" --ca-cert "$WORK/kg/ca/root.crt.pem" \
     --devices 5 --prefix dash --concurrency 5 --state-dir "$WORK/fleet" \
     --azure-ca-cert "$WORK/sandbox/ca.pem" --dps-port "$SANDBOX_PORT" --mqtt-port "$MQTT_PORT" --messages 1 \
     --tokens "$WORK/tokens.csv" > "$WORK/simulate.out" 2> "$WORK/simulate.err" || {
@@ -132,7 +132,7 @@ export SANDBOX_DATA_DIR="$WORK/sandbox"
 export FLEET_STATE_DIR="$WORK/fleet"
 export WORK
 export BROWSER_ARTIFACTS="$ARTIFACTS"
-if timeout 240 .venv/bin/python3 -u Tests/browser/dashboard_test.py; then
+if timeout 180 .venv/bin/python3 -u Tests/browser/dashboard_test.py; then
     echo "PASS: dashboard browser test in $(( $(date +%s) - STARTED )) s; screenshots in $ARTIFACTS"
 else
     fail "dashboard browser test (screenshots so far in $ARTIFACTS)"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs Keygate's tests.
 #   scripts/test.sh            every test (what CI runs): installs the outside tools the tests check
-#                              against (openssl, curl, sqlite3, SoftHSM2, PostgreSQL, HAProxy, pkilint,
-#                              Microsoft's Azure IoT SDKs), starts a throwaway PostgreSQL server, builds,
+#                              against (openssl, curl, sqlite3, SoftHSM2, PostgreSQL, HAProxy, Chromium,
+#                              pkilint, Microsoft's Azure IoT SDKs, Playwright), starts a throwaway PostgreSQL server, builds,
 #                              runs `swift test` with every tool required (store tests on both databases),
-#                              then the crash test, the HA test and a bounded fuzzing run (scripts/fuzz.sh).
+#                              then the crash test, the HA test, the dashboard in headless Chromium
+#                              (scripts/browser-test.sh) and a bounded fuzzing run (scripts/fuzz.sh).
 #   scripts/test.sh --fast     the inner loop: in-process tests only; tests tagged binary, outsideTool or
 #                              slow are left out (KEYGATE_FAST_TESTS=1). Installs nothing.
 #   scripts/test.sh --filter X only the tests matching X (any `swift test` arguments pass through).
@@ -41,6 +42,8 @@ if [ $# -eq 0 ]; then
     scripts/crash-test.sh 500 5
     echo "==> HA test: three nodes on PostgreSQL behind HAProxy; node kills, a PostgreSQL outage"
     scripts/ha-test.sh 1000 300
+    echo "==> browser test: the dashboard in headless Chromium (Playwright)"
+    scripts/browser-test.sh
     echo "==> fuzzing: each parser for ${KEYGATE_FUZZ_SECONDS:-10} s"
     scripts/fuzz.sh "${KEYGATE_FUZZ_SECONDS:-10}"
 fi

@@ -238,12 +238,15 @@ import Testing
                 #expect($0.status == .seeOther)
             }
             #expect(try await services.certificates.certificate(serial: serial).status == .revoked)
-            for path in ["/ui/connectors", "/ui/rotations", "/ui/allowlist", "/ui/audit?actor=admin:initial",
+            for path in ["/ui/", "/ui/devices", "/ui/devices/unit-001", "/ui/connectors", "/ui/rotations", "/ui/allowlist", "/ui/audit?actor=admin:initial",
                 "/ui/groups/open-door", "/ui/devices/unit-001/retire", "/ui/certificates"]
             {
                 let (status, html) = try await page(client, session, path)
                 #expect(status == .ok, "\(path)")
                 #expect(html.contains("</html>"), "\(path)")
+                // Empty and missing values render as nothing, and their sections are skipped.
+                #expect(!html.contains("\"nil\"") && !html.contains(">nil<") && !html.contains("href=\"\""), "\(path)")
+                #expect(!html.contains("role=\"alert\"></p>"), "\(path)")
             }
             let (_, audit) = try await page(client, session, "/ui/audit?actor=admin:initial")
             #expect(audit.contains("certificate.revoked"))

@@ -6,9 +6,10 @@ are enrolled. Each step asserts a real outcome (the page, the sandbox's DPS, OCS
 saves a full-page screenshot of every page it visits as NN-name.png in BROWSER_ARTIFACTS.
 
 Environment: KEYGATE_URL (https://127.0.0.1:PORT), KEYGATE_ADMIN_TOKEN, KEYGATE_BIN (the keygate
-binary), KEYGATE_DATA_DIR, KEYGATE_OCSP_URL, KEYGATE_ISSUING_CA, KEYGATE_ROOT_CA, KEYGATE_RESTART (a
-shell command that stops the server with SIGTERM and starts it again on the same data folder),
-SANDBOX_DATA_DIR, WORK (a scratch folder), BROWSER_ARTIFACTS.
+binary), KEYGATE_DATA_DIR, KEYGATE_OCSP_URL (http://127.0.0.1:PORT/pki/ocsp), KEYGATE_ISSUING_CA and
+KEYGATE_ROOT_CA (PEM files), KEYGATE_RESTART (a shell command that stops the server with SIGTERM and
+starts it again on the same data folder and ports), SANDBOX_DATA_DIR (for `keygate sandbox inspect`),
+FLEET_STATE_DIR (keygate-agent simulate's device folders), WORK (a scratch folder), BROWSER_ARTIFACTS.
 
 Markup defects that do not break a step (a link to "nil", an empty alert) are printed as WARN at the
 end; BROWSER_STRICT=1 makes them fail the test.
@@ -31,6 +32,7 @@ KEYGATE = os.environ["KEYGATE_BIN"]
 DATA_DIR = os.environ["KEYGATE_DATA_DIR"]
 SANDBOX = os.environ["SANDBOX_DATA_DIR"]
 WORK = os.environ["WORK"]
+FLEET = os.environ["FLEET_STATE_DIR"]
 ARTIFACTS = os.environ.get("BROWSER_ARTIFACTS", ".build/browser-artifacts")
 STRICT = os.environ.get("BROWSER_STRICT") == "1"
 COOKIE = "keygate_session"
@@ -40,6 +42,7 @@ shots = [0]
 warnings = {}  # defect → where it was seen
 dialogs = []
 page_errors = []
+console_errors = []
 
 
 class Failed(Exception):
@@ -63,10 +66,18 @@ def passed(step, message):
     print(f"ok   {step}. {message}", flush=True)
 
 
+# The pages docs/dashboard.md shows: with DOCS_SCREENSHOTS=DIR their first screen is saved there too.
+DOCS_SCREENSHOTS = os.environ.get("DOCS_SCREENSHOTS")
+DOCS_PAGES = {"overview": "dashboard-overview", "device-quarantined": "dashboard-device",
+              "import": "dashboard-import", "audit-verified": "dashboard-audit"}
+
+
 def shot(page, name):
     """A full-page screenshot, numbered in the order taken; plus the markup checks every page gets."""
     shots[0] += 1
     page.screenshot(path=os.path.join(ARTIFACTS, f"{shots[0]:02d}-{name}.png"), full_page=True)
+    if DOCS_SCREENSHOTS and name in DOCS_PAGES:
+        page.screenshot(path=os.path.join(DOCS_SCREENSHOTS, DOCS_PAGES[name] + ".png"), full_page=False)
     markup_checks(page, name)
 
 
@@ -77,8 +88,11 @@ def markup_checks(page, name):
          f"{where} ({', '.join(nil_links.all_inner_texts())})")
     soft(page.locator('main a[href=""]').count() == 0, "links with an empty href", where)
     for selector in ('[role=alert]', '.notice', '.problem'):
-        for text in page.locator(selector).all_inner_texts():
-            soft(text.strip() != "", f"an empty {selector} box", where)
+        for content in page.locator(selector).all_inner_texts():
+            soft(content.strip() != "", f"an empty {selector} box", where)
+    for message in console_errors:
+        soft(False, "browser console errors or failed sub-resource loads", f"{where}: {message}")
+    console_errors.clear()
     check(not dialogs, f"{where}: a dialog opened: {dialogs}")
     check(not page_errors, f"{where}: a script error: {page_errors}")
 
@@ -123,6 +137,13 @@ def new_page(context):
     page.set_default_timeout(15_000)
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.on("pageerror", lambda error: page_errors.append(str(error)))
+    # Console errors (a CSP violation, say) and failed loads of anything but the page itself (an error page
+    # is answered 4xx on purpose).
+    page.on("console", lambda message: message.type == "error" and not message.text.startswith(
+        "Failed to load resource") and console_errors.append(message.text))
+    page.on("response", lambda response: response.status >= 400 and response.request.resource_type != "document"
+            and console_errors.append(
+                f"{response.status} for {urllib.parse.urlsplit(response.url).path}"))
     return page
 
 
@@ -200,7 +221,7 @@ def run(browser):
     page.wait_for_url(UI + "/rotations")
     check("no rotation" in page.locator("main tbody").inner_text(), "no rotation of fleet yet")
     shot(page, "rotations")
-    passed("+", f"groups, group fleet, connectors ({tested!r}) and rotations pages")
+    passed("pages", f"groups, group fleet, connectors ({tested!r}) and rotations pages")
 
     # c. One device among 10,000 by ID prefix.
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Devices", exact=True).click()
@@ -375,9 +396,13 @@ def run(browser):
          "reason and date", repr(status_line))
     pem = page.locator("details pre").text_content().strip()
     check(pem.startswith("-----BEGIN CERTIFICATE-----"), "the certificate page has the PEM")
-    pem_path = os.path.join(WORK, "dash-0001.crt.pem")
-    with open(pem_path, "w") as f:
-        f.write(pem + "\n")
+    # The certificate dash-0001 holds (keygate-agent simulate's state folder): the same one.
+    held = json.load(open(os.path.join(FLEET, "dash-0001", "state.json")))
+    check(held["certificateSerial"].lower() == serial.lower(), f"the page's serial is the one the device holds: {held}")
+    pem_path = os.path.join(FLEET, "dash-0001", "device.crt.pem")
+    device_pem = open(pem_path).read()
+    check(device_pem.split("-----END CERTIFICATE-----")[0].strip() == pem.split("-----END CERTIFICATE-----")[0].strip(),
+          "the page's PEM is the device's certificate")
     page.locator("details summary").click()
     shot(page, "certificate")
     page.select_option("#reason", "keyCompromise")
@@ -390,7 +415,7 @@ def run(browser):
     shot(page, "certificate-revoked")
     ocsp = subprocess.run(
         ["openssl", "ocsp", "-issuer", os.environ["KEYGATE_ISSUING_CA"], "-cert", pem_path,
-         "-url", os.environ["KEYGATE_OCSP_URL"], "-CAfile", os.path.join(DATA_DIR, "ca", "chain.pem")],
+         "-url", os.environ["KEYGATE_OCSP_URL"], "-CAfile", os.environ["KEYGATE_ROOT_CA"]],
         capture_output=True, text=True, timeout=30)
     answer_text = ocsp.stdout + ocsp.stderr
     check(ocsp.returncode == 0 and "Response verify OK" in answer_text, f"OCSP answers, signed: {answer_text}")
@@ -398,9 +423,16 @@ def run(browser):
           f"OCSP says revoked, keyCompromise: {answer_text}")
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Certificates", exact=True).click()
     page.wait_for_url(UI + "/certificates")
-    counts = {}
-    for tile in page.locator(".tiles li").all():
-        counts[tile.locator(".label").inner_text().strip()] = tile.locator(".n").inner_text().strip()
+    # Counts by status are reused for a few seconds (DashboardHealth.countsFor): reload until they move.
+    deadline = time.time() + 10
+    while True:
+        counts = {}
+        for tile in page.locator(".tiles li").all():
+            counts[tile.locator(".label").inner_text().strip()] = tile.locator(".n").inner_text().strip()
+        if counts.get("revoked") == "1" or time.time() > deadline:
+            break
+        page.wait_for_timeout(500)
+        page.reload()
     check(counts.get("revoked") == "1", f"the certificates page counts 1 revoked: {counts}")
     shot(page, "certificates")
     colons = ":".join(serial[i:i + 2] for i in range(0, len(serial), 2)).upper()
@@ -435,6 +467,17 @@ def run(browser):
     shot(page, "audit-verified")
     passed("g", f"audit by {actor}: {len(rows)} events incl. device.quarantined, device.reauthorized, "
                 f"certificate.revoked; {verified!r}")
+
+    # On a phone: every page fits the screen's width (wide tables scroll inside their own box).
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path, name in [("/", "phone-overview"), ("/devices?q=dash-000", "phone-devices"),
+                       ("/devices/dash-0003", "phone-device"), ("/audit", "phone-audit")]:
+        page.goto(UI + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        check(width <= 392, f"{path} fits a 390-px-wide phone screen (the page is {width} px wide)")
+        shot(page, name)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    passed("phone", "overview, devices, a device and the audit log fit a 390-px-wide screen")
 
     # h. A form posted without its CSRF token (or with a wrong one) is refused; nothing changes.
     answer = context.request.post(UI + "/devices/dash-0002/quarantine", form={"reason": "x"}, max_redirects=0)
@@ -525,9 +568,30 @@ def run(browser):
     check(answer.value.status == 401 and "revoked" in text(other_page, ".problem"),
           f"the revoked token cannot sign in again: {answer.value.status} {text(other_page, '.problem')!r}")
     shot(other_page, "signin-revoked-token")
-    other.close()
     passed("j", "an operator token's session: refused a connector test (403 roleForbidden), ended by "
                 "`keygate token revoke`, and the token cannot sign in again")
+
+    # Last (it locks this address out of signing in): refused sign-ins from one address are held off.
+    statuses = []
+    for _ in range(12):
+        answer = other.request.post(UI + "/signin", form={"token": "kg_" + "y" * 43}, max_redirects=0)
+        statuses.append(answer.status)
+        if answer.status == 429:
+            check(answer.headers.get("retry-after", "").isdigit(), f"429 with a Retry-After: {answer.headers}")
+            break
+    check(statuses[-1] == 429, f"refused sign-ins from one address end in 429: {statuses}")
+    other_page.goto(UI + "/signin")
+    stale = session_cookie(other)  # the revoked operator token's cookie, still in the browser
+    other_page.fill("#token", ADMIN_TOKEN)
+    with other_page.expect_response(lambda r: r.url == UI + "/signin" and r.request.method == "POST") as answer:
+        other_page.get_by_role("button", name="Sign in").click()
+    check(answer.value.status == 429 and "Too many refused sign-ins" in text(other_page, ".problem"),
+          f"then even the right token is held off: {answer.value.status} {text(other_page, '.problem')!r}")
+    check(session_cookie(other) == stale, "no new session cookie while held off")
+    shot(other_page, "signin-held-off")
+    other.close()
+    passed("j", f"after {statuses.count(401) + 2} refused sign-ins in all the address is held off: 429, Retry-After, "
+                "even for the right token")
     context.close()
 
 
@@ -539,13 +603,13 @@ def main():
             run(browser)
         except (Failed, PlaywrightError) as error:
             print(f"FAIL {type(error).__name__}: {error}", flush=True)
-            for context in browser.contexts:
-                for index, page in enumerate(context.pages):
-                    try:
-                        page.screenshot(path=os.path.join(ARTIFACTS, f"FAIL-{index}.png"), full_page=True)
-                        print(f"     at {page.url} (screenshot FAIL-{index}.png)")
-                    except PlaywrightError:
-                        pass
+            pages = [page for context in browser.contexts for page in context.pages]
+            for index, page in enumerate(pages):
+                try:
+                    page.screenshot(path=os.path.join(ARTIFACTS, f"FAIL-{index}.png"), full_page=True)
+                    print(f"     at {page.url} (screenshot FAIL-{index}.png)")
+                except PlaywrightError:
+                    pass
             sys.exit(1)
         finally:
             browser.close()

@@ -62,10 +62,27 @@ struct DashboardRenderer: Sendable {
             ] as [String: Any]
             context["csrf"] = viewer.csrf
         }
-        let html = library.render(context, withTemplate: template) ?? "<!doctype html><title>Keygate</title><p>No template \(template)."
+        let html = library.render(Self.clean(context), withTemplate: template) ?? "<!doctype html><title>Keygate</title><p>No template \(template)."
         return Response(
             status: status, headers: Self.headers(contentType: "text/html; charset=utf-8"),
             body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    /// Mustache renders every value but `false`, nil and an empty list, and prints a nil held in `Any`
+    /// as "nil": an empty string or a missing value becomes ``Blank`` (empty and false), everywhere.
+    static func clean(_ value: Any) -> Any {
+        let mirror = Mirror(reflecting: value)
+        if mirror.displayStyle == .optional {
+            guard let wrapped = mirror.children.first?.value else { return Blank() }
+            return clean(wrapped)
+        }
+        switch value {
+        case let text as String: return text.isEmpty ? Blank() : text
+        case let dictionary as [String: Any]: return dictionary.mapValues(clean)
+        case let array as [[String: Any]]: return array.map { clean($0) }
+        case let array as [Any]: return array.map(clean)
+        default: return value
+        }
     }
 
     /// Security headers of every dashboard answer: no framing, no third-party scripts or styles, no
@@ -81,6 +98,12 @@ struct DashboardRenderer: Sendable {
             .cacheControl: "no-store",
         ]
     }
+}
+
+/// An empty value: renders as nothing, and a section over it is skipped.
+struct Blank: MustacheCustomRenderable {
+    var renderText: String { "" }
+    var isNull: Bool { true }
 }
 
 extension HTTPField.Name {

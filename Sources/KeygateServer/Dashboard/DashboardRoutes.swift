@@ -73,43 +73,43 @@ struct DashboardRoutes: Sendable {
         get(ui, "") { request, _, viewer in try await overview(request, viewer) }
         get(ui, "devices") { request, _, viewer in try await devices(request, viewer) }
         get(ui, "devices/:id") { request, context, viewer in
-            try await device(try context.parameters.require("id"), request, viewer)
+            try await device(try Self.parameter(context, "id"), request, viewer)
         }
         get(ui, "devices/:id/:action") { request, context, viewer in
             try await confirmDeviceAction(
-                try context.parameters.require("id"), try context.parameters.require("action"), viewer)
+                try Self.parameter(context, "id"), try Self.parameter(context, "action"), viewer)
         }
         post(ui, "devices/:id/:action") { request, context, viewer in
             try await deviceAction(
-                try context.parameters.require("id"), try context.parameters.require("action"), request, viewer)
+                try Self.parameter(context, "id"), try Self.parameter(context, "action"), request, viewer)
         }
         get(ui, "groups") { request, _, viewer in try await groups(request, viewer) }
         post(ui, "groups") { request, _, viewer in try await saveGroup(nil, request, viewer) }
         get(ui, "groups/:name") { request, context, viewer in
-            try await editGroup(try context.parameters.require("name"), viewer)
+            try await editGroup(try Self.parameter(context, "name"), viewer)
         }
         post(ui, "groups/:name") { request, context, viewer in
-            try await saveGroup(try context.parameters.require("name"), request, viewer)
+            try await saveGroup(try Self.parameter(context, "name"), request, viewer)
         }
         get(ui, "allowlist") { request, _, viewer in try await allowlist(request, viewer) }
         post(ui, "allowlist") { request, _, viewer in try await addToAllowlist(request, viewer) }
         post(ui, "allowlist/import") { request, _, viewer in try await startImport(request, viewer) }
         get(ui, "allowlist/import/:job") { request, context, viewer in
-            try await importProgress(try context.parameters.require("job"), request, viewer)
+            try await importProgress(try Self.parameter(context, "job"), request, viewer)
         }
         get(ui, "connectors") { request, _, viewer in try await connectors(request, viewer) }
         post(ui, "connectors/:name/test") { request, context, viewer in
-            try await testConnector(try context.parameters.require("name"), request, viewer)
+            try await testConnector(try Self.parameter(context, "name"), request, viewer)
         }
         post(ui, "outbox/:id/retry") { request, context, viewer in
-            try await retryOutbox(try context.parameters.require("id"), request, viewer)
+            try await retryOutbox(try Self.parameter(context, "id"), request, viewer)
         }
         get(ui, "certificates") { request, _, viewer in try await certificates(request, viewer) }
         get(ui, "certificates/:serial") { request, context, viewer in
-            try await certificate(try context.parameters.require("serial"), request, viewer)
+            try await certificate(try Self.parameter(context, "serial"), request, viewer)
         }
         post(ui, "certificates/:serial/revoke") { request, context, viewer in
-            try await revoke(try context.parameters.require("serial"), request, viewer)
+            try await revoke(try Self.parameter(context, "serial"), request, viewer)
         }
         get(ui, "rotations") { request, _, viewer in try await rotations(request, viewer) }
         post(ui, "rotations") { request, _, viewer in try await startRotation(request, viewer) }
@@ -148,6 +148,12 @@ struct DashboardRoutes: Sendable {
                     status: error.code.httpStatus)
             }
         }
+    }
+
+    /// A path parameter, percent-decoded.
+    static func parameter(_ context: Context, _ name: String) throws -> String {
+        let raw = try context.parameters.require(name)
+        return raw.removingPercentEncoding ?? raw
     }
 
     static func redirect(_ location: String) -> Response {
@@ -338,6 +344,15 @@ struct DashboardRoutes: Sendable {
             throw KeygateError(.routeNotFound, "no device action \(action)")
         }
         let device = try await services.fleet.device(id: id)
+        let allowed: Bool
+        switch action {
+        case "quarantine": allowed = device.state != .quarantined && device.state != .retired
+        case "reauthorize": allowed = device.state == .quarantined
+        default: allowed = device.state != .retired
+        }
+        guard allowed else {
+            throw KeygateError(.invalidTransition, "\(id) is \(device.state.rawValue): it cannot be \(action)d now")
+        }
         let group = try await services.fleet.group(named: device.group)
         let consequence: String
         switch action {
@@ -378,6 +393,7 @@ struct DashboardRoutes: Sendable {
         default:
             device = try await services.lifecycle.retire(deviceID: id, reason: form["reason"], actor: viewer.actor)
         }
+        health.countsChanged()
         return Self.redirect(
             Self.path("/ui/devices/" + Self.segment(id), ["notice": "\(id) is now \(device.state.rawValue)."]))
     }
@@ -390,7 +406,7 @@ struct DashboardRoutes: Sendable {
             "groups", title: "Groups", viewer: viewer, section: "Groups", notice: query(request, "notice"),
             [
                 "groups": groups, "none": groups.isEmpty,
-                "form": try await groupForm(nil), "openCount": groups.filter { $0["open"] as? Bool == true }.count,
+                "form": try await groupForm(nil), "anyOpen": groups.contains { $0["open"] as? Bool == true },
             ])
     }
 
@@ -515,6 +531,7 @@ struct DashboardRoutes: Sendable {
 
     private func importProgress(_ id: String, _ request: Request, _ viewer: DashboardViewer) async throws -> Response {
         let job = try imports.job(id)
+        if job.finished { health.countsChanged() }
         if query(request, "format") == "json" {
             return try Self.json([
                 "processed": job.processed, "total": job.total, "finished": job.finished, "errors": job.errors.count,
@@ -526,9 +543,10 @@ struct DashboardRoutes: Sendable {
             "import", title: "Allowlist import", viewer: viewer, section: "Allowlist", refresh: job.finished ? nil : 1,
             [
                 "id": id, "processed": job.processed, "total": job.total, "percent": percent, "finished": job.finished,
-                "added": job.added, "updated": job.updated, "unchanged": job.unchanged, "failure": job.failure ?? "",
+                "added": DashboardFormat.count(job.added), "updated": DashboardFormat.count(job.updated),
+                "unchanged": DashboardFormat.count(job.unchanged), "failure": job.failure ?? "",
                 "errors": job.errors.prefix(1000).map { ["line": $0.line, "message": $0.message] },
-                "errorCount": job.errors.count, "hasErrors": !job.errors.isEmpty,
+                "errorCount": DashboardFormat.count(job.errors.count), "hasErrors": !job.errors.isEmpty,
                 "tokens": job.tokens.map { ["device": $0.device, "token": $0.token] }, "hasTokens": !job.tokens.isEmpty,
             ])
     }
@@ -655,6 +673,7 @@ struct DashboardRoutes: Sendable {
         try viewer.require("POST", "/admin/v1/certificates/\(serial)/revoke")
         let reason = try RevocationReason(name: form["reason"] ?? "unspecified")
         _ = try await services.certificates.revoke(serial: serial, reason: reason, actor: viewer.actor)
+        health.countsChanged()
         return Self.redirect(
             Self.path("/ui/certificates/" + Self.segment(serial), ["notice": "Certificate \(serial) revoked (\(reason))."]))
     }
@@ -746,6 +765,9 @@ final class DashboardHealth: Sendable {
     private let counts = Mutex<(devices: [Device.State: Int], certificates: [CertificateRecord.Status: Int], at: Date)?>(nil)
     /// How long counts by state are reused: counting 100,000 rows is the overview's largest cost.
     static let countsFor: TimeInterval = 5
+
+    /// Forgets the counts: this node just changed some (an action through the dashboard).
+    func countsChanged() { counts.withLock { $0 = nil } }
 
     /// Devices by state, counted at most every ``countsFor`` seconds.
     func deviceCounts(_ store: any ServerStore, now: Date) async throws -> [Device.State: Int] {

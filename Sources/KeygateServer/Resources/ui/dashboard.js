@@ -9,6 +9,8 @@
   form.addEventListener("submit", function (event) {
     if (!window.FormData || !window.XMLHttpRequest) return;
     event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
     const data = new FormData(form);
     const file = form.querySelector("input[type=file]").files[0];
     if (file) data.append("fileName", file.name);
@@ -32,7 +34,10 @@
       }
       poll(answer.href);
     });
-    request.addEventListener("error", function () { status.textContent = "The upload failed; try again."; });
+    request.addEventListener("error", function () {
+      status.textContent = "The upload failed; try again.";
+      if (button) button.disabled = false;
+    });
     request.send(data);
   });
   function poll(href) {
