@@ -34,6 +34,16 @@ import Testing
         try await app.test(.router) { client in try await test(client, kg) }
     }
 
+    /// Group `fleet` and one allowlisted device, `dev-1`; answers the fleet service.
+    func seedDevice(_ kg: TestKeygate) async throws -> FleetService {
+        let fleet = kg.server.services.fleet
+        _ = try await fleet.createGroup(GroupRequest(name: "fleet"), actor: "test")
+        _ = try await fleet.importAllowlist(
+            AllowlistImportRequest(entries: [.init(deviceId: "dev-1", group: "fleet", token: "enrollment-token-0123456789")]),
+            actor: "test")
+        return fleet
+    }
+
     func signIn(_ client: any TestClientProtocol, token: String) async throws -> Session {
         let cookie = try await client.execute(
             uri: "/ui/signin", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
@@ -117,11 +127,7 @@ import Testing
 
     @Test func actionsNeedTheSessionsCSRFTokenAndAreAuditedWithTheTokenName() async throws {
         try await withApp { client, kg in
-            let fleet = kg.server.services.fleet
-            _ = try await fleet.createGroup(GroupRequest(name: "fleet"), actor: "test")
-            _ = try await fleet.importAllowlist(
-                AllowlistImportRequest(entries: [.init(deviceId: "dev-1", group: "fleet", token: "enrollment-token-0123456789")]),
-                actor: "test")
+            let fleet = try await seedDevice(kg)
             let session = try await signIn(client, token: kg.adminToken)
             let other = try await signIn(client, token: kg.adminToken)
             // Without a CSRF token, and with another session's: refused, nothing changes.
@@ -156,11 +162,7 @@ import Testing
 
     @Test func aReadOnlyTokenSeesPagesButCannotAct() async throws {
         try await withApp { client, kg in
-            let fleet = kg.server.services.fleet
-            _ = try await fleet.createGroup(GroupRequest(name: "fleet"), actor: "test")
-            _ = try await fleet.importAllowlist(
-                AllowlistImportRequest(entries: [.init(deviceId: "dev-1", group: "fleet", token: "enrollment-token-0123456789")]),
-                actor: "test")
+            let fleet = try await seedDevice(kg)
             let (_, text) = try await kg.server.services.tokens.create(
                 name: "viewer", role: .readOnly, lifetime: nil, actor: "test")
             let session = try await signIn(client, token: text)

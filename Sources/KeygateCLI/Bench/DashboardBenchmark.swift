@@ -57,22 +57,12 @@ struct DashboardBenchmark {
     }
 
     func run(log: @escaping @Sendable (String) -> Void) async throws -> Result {
-        let folder = NSTemporaryDirectory() + "keygate-bench-dashboard-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        var options = KeygateInitializer.Options()
-        options.httpsPort = 0
-        options.httpPort = 0
-        options.passphrase = "benchmark-passphrase"
-        options.database = database
-        let directory = DataDirectory(path: folder + "/data")
-        let initialized = try await KeygateInitializer(directory: directory, options: options).run()
-        var logger = Logger(label: "keygate-bench")
-        logger.logLevel = .warning
-        let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
+        let node = try await BenchServer.start("dashboard", database: database)
+        defer { node.stop() }
+        let server = node.server
         let services = server.services
-        let running = try await BackgroundServer.start(server.run)
-        defer { running.cancel() }
+        let running = node.running
+        let initialized = node.initialized
 
         let clock = ContinuousClock()
         let seedStart = clock.now

@@ -139,22 +139,11 @@ struct IssuanceBenchmark {
     }
 
     func runHTTP() async throws -> Result {
-        let folder = try temporaryFolder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        var options = KeygateInitializer.Options()
-        options.keyAlgorithm = algorithm
-        options.httpsPort = 0
-        options.httpPort = 0
-        options.passphrase = "benchmark-passphrase"
-        options.database = database
-        let directory = DataDirectory(path: folder + "/data")
-        let initialized = try await KeygateInitializer(directory: directory, options: options).run()
-        var logger = Logger(label: "keygate-bench")
-        logger.logLevel = .warning
-        let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
-        let running = try await BackgroundServer.start(server.run)
-        defer { running.cancel() }
-        let bound = running.ready
+        let node = try await BenchServer.start("issue", database: database) { $0.keyAlgorithm = algorithm }
+        defer { node.stop() }
+        let directory = node.directory
+        let initialized = node.initialized
+        let bound = node.ports
 
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(directory.path(initialized.configuration.root.certificate))
@@ -179,7 +168,7 @@ struct IssuanceBenchmark {
             guard response.status == .created else { throw CLIError("HTTP \(response.status.code)") }
         }
         try await client.shutdown()
-        await running.stop()
+        await node.running.stop()
         return result
     }
 

@@ -65,21 +65,11 @@ struct RevocationBenchmark {
     }
 
     func run(log: @escaping @Sendable (String) -> Void) async throws -> Result {
-        let folder = NSTemporaryDirectory() + "keygate-bench-revocation-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        var options = KeygateInitializer.Options()
-        options.httpsPort = 0
-        options.httpPort = 0
-        options.passphrase = "benchmark-passphrase"
-        let directory = DataDirectory(path: folder + "/data")
-        _ = try await KeygateInitializer(directory: directory, options: options).run()
-        var logger = Logger(label: "keygate-bench")
-        logger.logLevel = .warning
-        let server = try await KeygateServer.load(directory: directory, passphrase: options.passphrase, logger: logger)
+        let node = try await BenchServer.start("revocation")
+        defer { node.stop() }
+        let server = node.server
         let service = server.services.certificates
-        let running = try await BackgroundServer.start(server.run)
-        defer { running.cancel() }
+        let running = node.running
         let bound = running.ready
 
         // Records only: signing is measured by `bench issue`; here what matters is how many exist.

@@ -46,7 +46,8 @@ struct ServeCommand: AsyncParsableCommand {
             try await server.run { ports in
                 let line =
                     "keygate serving: https://\(configuration.https.host):\(ports.https) (admin API), http://\(configuration.http.host):\(ports.http)/pki (CRL, OCSP)"
-                    + (ports.metrics.map { ", metrics on port \($0)" } ?? "") + "\n"
+                    + (ports.metrics.map { ", metrics on port \($0)" } ?? "")
+                    + "\ndashboard: https://\(configuration.https.host):\(ports.https)/ui/ (sign in with an admin token)\n"
                 FileHandle.standardOutput.write(Data(line.utf8))
             }
         } catch {

@@ -27,7 +27,7 @@ struct CentralRoutes {
         api.get("devices/:id") { request, context in
             try await guarded(request) {
                 let id = try context.parameters.require("id")
-                guard let device = await store.state.central.devices[id] else { return Self.notFound("device", id) }
+                guard let device = await store.read({ $0.central.devices[id] }) else { return Self.notFound("device", id) }
                 return try SandboxHTTP.json(await view(device).foundation)
             }
         }
@@ -42,7 +42,7 @@ struct CentralRoutes {
         api.get("devices/:id/attestation") { request, context in
             try await guarded(request) {
                 let id = try context.parameters.require("id")
-                guard let attestation = await store.state.dps.enrollments[id]?["attestation"] else {
+                guard let attestation = await store.read({ $0.dps.enrollments[id]?["attestation"] }) else {
                     return Self.notFound("attestation of device", id)
                 }
                 return try SandboxHTTP.json(Self.asServed(attestation).foundation)
@@ -66,7 +66,7 @@ struct CentralRoutes {
         api.get("enrollmentGroups/:id") { request, context in
             try await guarded(request) {
                 let id = try context.parameters.require("id")
-                guard let group = await store.state.central.groups[id] else {
+                guard let group = await store.read({ $0.central.groups[id] }) else {
                     return Self.notFound("enrollment group", id)
                 }
                 return try SandboxHTTP.json(Self.publicGroup(group).foundation)
@@ -223,7 +223,7 @@ struct CentralRoutes {
     private func view(_ device: JSONValue) async -> JSONValue {
         var device = device
         let id = device["id"]?.string ?? ""
-        device["provisioned"] = .bool(await store.state.dps.registrations[id]?["status"]?.string == "assigned")
+        device["provisioned"] = .bool(await store.read { $0.dps.registrations[id]?["status"]?.string } == "assigned")
         return device
     }
 

@@ -44,7 +44,7 @@ struct DPSDeviceRoutes {
             return SandboxHTTP.dpsError(
                 status: 400, subcode: 4, message: "The api-version query parameter is required.")
         }
-        guard scope == (await store.state.dps.idScope) else {
+        guard scope == (await store.read({ $0.dps.idScope })) else {
             return SandboxHTTP.dpsError(status: 404, subcode: 1, message: "Unknown ID scope '\(scope)'.")
         }
         return nil

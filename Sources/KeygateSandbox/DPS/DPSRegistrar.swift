@@ -44,8 +44,10 @@ final class DPSRegistrar: Sendable {
         guard CertificateFacts.isCurrent(leaf.certificate) else {
             return .failure(Refusal("the certificate is expired or not yet valid"))
         }
-        let dps = await store.state.dps
-        if let enrollment = dps.enrollments[registrationID], enrollment[path: "attestation", "type"]?.string == "x509" {
+        let (individual, groups) = await store.read {
+            ($0.dps.enrollments[registrationID], $0.dps.groups.sorted(by: { $0.key < $1.key }))
+        }
+        if let enrollment = individual, enrollment[path: "attestation", "type"]?.string == "x509" {
             let thumbprints = ["primary", "secondary"].compactMap {
                 enrollment[path: "attestation", "x509", "clientCertificates", $0, "info", "sha256Thumbprint"]?.string
             }
@@ -54,7 +56,7 @@ final class DPSRegistrar: Sendable {
             }
             return .success(Match(source: .individual, enrollment: enrollment, leaf: leaf))
         }
-        for (id, group) in dps.groups.sorted(by: { $0.key < $1.key })
+        for (id, group) in groups
         where group[path: "attestation", "type"]?.string == "x509" {
             let issued = ["primary", "secondary"].contains { which in
                 guard let pem = group[path: "attestation", "x509", "signingCertificates", which, "certificate"]?.string

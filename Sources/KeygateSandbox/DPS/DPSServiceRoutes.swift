@@ -57,7 +57,7 @@ struct DPSServiceRoutes {
         router.get("registrations/:id") { request, context in
             try await guarded(request, right: "RegistrationStatusRead") {
                 let id = try context.parameters.require("id")
-                guard let registration = await store.state.dps.registrations[id] else {
+                guard let registration = await store.read({ $0.dps.registrations[id] }) else {
                     return Self.error(404, "No registration '\(id)'.", sub: 2)
                 }
                 return try SandboxHTTP.json(registration.foundation)
@@ -113,7 +113,7 @@ struct DPSServiceRoutes {
     }
 
     private func get(_ kind: Kind, id: String) async throws -> Response {
-        guard let record = kind.records(await store.state.dps)[id] else {
+        guard let record = await store.read({ kind.records($0.dps)[id] }) else {
             return Self.error(404, "No \(kind.noun) '\(id)'.", sub: 2)
         }
         return try SandboxHTTP.json(Self.asServed(record).foundation)
@@ -322,7 +322,7 @@ struct DPSServiceRoutes {
         guard Self.apiVersions.contains(version) else {
             return Self.error(400, "api-version '\(version)' is not supported.", sub: 4)
         }
-        let policies = await store.state.dps.policies
+        let policies = await store.read { $0.dps.policies }
         switch SharedAccessSignature.verify(
             header: request.headers[.authorization], host: request.head.authority, policies: policies, right: right)
         {

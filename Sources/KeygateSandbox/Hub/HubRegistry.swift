@@ -63,8 +63,8 @@ final class HubRegistry: Sendable {
     /// certificate with CN = device ID whose thumbprint is registered (`selfSigned`) or that a CA
     /// known to the hub issued (`certificateAuthority`).
     func refusal(deviceID: String, leafDER: [UInt8]?) async -> String? {
-        let hub = await store.state.hub
-        guard let device = hub.devices[deviceID] else { return "unknown device" }
+        let (found, authorities) = await store.read { ($0.hub.devices[deviceID], $0.hub.certificateAuthorities) }
+        guard let device = found else { return "unknown device" }
         guard device["status"]?.string == "enabled" else { return "device disabled" }
         guard let leafDER, let facts = CertificateFacts(der: leafDER) else { return "no client certificate" }
         guard facts.commonName == deviceID else { return "certificate CN is not the device ID" }
@@ -77,7 +77,7 @@ final class HubRegistry: Sendable {
             return registered.contains(facts.sha1Thumbprint) || registered.contains(facts.sha256Thumbprint)
                 ? nil : "thumbprint mismatch"
         case "certificateAuthority":
-            let issued = hub.certificateAuthorities.contains { pem in
+            let issued = authorities.contains { pem in
                 CertificateFacts(text: pem)?.issued(facts.certificate) ?? false
             }
             return issued ? nil : "no known CA issued the certificate"

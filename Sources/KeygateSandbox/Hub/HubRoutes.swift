@@ -19,7 +19,7 @@ struct HubRoutes {
         router.get("devices/:id") { request, context in
             try await guarded(request, right: "RegistryRead") {
                 let id = try context.parameters.require("id")
-                guard let device = await store.state.hub.devices[id] else { return Self.notFound(id) }
+                guard let device = await store.read({ $0.hub.devices[id] }) else { return Self.notFound(id) }
                 return try SandboxHTTP.json(live(device).foundation)
             }
         }
@@ -115,7 +115,7 @@ struct HubRoutes {
         }
         switch SharedAccessSignature.verify(
             header: request.headers[.authorization], host: request.head.authority,
-            policies: await store.state.hub.policies, right: right)
+            policies: await store.read { $0.hub.policies }, right: right)
         {
         case .success: return try await body()
         case .failure(let failure):

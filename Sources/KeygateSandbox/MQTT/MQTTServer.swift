@@ -113,7 +113,7 @@ struct MQTTSessions: Sendable {
         let registrationID = connect.clientID
         let scope = (connect.username ?? "").split(separator: "/").first.map(String.init) ?? ""
         if try await faulted(.dpsDevice, outbound: outbound) { return }
-        guard scope == (await store.state.dps.idScope) else {
+        guard scope == (await store.read({ $0.dps.idScope })) else {
             try await outbound.write(.connack(.init(returnCode: MQTTPacket.ConnAck.notAuthorized)))
             throw Close(reason: "unknown ID scope")
         }
@@ -181,7 +181,7 @@ struct MQTTSessions: Sendable {
         let deviceID = connect.clientID
         let parts = (connect.username ?? "").split(separator: "/", omittingEmptySubsequences: false)
         if try await faulted(.hubDevice, outbound: outbound) { return }
-        let hostName = await store.state.hub.hostName
+        let hostName = await store.read { $0.hub.hostName }
         guard parts.count >= 2, parts[0] == hostName, parts[1] == deviceID else {
             try await outbound.write(.connack(.init(returnCode: MQTTPacket.ConnAck.notAuthorized)))
             throw Close(reason: "the username must be {hub}/{deviceId}/...")

@@ -80,6 +80,11 @@ actor SandboxStore {
         }
     }
 
+    /// Reads part of the state on the actor. Prefer it to `state` for reads that run while the sandbox
+    /// is busy: a copy of the whole state held outside the actor (even for a moment) makes the next
+    /// in-place change copy every registry it touches, a cost that grows with the fleet.
+    func read<T: Sendable>(_ body: (SandboxState) throws -> T) rethrows -> T { try body(state) }
+
     private var waiters: [CheckedContinuation<Void, any Error>] = []
     private var flushing = false
 

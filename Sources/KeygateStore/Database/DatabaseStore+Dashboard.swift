@@ -60,7 +60,7 @@ extension DatabaseStore: DashboardStore {
                 arguments += [after]
             }
             let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            arguments += [max(1, min(limit, 1_000))]
+            arguments += [max(1, min(limit, 10_000))]
             return try db.fetchAll(sql: "SELECT * FROM devices \(whereClause) ORDER BY id LIMIT ?", arguments: arguments)
                 .map(Self.device)
         }

@@ -161,27 +161,7 @@ extension DatabaseStore: OnboardingStore {
 
     /// Devices filtered by state and group, ordered by ID after `after`, at most `limit` (clamped to 1...10,000).
     public func devices(state: Device.State?, group: String?, after: String?, limit: Int) async throws -> [Device] {
-        try await read { db in
-            var clauses: [String] = []
-            var arguments: SQLArguments = []
-            if let state {
-                clauses.append("state = ?")
-                arguments += [state.rawValue]
-            }
-            if let group {
-                clauses.append("group_name = ?")
-                arguments += [group]
-            }
-            if let after {
-                clauses.append("id > ?")
-                arguments += [after]
-            }
-            let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            arguments += [max(1, min(limit, 10_000))]
-            return try db.fetchAll(sql: "SELECT * FROM devices \(whereClause) ORDER BY id LIMIT ?", arguments: arguments
-            )
-            .map(Self.device)
-        }
+        try await devices(prefix: nil, state: state, group: group, after: after, limit: limit)
     }
 
     /// Devices per state; states with none are absent.
