@@ -290,4 +290,59 @@ import Testing
             #expect(try await kg.store.devices(prefix: "csv-", state: .allowlisted, group: nil, after: nil, limit: 1000).count == 600)
         }
     }
+
+    @Test func aDeadLetterIsRetriedAndARotationStartedFromTheDashboard() async throws {
+        try await withApp { client, kg in
+            let fleet = try await seedDevice(kg)
+            var connector = ConnectorRequest(name: "dps", type: "dps")
+            connector.connectionString = "HostName=dps.example;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=AAAAAAAAAAAAAAAAAAAAAA=="
+            connector.idScope = "0ne00000000"
+            _ = try await kg.server.services.connectors.add(connector, actor: "test")
+            try await kg.store.enqueue(OutboxItem(connector: "dps", deviceID: "dev-1", action: .enroll), audit: nil)
+            let item = try #require(try await kg.store.outboxItems(state: .pending, deviceID: "dev-1", limit: 1).first)
+            try await kg.store.failOutboxItem(
+                id: item.id, error: "HTTP 400 from DPS: <b>bad</b> enrollment", nextAttemptAt: Date(), deadLetter: true,
+                audit: nil)
+            let session = try await signIn(client, token: kg.adminToken)
+            let (_, connectors) = try await page(client, session, "/ui/connectors")
+            #expect(connectors.contains("action=\"/ui/outbox/\(item.id)/retry\""), "the dead letter has a retry button")
+            #expect(connectors.contains("&lt;b&gt;bad&lt;/b&gt;"), "Azure's error is shown as text")
+            let (headers, body) = session.form([:])
+            try await client.execute(uri: "/ui/outbox/\(item.id)/retry", method: .post, headers: headers, body: body) {
+                #expect($0.status == .seeOther)
+            }
+            #expect(try await kg.store.outboxItems(state: .pending, deviceID: "dev-1", limit: 5).map(\.id) == [item.id])
+            let retried = try await kg.store.auditEvents(matching: AuditFilter(action: "outbox.retried"))
+            #expect(retried.first?.actor == "admin:initial")
+            _ = fleet
+            let (rotationHeaders, rotationBody) = session.form(["group": "fleet", "perMinute": "120", "reason": "new CA"])
+            try await client.execute(uri: "/ui/rotations", method: .post, headers: rotationHeaders, body: rotationBody) {
+                #expect($0.status == .seeOther)
+            }
+            let (rotation, _) = try await kg.server.services.lifecycle.rotation(group: "fleet")
+            #expect(rotation.perMinute == 120 && rotation.reason == "new CA")
+            let (_, rotations) = try await page(client, session, "/ui/rotations")
+            #expect(rotations.contains("120 / min") && rotations.contains("<progress"))
+        }
+    }
+
+    @Test(.tags(.outsideTool), .fullRunOnly) func verifyingTheChainNamesTheBrokenEntry() async throws {
+        try await withApp { client, kg in
+            _ = try await seedDevice(kg)
+            let session = try await signIn(client, token: kg.adminToken)
+            let events = try await kg.store.auditEvents(matching: AuditFilter(action: "group.created"))
+            let target = try #require(events.first)
+            let run = try await ExternalTool.require("sqlite3").run([
+                kg.directory.path(kg.server.configuration.database),
+                "UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = \(target.sequence);",
+            ])
+            #expect(run.status == 0, "\(run.combined)")
+            let (headers, body) = session.form([:])
+            let html = try await client.execute(uri: "/ui/audit/verify", method: .post, headers: headers, body: body) {
+                String(buffer: $0.body)
+            }
+            #expect(html.contains("The audit chain is broken at entry \(target.sequence)"))
+            #expect(html.contains("before=\(target.sequence + 1)"), "a link shows the entry")
+        }
+    }
 }
