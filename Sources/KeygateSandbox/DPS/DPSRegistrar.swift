@@ -26,7 +26,30 @@ final class DPSRegistrar: Sendable {
         var created: Date
     }
 
-    private let operations = Mutex<[String: Operation]>([:])
+    /// Operations kept for ten minutes, as DPS keeps them for polling. Expired ones leave from the
+    /// front of the insertion order, so recording one costs the same with 100 or 100,000 kept (a
+    /// sweep of the whole table per registration made the sandbox's cost grow with the fleet).
+    private struct Operations {
+        var byID: [String: Operation] = [:]
+        var order: [(id: String, created: Date)] = []
+        var head = 0
+
+        mutating func record(_ id: String, _ operation: Operation, keepFor: TimeInterval) {
+            let cutoff = operation.created.addingTimeInterval(-keepFor)
+            while head < order.count, order[head].created <= cutoff {
+                byID[order[head].id] = nil
+                head += 1
+            }
+            if head > 1024, head * 2 > order.count {
+                order.removeFirst(head)
+                head = 0
+            }
+            byID[id] = operation
+            order.append((id, operation.created))
+        }
+    }
+
+    private let operations = Mutex(Operations())
 
     init(store: SandboxStore, hub: HubRegistry) {
         self.store = store
@@ -116,9 +139,8 @@ final class DPSRegistrar: Sendable {
         _ = deviceID
         _ = disabled
         operations.withLock { operations in
-            let cutoff = Date().addingTimeInterval(-600)
-            operations = operations.filter { $0.value.created > cutoff }
-            operations[operationID] = Operation(registrationID: registrationID, result: result, created: Date())
+            operations.record(
+                operationID, Operation(registrationID: registrationID, result: result, created: Date()), keepFor: 600)
         }
         return operationID
     }
@@ -126,7 +148,7 @@ final class DPSRegistrar: Sendable {
     /// The status of an operation of `registrationID`.
     func operation(_ operationID: String, registrationID: String) -> JSONValue? {
         operations.withLock { operations in
-            guard let operation = operations[operationID], operation.registrationID == registrationID else {
+            guard let operation = operations.byID[operationID], operation.registrationID == registrationID else {
                 return nil
             }
             return operation.result
