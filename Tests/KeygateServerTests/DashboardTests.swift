@@ -345,4 +345,63 @@ import Testing
             #expect(html.contains("before=\(target.sequence + 1)"), "a link shows the entry")
         }
     }
+
+    @Test func groupsAreCreatedAndEditedAndDevicesAddedAndRetiredFromTheDashboard() async throws {
+        try await withApp { client, kg in
+            let session = try await signIn(client, token: kg.adminToken)
+            let fleet = kg.server.services.fleet
+            // Create: the form's fields become the policy.
+            let create = session.form([
+                "name": "plant-7", "method-ddk": "on", "firstContact": "open", "validityDays": "90",
+                "approval": "auto", "quarantineAction": "revoke", "profile": "device", "minimumAssurance": "1",
+                "connector": "",
+            ])
+            try await client.execute(uri: "/ui/groups", method: .post, headers: create.0, body: create.1) {
+                #expect($0.status == .seeOther)
+            }
+            var group = try await fleet.group(named: "plant-7")
+            #expect(group.policy.validityDays == 90 && group.policy.firstContact == "open")
+            #expect(group.policy.quarantineRevokes)
+            // Edit: the same form on the group's page.
+            let edit = session.form([
+                "method-ddk": "on", "firstContact": "token", "validityDays": "30", "approval": "manual",
+                "quarantineAction": "hold", "profile": "device", "minimumAssurance": "2", "connector": "",
+            ])
+            try await client.execute(uri: "/ui/groups/plant-7", method: .post, headers: edit.0, body: edit.1) {
+                #expect($0.status == .seeOther)
+            }
+            group = try await fleet.group(named: "plant-7")
+            #expect(group.policy.validityDays == 30 && group.policy.firstContact == "token")
+            #expect(group.policy.approval == "manual" && group.policy.minimumAssurance == 2)
+            let changes = try await kg.store.auditEvents(matching: AuditFilter(subject: "plant-7"))
+            #expect(changes.map(\.action) == ["group.updated", "group.created"])
+            #expect(changes.allSatisfy { $0.actor == "admin:initial" })
+            // A bad value is refused with the policy's words, and nothing changes.
+            let bad = session.form(["method-ddk": "on", "validityDays": "9999"])
+            try await client.execute(uri: "/ui/groups/plant-7", method: .post, headers: bad.0, body: bad.1) {
+                #expect($0.status == .badRequest)
+                #expect(String(buffer: $0.body).contains("validityDays must be 1 to 3650"))
+            }
+            #expect(try await fleet.group(named: "plant-7").policy.validityDays == 30)
+            // One device added by hand: the group needs a token at first contact, shown once.
+            let add = session.form(["deviceId": "line-1", "group": "plant-7"])
+            let location = try await client.execute(uri: "/ui/allowlist", method: .post, headers: add.0, body: add.1) {
+                response -> String in
+                #expect(response.status == .seeOther)
+                return try #require(response.headers[.location])
+            }
+            let (_, added) = try await page(client, session, location)
+            #expect(added.contains("line-1 added to the allowlist.") && added.contains("token, shown this once: kg_"))
+            #expect(try await fleet.device(id: "line-1").state == .allowlisted)
+            // Retired after its confirmation page.
+            let (status, confirm) = try await page(client, session, "/ui/devices/line-1/retire")
+            #expect(status == .ok && confirm.contains("cannot be undone"))
+            let retire = session.form(["reason": "scrapped"])
+            try await client.execute(uri: "/ui/devices/line-1/retire", method: .post, headers: retire.0, body: retire.1) {
+                #expect($0.status == .seeOther)
+            }
+            #expect(try await fleet.device(id: "line-1").state == .retired)
+            #expect(try await page(client, session, "/ui/devices/line-1/quarantine").0 == .conflict, "no confirmation for a retired device")
+        }
+    }
 }

@@ -95,6 +95,12 @@ def markup_checks(page, name):
     console_errors.clear()
     check(not dialogs, f"{where}: a dialog opened: {dialogs}")
     check(not page_errors, f"{where}: a script error: {page_errors}")
+    # Every form control a person fills in has a label (or an aria-label) that names it.
+    unlabeled = page.evaluate("""() => Array.from(document.querySelectorAll('input, select, textarea'))
+        .filter(e => e.type !== 'hidden' && e.type !== 'submit' && !(e.labels && e.labels.length) &&
+                     !e.getAttribute('aria-label'))
+        .map(e => e.name || e.id || e.outerHTML.slice(0, 60))""")
+    check(not unlabeled, f"{where}: form controls without a label: {unlabeled}")
 
 
 def text(page, selector):
@@ -167,9 +173,17 @@ def run(browser):
     passed("a", f"a wrong token is refused (401, {problem!r}), no session cookie")
 
     # b. The admin token signs in: the overview with the fleet's total and a tile per state.
-    page.fill("#token", ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in").click()
+    # By keyboard alone: the token field has the focus, Enter submits; Tab then reaches the skip link first.
+    check(page.evaluate("document.activeElement.id") == "token", "the sign-in page puts the focus on the token field")
+    page.keyboard.type(ADMIN_TOKEN)
+    page.keyboard.press("Enter")
     page.wait_for_url(UI + "/")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent.trim()")
+    check(focused == "Skip to content", f"the first Tab reaches the skip link, not {focused!r}")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent.trim()")
+    check(focused == "Keygate", f"the next Tab reaches the navigation, not {focused!r}")
     heading = text(page, "#fleet")
     check(heading == "Devices: 10,000", f"the overview says {heading!r}, not 'Devices: 10,000'")
     tiles = {}
@@ -189,7 +203,7 @@ def run(browser):
     soft(last_error == "—", "overview: a connector without errors shows its last Azure error as '(—)'",
          repr(last_error))
     shot(page, "overview")
-    passed("b", f"signed in as {who!r}: 'Devices: 10,000', tiles {tiles}; cookie HttpOnly, Secure, SameSite=Strict")
+    passed("b", f"signed in by keyboard (focus, Enter, Tab to the skip link and the navigation) as {who!r}: 'Devices: 10,000', tiles {tiles}; cookie HttpOnly, Secure, SameSite=Strict")
 
     # The other pages: groups, a group, connectors (with a connection test), rotations.
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Groups", exact=True).click()

@@ -7,8 +7,11 @@ import Logging
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the server: HTTPS admin/device API and plain-HTTP CRL, OCSP and CA chain.",
-        discussion: "Stops cleanly on SIGTERM or SIGINT.")
+        abstract: "Run the server: HTTPS admin/device API and dashboard, plain-HTTP CRL, OCSP and CA chain.",
+        discussion: """
+            The operator dashboard is at https://HOST:PORT/ui/ on the HTTPS listener: sign in with an admin \
+            token (docs/dashboard.md). Stops cleanly on SIGTERM or SIGINT.
+            """)
 
     @Option(name: .long, help: "The data folder made by `keygate init`.")
     var dataDir: String
